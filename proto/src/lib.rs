@@ -1,0 +1,23 @@
+//! Flotilla's wire format: generated protobuf types and gRPC stubs, nothing hand-written.
+//!
+//! Three services, kept apart because they have different callers and trust:
+//! - [`control`]: the client control plane (cluster, apps, …), served by every node; writes are
+//!   forwarded to the Raft leader by the node that receives them.
+//! - [`worker`]: the data plane of the node that hosts a workload (exec, stdio, files).
+//! - [`peer`]: cluster-internal only (Raft RPCs, forward-to-leader, join, liveness). It is
+//!   authenticated with the cluster secret and must never be exposed to clients.
+
+/// Client control plane, package `flotilla.v1.control`.
+pub mod control {
+    tonic::include_proto!("flotilla.v1.control");
+}
+
+/// Data plane served by the hosting node, package `flotilla.v1.worker`.
+pub mod worker {
+    tonic::include_proto!("flotilla.v1.worker");
+}
+
+/// Cluster-internal service, package `flotilla.v1.peer`.
+pub mod peer {
+    tonic::include_proto!("flotilla.v1.peer");
+}

@@ -1,0 +1,67 @@
+//! Every replicated write ([`Command`]) and what applying it returns ([`Response`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{App, NodeRecord};
+use crate::NodeId;
+
+/// A write to the catalog. Built by the node that took the client request, stamped by the
+/// leader, then proposed. Fields named `at_ms` are leader-chosen wall-clock times (Unix ms),
+/// filled in by [`Command::stamp`] so that `apply` never reads a clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create an app or replace it atomically with a new version.
+    DeployApp {
+        /// App name, unique in the cluster.
+        name: String,
+        /// Names of the app's functions, sorted.
+        functions: Vec<String>,
+        /// The validated spec in canonical JSON (opaque to the catalog).
+        spec_json: String,
+        /// Chosen by the client once per deploy: a retried request with the same id is
+        /// applied once and answers with the version it created.
+        request_id: String,
+        at_ms: i64,
+    },
+    /// Stop an app: it stays in the catalog, marked stopped. Stopping twice is a no-op.
+    StopApp { name: String, at_ms: i64 },
+    /// A node announces itself and its capacity when it starts (idempotent).
+    RegisterNode {
+        id: NodeId,
+        addr: String,
+        cpus: u32,
+        memory_mib: u64,
+        at_ms: i64,
+    },
+}
+
+impl Command {
+    /// Sets every leader-chosen time to `now_ms`. Called by the leader just before it proposes.
+    pub fn stamp(&mut self, now_ms: i64) {
+        match self {
+            Command::DeployApp { at_ms, .. }
+            | Command::StopApp { at_ms, .. }
+            | Command::RegisterNode { at_ms, .. } => *at_ms = now_ms,
+        }
+    }
+}
+
+/// The outcome of applying a [`Command`], the same on every node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Membership changes and other entries with no catalog result.
+    Empty,
+    App(App),
+    Node(NodeRecord),
+    /// The command was invalid for the catalog as it stood; nothing changed.
+    Rejected(Rejection),
+}
+
+/// Why `apply` refused a command. Deterministic: every node refuses it the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("app {0:?} not found")]
+    AppNotFound(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}

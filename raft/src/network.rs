@@ -1,0 +1,200 @@
+//! The Raft network over the Peer gRPC service.
+//!
+//! openraft's RPCs travel as bincode bytes in `flotilla.v1.peer.Peer` (see `peer.proto`): the
+//! client half is [`PeerNetwork`]; the server half is the `serve_*` functions, which the node's
+//! Peer service calls with the request bytes. A remote Raft error is sent back inside the
+//! payload (`Result<Reply, RaftError>`); a transport failure becomes `Unreachable`, so openraft
+//! backs off instead of hammering a dead peer.
+//!
+//! When a cluster secret is configured, every call carries it in the `x-flotilla-secret`
+//! metadata entry and the Peer service refuses calls without it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::peer::peer_client::PeerClient;
+use flotilla_proto::peer::RaftMessage;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::{self, CodecError};
+use crate::{Node, NodeId, Raft, TypeConfig};
+
+/// Metadata key that carries the cluster secret on Peer calls.
+pub const SECRET_HEADER: &str = "x-flotilla-secret";
+
+/// How long a new connection to a peer may take before the call fails as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A Peer client that adds the cluster secret to every call.
+pub type AuthedPeerClient = PeerClient<InterceptedService<Channel, SecretInterceptor>>;
+
+/// Adds the cluster secret, when there is one, to each outgoing call.
+#[derive(Clone)]
+pub struct SecretInterceptor {
+    secret: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for SecretInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(secret) = &self.secret {
+            req.metadata_mut().insert(SECRET_HEADER, secret.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The cluster secret as configured; empty means none.
+#[derive(Clone, Default)]
+pub struct ClusterSecret(Option<Arc<str>>);
+
+impl ClusterSecret {
+    /// `None` or an empty string disables peer authentication.
+    pub fn new(secret: Option<String>) -> Self {
+        Self(secret.filter(|s| !s.is_empty()).map(Into::into))
+    }
+
+    /// Whether a call's presented secret matches. Constant-time in the secret's length.
+    pub fn accepts(&self, presented: Option<&[u8]>) -> bool {
+        match (&self.0, presented) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(want), Some(got)) => {
+                let want = want.as_bytes();
+                want.len() == got.len() && want.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            }
+        }
+    }
+
+    /// A client for the Peer service at `addr` (`host:port`). Connects lazily: the first call
+    /// makes the connection, so creating a client never fails on a dead peer.
+    pub fn client(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let secret = self.0.as_ref().map(|s| s.parse().expect("secret must be ASCII; validated in config"));
+        Ok(PeerClient::with_interceptor(channel, SecretInterceptor { secret }))
+            .map(|c| c.max_decoding_message_size(64 << 20))
+    }
+}
+
+/// openraft's network factory: one [`PeerConnection`] per target node.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    secret: ClusterSecret,
+}
+
+impl PeerNetwork {
+    pub fn new(secret: ClusterSecret) -> Self {
+        Self { secret }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        PeerConnection { target, client: self.secret.client(&node.addr).map_err(|e| e.to_string()) }
+    }
+}
+
+/// The connection to one peer, used by openraft's replication and election tasks.
+pub struct PeerConnection {
+    target: NodeId,
+    /// An invalid address is reported on every call as a network error.
+    client: Result<AuthedPeerClient, String>,
+}
+
+type RpcResult<Resp, E> = Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(&mut self, method: Method, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(e.clone())))),
+        };
+        let payload = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let msg = RaftMessage { payload };
+        let call = async {
+            match method {
+                Method::Append => client.append_entries(msg).await,
+                Method::Vote => client.vote(msg).await,
+                Method::Snapshot => client.install_snapshot(msg).await,
+            }
+        };
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+            Ok(Err(status)) => return Err(RPCError::Unreachable(Unreachable::new(&status))),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(Method::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(Method::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+}
+
+/// Serves an AppendEntries payload: decode, hand to Raft, encode the result.
+pub async fn serve_append_entries(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let req: AppendEntriesRequest<TypeConfig> = codec::decode(payload)?;
+    codec::encode(&raft.append_entries(req).await)
+}
+
+/// Serves a Vote payload.
+pub async fn serve_vote(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let req: VoteRequest<NodeId> = codec::decode(payload)?;
+    codec::encode(&raft.vote(req).await)
+}
+
+/// Serves one InstallSnapshot chunk.
+pub async fn serve_install_snapshot(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let req: InstallSnapshotRequest<TypeConfig> = codec::decode(payload)?;
+    codec::encode(&raft.install_snapshot(req).await)
+}
