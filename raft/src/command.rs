@@ -65,3 +65,21 @@ pub enum Rejection {
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
 }
+
+/// A write only the leader can carry out, as a follower forwards it (Peer `Forward`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Proposal {
+    /// A catalog command; the leader stamps it before proposing.
+    Write(Command),
+    /// Add a node: as a learner until it has caught up, then as a voter.
+    AddNode { id: NodeId, addr: String },
+    /// Remove a node from the voters and learners.
+    RemoveNode { id: NodeId },
+}
+
+/// What the leader answers to a [`Proposal`] once it is committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProposalReply {
+    Write(Response),
+    Membership { voters: Vec<NodeId>, learners: Vec<NodeId> },
+}

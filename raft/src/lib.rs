@@ -33,7 +33,7 @@ pub mod store;
 use std::io::Cursor;
 
 pub use catalog::{App, AppState, Catalog, NodeRecord};
-pub use command::{Command, Rejection, Response};
+pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 
 openraft::declare_raft_types!(
     /// openraft type configuration: catalog commands in, catalog responses out, `u64` node ids,

@@ -88,6 +88,31 @@ impl ClusterSecret {
     }
 }
 
+/// Peer clients by address, made once and reused (a tonic channel multiplexes calls), for
+/// the node's own Peer calls: forwarding, read index, probes.
+#[derive(Clone, Default)]
+pub struct PeerPool {
+    secret: ClusterSecret,
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<String, AuthedPeerClient>>>,
+}
+
+impl PeerPool {
+    pub fn new(secret: ClusterSecret) -> Self {
+        Self { secret, clients: Default::default() }
+    }
+
+    /// The client for `addr`, created on first use.
+    pub fn get(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
+        let mut clients = self.clients.lock().expect("peer pool lock poisoned");
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = self.secret.client(addr)?;
+        clients.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
 /// openraft's network factory: one [`PeerConnection`] per target node.
 #[derive(Clone)]
 pub struct PeerNetwork {

@@ -1,0 +1,86 @@
+//! `flotilla app …`
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use flotilla::{AppInfo, AppSpec, Client};
+use serde::Serialize;
+
+use super::output::{print, rfc3339, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// Deploy an app from its TOML spec (creates it or replaces it with a new version).
+    Deploy { file: PathBuf },
+    /// List apps.
+    List,
+    /// Show one app and its spec.
+    Show { name: String },
+    /// Stop an app.
+    Stop { name: String },
+}
+
+/// What `app deploy` prints.
+#[derive(Serialize)]
+struct Deployed {
+    app: String,
+    version: u64,
+    schedules: Vec<ScheduleFires>,
+}
+
+/// A scheduled function's next fire times (RFC 3339, UTC).
+#[derive(Serialize)]
+struct ScheduleFires {
+    function: String,
+    next: Vec<String>,
+}
+
+fn next_fires(app: &AppInfo) -> Vec<ScheduleFires> {
+    let now = chrono::Utc::now();
+    // A period schedule without an explicit anchor is anchored at the deploy of this version.
+    let anchor = chrono::DateTime::from_timestamp_millis(app.updated_at_ms).unwrap_or(now);
+    app.spec
+        .functions
+        .iter()
+        .filter_map(|(name, f)| {
+            let schedule = f.schedule.as_ref()?;
+            let next = schedule.next_fires(now, 3, anchor).iter().map(|t| t.to_rfc3339()).collect();
+            Some(ScheduleFires { function: name.clone(), next })
+        })
+        .collect()
+}
+
+fn print_app(a: &AppInfo) {
+    println!("{}  version {}  {}", a.name, a.version, a.state);
+    println!("  functions: {}", a.functions.join(", "));
+    println!("  deployed {}  updated {}", rfc3339(a.deployed_at_ms), rfc3339(a.updated_at_ms));
+}
+
+impl AppCmd {
+    pub async fn run(&self, client: &Client, format: Format) -> anyhow::Result<()> {
+        match self {
+            AppCmd::Deploy { file } => {
+                let spec = AppSpec::from_toml_file(file)?;
+                let app = client.deploy(spec).await?;
+                let out = Deployed { app: app.name.clone(), version: app.version, schedules: next_fires(&app) };
+                print(format, &out, |d| {
+                    println!("deployed {} version {}", d.app, d.version);
+                    for s in &d.schedules {
+                        println!("  {} next fires: {}", s.function, s.next.join(", "));
+                    }
+                })
+            }
+            AppCmd::List => {
+                let apps = client.list_apps().await?;
+                print(format, &apps, |apps| {
+                    println!("{:<24} {:<8} {:<9} FUNCTIONS", "NAME", "VERSION", "STATE");
+                    for a in apps {
+                        println!("{:<24} {:<8} {:<9} {}", a.name, a.version, a.state, a.functions.join(","));
+                    }
+                })
+            }
+            AppCmd::Show { name } => print(format, &client.app(name).await?, print_app),
+            AppCmd::Stop { name } => print(format, &client.stop_app(name).await?, print_app),
+        }
+    }
+}

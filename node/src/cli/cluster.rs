@@ -1,0 +1,46 @@
+//! `flotilla cluster …`
+
+use clap::Subcommand;
+use flotilla::Client;
+
+use super::output::{print, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Leader, term, and every node's role and status.
+    Status,
+    /// Add a running node: learner until caught up, then voter.
+    AddNode {
+        id: u64,
+        /// The node's advertised HOST:PORT.
+        addr: String,
+    },
+    /// Remove a node from the cluster.
+    RemoveNode { id: u64 },
+}
+
+impl ClusterCmd {
+    pub async fn run(&self, client: &Client, format: Format) -> anyhow::Result<()> {
+        match self {
+            ClusterCmd::Status => {
+                let status = client.cluster_status().await?;
+                print(format, &status, |s| {
+                    let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
+                    println!("leader {leader}  term {}  (answered by node {})", s.term, s.answered_by);
+                    println!("{:<4} {:<24} {:<9} {}", "ID", "ADDRESS", "ROLE", "STATUS");
+                    for n in &s.nodes {
+                        println!("{:<4} {:<24} {:<9} {}", n.id, n.addr, n.role, n.status);
+                    }
+                })
+            }
+            ClusterCmd::AddNode { id, addr } => {
+                let m = client.add_node(*id, addr).await?;
+                print(format, &m, |m| println!("voters {:?}  learners {:?}", m.voters, m.learners))
+            }
+            ClusterCmd::RemoveNode { id } => {
+                let m = client.remove_node(*id).await?;
+                print(format, &m, |m| println!("voters {:?}  learners {:?}", m.voters, m.learners))
+            }
+        }
+    }
+}

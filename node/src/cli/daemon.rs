@@ -1,0 +1,131 @@
+//! `flotilla dev` and `flotilla node`: flags -> [`Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{parse_initial_cluster, Config, ConfigError, FileConfig, Start};
+use crate::data_dir::DataDir;
+
+/// `flotilla dev`: a single-node cluster with embedded storage, in the foreground.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where state is kept across restarts.
+    #[arg(long, default_value = ".flotilla")]
+    data_dir: PathBuf,
+    /// Address of the gRPC services.
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    listen: SocketAddr,
+}
+
+impl DevArgs {
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config {
+            node_id: 1,
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            advertise: self.listen.to_string(),
+            start: Start::Bootstrap,
+            cluster_secret: None,
+            raft: Default::default(),
+        }
+        .validate()
+    }
+}
+
+/// `flotilla node`: one member of a cluster.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TOML file with any of these options (see config/node.toml); flags win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where this node keeps its state. One process per data dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address of the gRPC services (Control, Worker, Peer).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address peers and clients use to reach this node; defaults to --listen.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// This node's id (1 or more). Inferred from --initial-cluster or the data dir if omitted.
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Form a new one-node cluster.
+    #[arg(long, conflicts_with_all = ["initial_cluster", "join"])]
+    bootstrap: bool,
+    /// Form a cluster of these nodes: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`, the same on each.
+    #[arg(long, conflicts_with = "join")]
+    initial_cluster: Option<String>,
+    /// Join the cluster that the node at HOST:PORT belongs to.
+    #[arg(long)]
+    join: Option<String>,
+    /// File whose first line is the secret that authenticates node-to-node calls.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+}
+
+fn missing(field: &str, message: &str) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+impl NodeArgs {
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .ok_or_else(|| missing("data-dir", "is required (flag or config file)"))?;
+        let listen_text = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .ok_or_else(|| missing("listen", "is required (flag or config file)"))?;
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| missing("listen", &format!("{listen_text:?} is not IP:PORT")))?;
+        let advertise = self.advertise.clone().or(file.advertise).unwrap_or_else(|| listen.to_string());
+
+        let initial = self.initial_cluster.clone().or(file.initial_cluster);
+        let join = self.join.clone().or(file.join);
+        let start = if self.bootstrap || file.bootstrap == Some(true) {
+            if initial.is_some() || join.is_some() {
+                return Err(missing("bootstrap", "cannot be combined with initial-cluster or join"));
+            }
+            Start::Bootstrap
+        } else if let Some(initial) = initial {
+            if join.is_some() {
+                return Err(missing("join", "cannot be combined with initial-cluster"));
+            }
+            Start::InitialCluster(parse_initial_cluster(&initial)?)
+        } else if let Some(join) = join {
+            Start::Join(join)
+        } else {
+            Start::Wait
+        };
+
+        let node_id = match self.node_id.or(file.node_id) {
+            Some(id) => id,
+            None => match (&start, DataDir::recorded_node_id(&data_dir)) {
+                (_, Some(id)) => id,
+                (Start::InitialCluster(members), None) => members
+                    .iter()
+                    .find(|(_, addr)| **addr == advertise)
+                    .map(|(id, _)| *id)
+                    .ok_or_else(|| missing("node-id", "is required: --initial-cluster lists no node at --advertise"))?,
+                (Start::Bootstrap, None) => 1,
+                _ => return Err(missing("node-id", "is required to join a cluster")),
+            },
+        };
+        let cluster_secret = match self.cluster_secret_file.clone().or(file.cluster_secret_file) {
+            Some(path) => Some(Config::read_secret(&path)?),
+            None => None,
+        };
+        Config { node_id, data_dir, listen, advertise, start, cluster_secret, raft: file.raft }.validate()
+    }
+}

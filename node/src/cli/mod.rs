@@ -1,0 +1,83 @@
+//! The command line: daemon commands (`node`, `dev`), client commands built on the SDK, and
+//! benchmarks.
+//!
+//! Exit codes: 0 success; 1 the request failed (not found, unavailable, server error);
+//! 2 the input was wrong (bad flags, invalid app spec or config).
+
+mod app;
+mod cluster;
+mod daemon;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+pub use output::Format;
+
+/// Flotilla: a self-hosted compute cluster.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about)]
+pub struct Cli {
+    /// Node endpoints to talk to, comma-separated; any node works and they are tried in turn.
+    #[arg(long, global = true, env = "FLOTILLA_ENDPOINT", default_value = "http://127.0.0.1:7100", value_delimiter = ',')]
+    endpoint: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a single-node cluster in the foreground, state in ./.flotilla.
+    Dev(daemon::DevArgs),
+    /// Run a cluster node.
+    Node(Box<daemon::NodeArgs>),
+    /// Cluster status and membership.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+    /// Deploy and manage apps.
+    #[command(subcommand)]
+    App(app::AppCmd),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCmd),
+}
+
+impl Cli {
+    /// Whether this invocation runs a long-lived node (it logs more).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Dev(_) | Command::Node(_))
+    }
+
+    pub async fn run(&self) -> anyhow::Result<()> {
+        match &self.command {
+            Command::Dev(args) => crate::server::run(args.config()?).await,
+            Command::Node(args) => crate::server::run(args.config()?).await,
+            Command::Cluster(cmd) => cmd.run(&self.client().await?, self.output).await,
+            Command::App(cmd) => cmd.run(&self.client().await?, self.output).await,
+            Command::Bench(cmd) => cmd.run().await,
+        }
+    }
+
+    async fn client(&self) -> anyhow::Result<flotilla::Client> {
+        Ok(flotilla::Client::connect(&self.endpoint).await?)
+    }
+}
+
+/// The process exit code for an error: 2 for bad input, 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let bad_input = e.chain().any(|cause| {
+        cause.downcast_ref::<crate::config::ConfigError>().is_some()
+            || cause.downcast_ref::<flotilla::spec::SpecError>().is_some()
+            || matches!(
+                cause.downcast_ref::<flotilla::Error>(),
+                Some(flotilla::Error::InvalidArgument(_) | flotilla::Error::Spec(_))
+            )
+    });
+    if bad_input {
+        2
+    } else {
+        1
+    }
+}

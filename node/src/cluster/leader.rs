@@ -1,0 +1,106 @@
+//! What only the leader does: propose stamped commands, change membership, name read indexes.
+//! Called for local requests when this node leads, and by the Peer service for forwarded ones.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use flotilla_raft::{Node, NodeId, Proposal, ProposalReply};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+
+use super::Cluster;
+use crate::error::NodeError;
+
+/// How long a joining node may take to catch up as a learner before the add fails.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Node>>;
+
+impl Cluster {
+    /// Carries out a proposal on this node, which must be the leader.
+    pub async fn lead(&self, proposal: Proposal) -> Result<ProposalReply, NodeError> {
+        match proposal {
+            Proposal::Write(mut cmd) => {
+                cmd.stamp(chrono::Utc::now().timestamp_millis());
+                let resp = self.raft.client_write(cmd).await.map_err(|e| self.write_error(e))?;
+                Ok(ProposalReply::Write(resp.data))
+            }
+            Proposal::AddNode { id, addr } => self.add_node(id, addr).await,
+            Proposal::RemoveNode { id } => self.remove_node(id).await,
+        }
+    }
+
+    /// Confirms leadership with a quorum and returns the index a linearizable read must see.
+    pub async fn read_index(&self) -> Result<u64, NodeError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(_)) => Err(NodeError::NotLeader(self.id)),
+            Err(RaftError::Fatal(f)) => Err(NodeError::Stopped(f.to_string())),
+        }
+    }
+
+    fn write_error(&self, e: WriteError) -> NodeError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NodeError::NotLeader(self.id),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => NodeError::Membership(c.to_string()),
+            RaftError::Fatal(f) => NodeError::Stopped(f.to_string()),
+        }
+    }
+
+    fn membership_reply(&self) -> ProposalReply {
+        let g = self.group();
+        ProposalReply::Membership { voters: g.voters, learners: g.learners }
+    }
+
+    async fn add_node(&self, id: NodeId, addr: String) -> Result<ProposalReply, NodeError> {
+        if id == 0 {
+            return Err(NodeError::invalid("id", "must be 1 or more"));
+        }
+        if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            return Err(NodeError::invalid("addr", format!("{addr:?} is not HOST:PORT")));
+        }
+        let g = self.group();
+        if let Some(known) = g.addrs.get(&id) {
+            if *known != addr {
+                return Err(NodeError::Membership(format!(
+                    "node {id} is already a member at {known}; remove it first to move it to {addr}"
+                )));
+            }
+            if g.voters.contains(&id) {
+                return Ok(self.membership_reply());
+            }
+        }
+        tracing::info!(node = id, %addr, "adding node as a learner");
+        let added = tokio::time::timeout(CATCH_UP_TIMEOUT, self.raft.add_learner(id, Node::new(addr.clone()), true))
+            .await
+            .map_err(|_| NodeError::NodeUnreachable {
+                id,
+                addr: addr.clone(),
+                cause: format!("not caught up within {CATCH_UP_TIMEOUT:?}"),
+            })?;
+        added.map_err(|e| self.write_error(e))?;
+        tracing::info!(node = id, "learner caught up; promoting to voter");
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(self.membership_reply())
+    }
+
+    async fn remove_node(&self, id: NodeId) -> Result<ProposalReply, NodeError> {
+        let g = self.group();
+        let change = if g.voters.contains(&id) {
+            if g.voters.len() == 1 {
+                return Err(NodeError::Membership(format!("node {id} is the only voter; it cannot be removed")));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if g.learners.contains(&id) {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(NodeError::invalid("id", format!("node {id} is not a member of the cluster")));
+        };
+        tracing::info!(node = id, "removing node");
+        self.raft.change_membership(change, false).await.map_err(|e| self.write_error(e))?;
+        Ok(self.membership_reply())
+    }
+}

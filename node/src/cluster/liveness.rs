@@ -1,0 +1,66 @@
+//! Which members answer. Every node probes every other member with Peer `Ping` and remembers
+//! when each last answered; `cluster status` reports a member `down` when it has not answered
+//! for [`DOWN_AFTER`]. Liveness is local and in memory: nothing here goes through Raft.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla_proto::peer::PingRequest;
+use flotilla_raft::NodeId;
+use tokio::sync::watch;
+
+use super::Cluster;
+
+/// Period of the probe round.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// Deadline of one probe.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
+/// A member that has not answered for this long is reported down.
+pub const DOWN_AFTER: Duration = Duration::from_secs(2);
+
+/// When each member last answered a probe. Shared; the lock is held only to read or write
+/// the map, never across an `.await`.
+#[derive(Clone, Default)]
+pub struct Liveness {
+    last_seen: Arc<Mutex<HashMap<NodeId, Instant>>>,
+}
+
+impl Liveness {
+    /// Whether `id` answered within [`DOWN_AFTER`].
+    pub fn is_up(&self, id: NodeId) -> bool {
+        let seen = self.last_seen.lock().expect("liveness lock poisoned");
+        seen.get(&id).is_some_and(|t| t.elapsed() < DOWN_AFTER)
+    }
+
+    fn saw(&self, id: NodeId) {
+        self.last_seen.lock().expect("liveness lock poisoned").insert(id, Instant::now());
+    }
+}
+
+/// Probes every member until `shutdown` turns true.
+pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        cluster.liveness.saw(cluster.id);
+        for (id, addr) in cluster.group().addrs {
+            if id == cluster.id {
+                continue;
+            }
+            let (peers, liveness, from) = (cluster.peers.clone(), cluster.liveness.clone(), cluster.id);
+            tokio::spawn(async move {
+                let Ok(mut client) = peers.get(&addr) else { return };
+                let mut req = tonic::Request::new(PingRequest { from });
+                req.set_timeout(PROBE_TIMEOUT);
+                if client.ping(req).await.is_ok() {
+                    liveness.saw(id);
+                }
+            });
+        }
+    }
+}

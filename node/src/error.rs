@@ -1,0 +1,45 @@
+//! What a node's request handling can fail with. Mapped to a gRPC status in one place,
+//! `grpc::status`.
+
+use flotilla_raft::{NodeId, Rejection};
+
+/// A request could not be served by this node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// No leader is known (election in progress, or no quorum). Retry.
+    #[error("no leader elected yet; retry shortly")]
+    NoLeader,
+    /// The leader moved while the request was in flight. Retry.
+    #[error("node {0} is no longer the leader; retry")]
+    NotLeader(NodeId),
+    /// The leader could not be reached to forward or confirm a request. Retry.
+    #[error("leader {leader} at {addr} unreachable: {cause}")]
+    LeaderUnreachable { leader: NodeId, addr: String, cause: String },
+    /// The request is malformed; the message names the field.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    /// The catalog refused the command.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// A membership change that cannot be made as asked.
+    #[error("{0}")]
+    Membership(String),
+    /// A node being added did not catch up in time.
+    #[error("node {id} at {addr} did not catch up: {cause}")]
+    NodeUnreachable { id: NodeId, addr: String, cause: String },
+    /// Raft on this node has stopped (shutdown or a fatal storage error).
+    #[error("this node is shutting down or has failed: {0}")]
+    Stopped(String),
+    /// The leader answered a forwarded request with this status; passed on unchanged.
+    #[error("{}", .0.message())]
+    Forwarded(tonic::Status),
+    /// A bug or a corrupt message between nodes.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        NodeError::InvalidArgument { field: field.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,151 @@
+//! The Control service: the client control plane.
+
+use flotilla::spec::SpecError;
+use flotilla::AppSpec;
+use flotilla_proto::control as pb;
+use flotilla_proto::control::control_server::Control;
+use flotilla_raft::{App, Command, Proposal, ProposalReply, Rejection, Response as CatalogResponse};
+use tonic::{Request, Response, Status};
+
+use crate::cluster::Cluster;
+use crate::error::NodeError;
+
+pub struct ControlService {
+    pub cluster: Cluster,
+}
+
+fn to_pb(app: App) -> pb::App {
+    pb::App {
+        name: app.name,
+        version: app.version,
+        state: app.state.as_str().to_string(),
+        functions: app.functions,
+        spec_json: app.spec_json,
+        deployed_at_ms: app.deployed_at_ms,
+        updated_at_ms: app.updated_at_ms,
+    }
+}
+
+fn membership(reply: ProposalReply) -> Result<Response<pb::MembershipReply>, Status> {
+    match reply {
+        ProposalReply::Membership { voters, learners } => Ok(Response::new(pb::MembershipReply { voters, learners })),
+        other => Err(Status::internal(format!("unexpected reply to a membership change: {other:?}"))),
+    }
+}
+
+fn app_reply(resp: CatalogResponse) -> Result<App, Status> {
+    match resp {
+        CatalogResponse::App(app) => Ok(app),
+        other => Err(Status::internal(format!("unexpected catalog response: {other:?}"))),
+    }
+}
+
+/// Parses and validates a spec sent by a client; errors name the field.
+fn parse_spec(spec_json: &str) -> Result<AppSpec, NodeError> {
+    if spec_json.trim().is_empty() {
+        return Err(NodeError::invalid("spec_json", "must not be empty"));
+    }
+    let spec: AppSpec =
+        serde_json::from_str(spec_json).map_err(|e| NodeError::invalid("spec_json", e.to_string()))?;
+    spec.validate().map_err(|e| match e {
+        SpecError::Invalid { path, message } => NodeError::invalid(path, message),
+        other => NodeError::invalid("spec_json", other.to_string()),
+    })?;
+    Ok(spec)
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn cluster_status(
+        &self,
+        _: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        let c = &self.cluster;
+        let g = c.group();
+        let nodes = g
+            .addrs
+            .iter()
+            .map(|(&id, addr)| pb::NodeStatus {
+                id,
+                addr: addr.clone(),
+                role: if g.leader == Some(id) {
+                    "leader"
+                } else if g.voters.contains(&id) {
+                    "follower"
+                } else {
+                    "learner"
+                }
+                .to_string(),
+                status: if c.liveness.is_up(id) { "up" } else { "down" }.to_string(),
+                gpus: Vec::new(),
+            })
+            .collect();
+        Ok(Response::new(pb::ClusterStatusReply {
+            leader: g.leader,
+            term: g.term,
+            nodes,
+            answered_by: c.id,
+            last_log_index: g.last_log_index,
+            last_applied: g.last_applied,
+            snapshot_index: g.snapshot_index,
+        }))
+    }
+
+    async fn add_node(&self, req: Request<pb::AddNodeRequest>) -> Result<Response<pb::MembershipReply>, Status> {
+        let pb::AddNodeRequest { id, addr } = req.into_inner();
+        membership(self.cluster.propose(Proposal::AddNode { id, addr }).await?)
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        let id = req.into_inner().id;
+        membership(self.cluster.propose(Proposal::RemoveNode { id }).await?)
+    }
+
+    async fn deploy_app(&self, req: Request<pb::DeployAppRequest>) -> Result<Response<pb::DeployAppReply>, Status> {
+        let req = req.into_inner();
+        let spec = parse_spec(&req.spec_json)?;
+        if req.request_id.is_empty() || req.request_id.len() > 128 {
+            return Err(NodeError::invalid("request_id", "must be 1 to 128 characters").into());
+        }
+        let spec_json = serde_json::to_string(&spec).map_err(|e| Status::internal(e.to_string()))?;
+        let cmd = Command::DeployApp {
+            name: spec.name.clone(),
+            functions: spec.functions.keys().cloned().collect(),
+            spec_json,
+            request_id: req.request_id,
+            at_ms: 0,
+        };
+        let app = app_reply(self.cluster.write(cmd).await?)?;
+        tracing::info!(app = %app.name, version = app.version, "app deployed");
+        Ok(Response::new(pb::DeployAppReply { app: Some(to_pb(app)) }))
+    }
+
+    async fn list_apps(&self, _: Request<pb::ListAppsRequest>) -> Result<Response<pb::ListAppsReply>, Status> {
+        self.cluster.linearizable().await?;
+        let apps = self.cluster.view.read(|c| c.apps.values().cloned().map(to_pb).collect());
+        Ok(Response::new(pb::ListAppsReply { apps }))
+    }
+
+    async fn get_app(&self, req: Request<pb::GetAppRequest>) -> Result<Response<pb::App>, Status> {
+        let name = req.into_inner().name;
+        if name.is_empty() {
+            return Err(NodeError::invalid("name", "must not be empty").into());
+        }
+        self.cluster.linearizable().await?;
+        let app = self.cluster.view.read(|c| c.apps.get(&name).cloned());
+        let app = app.ok_or_else(|| NodeError::from(Rejection::AppNotFound(name)))?;
+        Ok(Response::new(to_pb(app)))
+    }
+
+    async fn stop_app(&self, req: Request<pb::StopAppRequest>) -> Result<Response<pb::App>, Status> {
+        let name = req.into_inner().name;
+        if name.is_empty() {
+            return Err(NodeError::invalid("name", "must not be empty").into());
+        }
+        let app = app_reply(self.cluster.write(Command::StopApp { name, at_ms: 0 }).await?)?;
+        Ok(Response::new(to_pb(app)))
+    }
+}

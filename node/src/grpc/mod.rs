@@ -1,0 +1,12 @@
+//! The node's gRPC services. Each method converts the request, calls into [`crate::cluster`],
+//! and converts back; errors become a `tonic::Status` in one place ([`status`]).
+
+mod control;
+mod peer;
+mod status;
+mod worker;
+
+pub use control::ControlService;
+pub use peer::PeerService;
+pub use peer::authenticate;
+pub use worker::WorkerService;

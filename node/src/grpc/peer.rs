@@ -1,0 +1,72 @@
+//! The Peer service: Raft RPCs, forwarded writes, read index and probes between nodes.
+//! Authenticated by [`authenticate`] when a cluster secret is configured.
+
+use flotilla_proto::peer::peer_server::Peer;
+use flotilla_proto::peer::{
+    ForwardReply, ForwardRequest, PingReply, PingRequest, RaftMessage, ReadIndexReply, ReadIndexRequest,
+};
+use flotilla_raft::network::{self, ClusterSecret, SECRET_HEADER};
+use flotilla_raft::{codec, Proposal};
+use tonic::{Request, Response, Status};
+
+use crate::cluster::Cluster;
+
+/// Rejects a Peer call that does not carry the cluster secret.
+pub fn authenticate(secret: ClusterSecret) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let presented = req.metadata().get(SECRET_HEADER).map(|v| v.as_bytes());
+        if secret.accepts(presented) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated("peer call refused: missing or wrong cluster secret"))
+        }
+    }
+}
+
+pub struct PeerService {
+    pub cluster: Cluster,
+}
+
+fn bad_payload(e: codec::CodecError) -> Status {
+    Status::invalid_argument(format!("payload: {e}"))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let payload = network::serve_append_entries(&self.cluster.raft, &req.into_inner().payload)
+            .await
+            .map_err(bad_payload)?;
+        Ok(Response::new(RaftMessage { payload }))
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let payload =
+            network::serve_vote(&self.cluster.raft, &req.into_inner().payload).await.map_err(bad_payload)?;
+        Ok(Response::new(RaftMessage { payload }))
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let payload = network::serve_install_snapshot(&self.cluster.raft, &req.into_inner().payload)
+            .await
+            .map_err(bad_payload)?;
+        Ok(Response::new(RaftMessage { payload }))
+    }
+
+    async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+        let proposal: Proposal = codec::decode(&req.into_inner().proposal).map_err(bad_payload)?;
+        let reply = self.cluster.lead(proposal).await?;
+        let reply = codec::encode(&reply).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ForwardReply { reply }))
+    }
+
+    async fn read_index(&self, _: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
+        Ok(Response::new(ReadIndexReply { index: self.cluster.read_index().await? }))
+    }
+
+    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        let g = self.cluster.group();
+        let leader_addr = g.leader.and_then(|l| g.addrs.get(&l).cloned()).unwrap_or_default();
+        Ok(Response::new(PingReply { node_id: self.cluster.id, term: g.term, leader: g.leader, leader_addr }))
+    }
+}

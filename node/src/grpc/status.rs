@@ -1,0 +1,26 @@
+//! `NodeError` -> `tonic::Status`, the one place errors meet the wire.
+
+use flotilla_raft::Rejection;
+use tonic::Status;
+
+use crate::error::NodeError;
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Self {
+        let msg = e.to_string();
+        match e {
+            NodeError::NoLeader
+            | NodeError::NotLeader(_)
+            | NodeError::LeaderUnreachable { .. }
+            | NodeError::NodeUnreachable { .. }
+            | NodeError::Stopped(_) => Status::unavailable(msg),
+            NodeError::InvalidArgument { .. } | NodeError::Rejected(Rejection::Invalid { .. }) => {
+                Status::invalid_argument(msg)
+            }
+            NodeError::Rejected(Rejection::AppNotFound(_)) => Status::not_found(msg),
+            NodeError::Membership(_) => Status::failed_precondition(msg),
+            NodeError::Forwarded(status) => status,
+            NodeError::Internal(_) => Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Starting and stopping a node.
+//!
+//! Start-up, in order: lock the data dir, open the Raft store, start Raft, bind the gRPC
+//! port and serve Control, Worker and Peer, then join the cluster the way the config says
+//! (bootstrap, initial cluster, join, or resume from the data dir), announce the node's
+//! capacity in the catalog, and start probing peers.
+//!
+//! Shutdown on SIGTERM or Ctrl-C, in order: stop background tasks, stop Raft (it stops
+//! replicating and voting; the log is already durable), stop serving, then release the data
+//! dir. This node runs no containers yet, so there is nothing else to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::control::control_server::ControlServer;
+use flotilla_proto::peer::peer_server::PeerServer;
+use flotilla_proto::peer::{ForwardRequest, PingRequest};
+use flotilla_proto::worker::worker_server::WorkerServer;
+use flotilla_raft::network::{ClusterSecret, PeerNetwork, PeerPool};
+use flotilla_raft::{codec, store, Command, Node, Proposal, Raft};
+use openraft::SnapshotPolicy;
+use tokio::sync::watch;
+use tracing::{info, warn, Instrument};
+
+use crate::cluster::{self, Cluster, Liveness};
+use crate::config::{Config, Start};
+use crate::data_dir::DataDir;
+use crate::grpc::{self, ControlService, PeerService, WorkerService};
+use crate::resources::Resources;
+
+/// Runs a node until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let span = tracing::info_span!("node", id = config.node_id);
+    run_inner(config).instrument(span).await
+}
+
+async fn run_inner(config: Config) -> anyhow::Result<()> {
+    let data_dir = DataDir::open(&config.data_dir, config.node_id)?;
+    info!(data_dir = %config.data_dir.display(), "opening the raft store");
+    let (log_store, state_machine) = store::open(&data_dir.raft())?;
+    let view = state_machine.view();
+
+    let secret = ClusterSecret::new(config.cluster_secret.clone());
+    let raft_config = openraft::Config {
+        cluster_name: "flotilla".into(),
+        heartbeat_interval: config.raft.heartbeat_ms,
+        election_timeout_min: config.raft.election_timeout_min_ms,
+        election_timeout_max: config.raft.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_every),
+        max_in_snapshot_log_to_keep: config.raft.logs_kept_after_snapshot,
+        // Snapshots are small (the catalog); send them in 4 MiB chunks.
+        snapshot_max_chunk_size: 4 << 20,
+        install_snapshot_timeout: 2000,
+        ..Default::default()
+    }
+    .validate()?;
+    let raft = Raft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        PeerNetwork::new(secret.clone()),
+        log_store,
+        state_machine,
+    )
+    .await?;
+
+    let cluster = Cluster {
+        id: config.node_id,
+        addr: config.advertise.clone(),
+        raft: raft.clone(),
+        view,
+        peers: PeerPool::new(secret.clone()),
+        liveness: Liveness::default(),
+    };
+    let resources = Resources::detect();
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("listen {}: {e}", config.listen))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server = tonic::transport::Server::builder()
+        .add_service(ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20))
+        .add_service(WorkerServer::new(WorkerService {
+            node_id: config.node_id,
+            addr: config.advertise.clone(),
+            resources,
+        }))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            PeerServer::new(PeerService { cluster: cluster.clone() }).max_decoding_message_size(64 << 20),
+            grpc::authenticate(secret.clone()),
+        ))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+            let mut rx = shutdown_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        });
+    let server = tokio::spawn(server.in_current_span());
+    info!(listen = %config.listen, advertise = %config.advertise, "serving Control, Worker and Peer");
+
+    start_membership(&config, &cluster, shutdown_rx.clone()).await?;
+    tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
+    tokio::spawn(register(cluster.clone(), resources, shutdown_rx.clone()).in_current_span());
+    println!(
+        "flotilla node {} ready: endpoint http://{} (data dir {})",
+        config.node_id,
+        config.advertise,
+        config.data_dir.display()
+    );
+
+    wait_for_signal().await?;
+    info!("shutting down: stopping background tasks");
+    let _ = shutdown_tx.send(true);
+    info!("shutting down: stopping raft");
+    if let Err(e) = raft.shutdown().await {
+        warn!(error = %e, "raft did not stop cleanly");
+    }
+    info!("shutting down: closing the gRPC server");
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server failed"),
+        Err(_) => warn!("gRPC server did not stop within 5s"),
+        _ => {}
+    }
+    drop(data_dir);
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Brings a node with no Raft state into its cluster; a node with state just resumes.
+async fn start_membership(config: &Config, cluster: &Cluster, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    if cluster.raft.is_initialized().await? {
+        info!("resuming with the membership stored in the data dir");
+        return Ok(());
+    }
+    match &config.start {
+        Start::Bootstrap => {
+            info!("bootstrapping a one-node cluster");
+            let members = [(config.node_id, Node::new(config.advertise.clone()))].into_iter().collect::<std::collections::BTreeMap<_, _>>();
+            cluster.raft.initialize(members).await?;
+        }
+        Start::InitialCluster(members) => {
+            info!(?members, "forming the initial cluster");
+            let members: std::collections::BTreeMap<_, _> =
+                members.iter().map(|(id, addr)| (*id, Node::new(addr.clone()))).collect();
+            // Every member initializes with the same set; openraft accepts that.
+            if let Err(e) = cluster.raft.initialize(members).await {
+                info!(error = %e, "initialize skipped");
+            }
+        }
+        Start::Join(addr) => {
+            let (cluster, addr) = (cluster.clone(), addr.clone());
+            tokio::spawn(join(cluster, addr, shutdown).in_current_span());
+        }
+        Start::Wait => info!("waiting to be added with `flotilla cluster add-node`"),
+    }
+    Ok(())
+}
+
+/// How long a joining node keeps asking before it gives up and exits.
+const JOIN_FOR: Duration = Duration::from_secs(120);
+
+/// Asks the cluster at `seed` to add this node: finds the leader through the seed's Peer
+/// `Ping`, then forwards an AddNode proposal to it, retrying until accepted. A wrong cluster
+/// secret is fatal: the process exits with a message saying so.
+async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool>) {
+    let deadline = tokio::time::Instant::now() + JOIN_FOR;
+    let proposal = Proposal::AddNode { id: cluster.id, addr: cluster.addr.clone() };
+    let bytes = codec::encode(&proposal).expect("proposal encodes");
+    loop {
+        let result = async {
+            let mut seed_client = cluster.peers.get(&seed).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            let ping = seed_client.ping(PingRequest { from: cluster.id }).await?.into_inner();
+            let leader = if ping.leader_addr.is_empty() { seed.clone() } else { ping.leader_addr };
+            let mut leader_client = cluster.peers.get(&leader).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            let mut req = tonic::Request::new(ForwardRequest { proposal: bytes.clone() });
+            req.set_timeout(Duration::from_secs(60));
+            leader_client.forward(req).await
+        }
+        .await;
+        match result {
+            Ok(_) => {
+                info!(%seed, "joined the cluster");
+                return;
+            }
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                eprintln!("error: join refused by {seed}: {} (check --cluster-secret-file)", status.message());
+                std::process::exit(1);
+            }
+            Err(status) if tokio::time::Instant::now() >= deadline => {
+                eprintln!("error: could not join the cluster at {seed} within {JOIN_FOR:?}: {}", status.message());
+                std::process::exit(1);
+            }
+            Err(status) => warn!(%seed, error = %status.message(), "join not accepted yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Announces this node's capacity in the catalog once a leader accepts it.
+async fn register(cluster: Cluster, resources: Resources, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let cmd = Command::RegisterNode {
+            id: cluster.id,
+            addr: cluster.addr.clone(),
+            cpus: resources.cpus,
+            memory_mib: resources.memory_mib,
+            at_ms: 0,
+        };
+        // Only members can propose; a joining node waits until it is one.
+        if cluster.group().addrs.contains_key(&cluster.id) {
+            match cluster.write(cmd).await {
+                Ok(_) => {
+                    info!(cpus = resources.cpus, memory_mib = resources.memory_mib, "registered in the catalog");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "registration not accepted yet; retrying"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Connection handling: an ordered list of endpoints, tried in turn, with bounded retries.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use flotilla_proto::control::control_client::ControlClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{Error, Result};
+
+/// Tuning for [`Client`]; the defaults suit interactive use.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time to open a TCP connection to one endpoint before trying the next.
+    pub connect_timeout: Duration,
+    /// Deadline of one request on one endpoint.
+    pub request_timeout: Duration,
+    /// How long to keep retrying a retryable failure across all endpoints, e.g. while a new
+    /// leader is elected (about a second on a healthy cluster).
+    pub retry_for: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(15),
+            retry_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A client of one Flotilla cluster. Cheap to clone; share it.
+#[derive(Clone)]
+pub struct Client {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Vec<String>,
+    channels: Vec<Channel>,
+    /// Index of the endpoint that answered last; tried first next time.
+    preferred: AtomicUsize,
+    options: ClientOptions,
+}
+
+impl Client {
+    /// Connects to a cluster through any of `endpoints` (`http://host:port`), with default options.
+    pub async fn connect<I, S>(endpoints: I) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::connect_with(endpoints, ClientOptions::default()).await
+    }
+
+    /// Connects with explicit options. Fails only on malformed endpoints: connections are made
+    /// lazily, so a cluster that is still starting can be reached once it is up.
+    pub async fn connect_with<I, S>(endpoints: I, options: ClientOptions) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut names = Vec::new();
+        let mut channels = Vec::new();
+        for e in endpoints {
+            let e = e.as_ref().trim();
+            if e.is_empty() {
+                continue;
+            }
+            let url = if e.contains("://") { e.to_string() } else { format!("http://{e}") };
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|err| Error::InvalidArgument(format!("endpoint {e:?}: {err}")))?
+                .connect_timeout(options.connect_timeout)
+                .timeout(options.request_timeout)
+                .tcp_nodelay(true);
+            channels.push(endpoint.connect_lazy());
+            names.push(url);
+        }
+        if channels.is_empty() {
+            return Err(Error::InvalidArgument("endpoint: at least one endpoint is required".into()));
+        }
+        Ok(Client {
+            inner: std::sync::Arc::new(Inner { endpoints: names, channels, preferred: AtomicUsize::new(0), options }),
+        })
+    }
+
+    /// The endpoints this client tries, in order.
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.endpoints
+    }
+
+    /// Runs `call` against the endpoints in turn until one answers with something other than
+    /// a retryable failure, retrying the whole list until `retry_for` has passed.
+    pub(crate) async fn control<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(ControlClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let inner = &self.inner;
+        let n = inner.channels.len();
+        let deadline = tokio::time::Instant::now() + inner.options.retry_for;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let start = inner.preferred.load(Ordering::Relaxed);
+            let mut last = None;
+            for k in 0..n {
+                let i = (start + k) % n;
+                let client = ControlClient::new(inner.channels[i].clone()).max_decoding_message_size(64 << 20);
+                match call(client).await {
+                    Ok(resp) => {
+                        inner.preferred.store(i, Ordering::Relaxed);
+                        return Ok(resp.into_inner());
+                    }
+                    Err(status) => {
+                        let err = Error::from(status);
+                        if !err.is_retryable() {
+                            return Err(err);
+                        }
+                        tracing::debug!(endpoint = %inner.endpoints[i], error = %err, "endpoint failed, trying the next");
+                        last = Some(err);
+                    }
+                }
+            }
+            if tokio::time::Instant::now() + backoff > deadline {
+                return Err(last.unwrap_or_else(|| Error::Unavailable("no endpoint answered".into())));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The SDK's one error type. Server statuses are mapped here, in one place.
+
+use tonic::Code;
+
+/// Everything a Flotilla call can fail with, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request is wrong; the message names the field. Retrying will not help.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The app spec failed to parse or validate before it was sent.
+    #[error("invalid app spec: {0}")]
+    Spec(#[from] crate::spec::SpecError),
+    /// The request conflicts with the cluster's current state (e.g. removing the last voter).
+    #[error("rejected: {0}")]
+    FailedPrecondition(String),
+    /// No endpoint could serve the request in time (nodes down, no leader). Safe to retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The call took longer than its deadline.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The token was missing or wrong.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The server failed in a way the caller cannot fix.
+    #[error("server error: {0}")]
+    Internal(String),
+}
+
+/// Result with the SDK's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether another endpoint, or the same one a little later, may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable(_))
+    }
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        let msg = status.message().to_string();
+        match status.code() {
+            Code::NotFound => Error::NotFound(msg),
+            Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(msg),
+            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => Error::FailedPrecondition(msg),
+            Code::Unavailable | Code::ResourceExhausted => Error::Unavailable(msg),
+            Code::DeadlineExceeded => Error::Timeout(msg),
+            Code::Unauthenticated | Code::PermissionDenied => Error::Unauthenticated(msg),
+            _ => Error::Internal(format!("{:?}: {msg}", status.code())),
+        }
+    }
+}
