@@ -22,6 +22,8 @@ pub struct ClusterStatus {
     pub last_applied: u64,
     /// Log index up to which the answering node has compacted its log into a snapshot.
     pub snapshot_index: u64,
+    /// Log index up to which the answering node has purged its log.
+    pub purged_index: u64,
 }
 
 /// One member of the cluster.
@@ -62,6 +64,7 @@ impl From<pb::ClusterStatusReply> for ClusterStatus {
             last_log_index: r.last_log_index,
             last_applied: r.last_applied,
             snapshot_index: r.snapshot_index,
+            purged_index: r.purged_index,
             nodes: r
                 .nodes
                 .into_iter()

@@ -57,6 +57,7 @@ pub struct GroupView {
     pub last_log_index: u64,
     pub last_applied: u64,
     pub snapshot_index: u64,
+    pub purged_index: u64,
 }
 
 impl Cluster {
@@ -73,6 +74,7 @@ impl Cluster {
             last_log_index: m.last_log_index.unwrap_or(0),
             last_applied: m.last_applied.map_or(0, |l| l.index),
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
         }
     }
 

@@ -88,6 +88,7 @@ impl Control for ControlService {
             last_log_index: g.last_log_index,
             last_applied: g.last_applied,
             snapshot_index: g.snapshot_index,
+            purged_index: g.purged_index,
         }))
     }
 

@@ -1,0 +1,281 @@
+//! Spawns and controls real node processes for the integration tests.
+//!
+//! Each node runs the built `flotilla` binary with its own data dir in a temp dir and a free
+//! loopback port; its log goes to a file that is printed when a test fails. Every process is
+//! killed when the [`TestCluster`] is dropped.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One node process and how to start it again.
+pub struct TestNode {
+    pub id: u64,
+    pub addr: String,
+    log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(BIN)
+            .args(&self.args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn flotilla");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns whether the exit status was success.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        self.spawn();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A set of node processes in one temp dir.
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, TestNode>,
+}
+
+/// How a node is brought into the cluster.
+pub enum How<'a> {
+    Initial(&'a str),
+    Bootstrap,
+    Join(&'a str),
+    Wait,
+}
+
+impl TestCluster {
+    pub fn empty() -> Self {
+        Self { dir: tempfile::tempdir().unwrap(), nodes: BTreeMap::new() }
+    }
+
+    /// Starts `n` nodes that form a cluster with `--initial-cluster`; `extra` is added to
+    /// every node's arguments.
+    pub fn start(n: u64, extra: &[&str]) -> Self {
+        let mut c = Self::empty();
+        let addrs: Vec<(u64, String)> = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        let initial = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
+        for (id, addr) in addrs {
+            c.add_node_at(id, &addr, How::Initial(&initial), extra);
+        }
+        c
+    }
+
+    /// Starts one more node process.
+    pub fn add_node(&mut self, id: u64, how: How, extra: &[&str]) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.add_node_at(id, &addr, how, extra);
+        addr
+    }
+
+    fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str]) {
+        let data_dir = self.dir.path().join(format!("n{id}"));
+        let mut args: Vec<String> = ["node", "--node-id", &id.to_string(), "--data-dir", data_dir.to_str().unwrap(), "--listen", addr]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match how {
+            How::Initial(list) => args.extend(["--initial-cluster".into(), list.into()]),
+            How::Bootstrap => args.push("--bootstrap".into()),
+            How::Join(seed) => args.extend(["--join".into(), seed.into()]),
+            How::Wait => {}
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut node = TestNode {
+            id,
+            addr: addr.to_string(),
+            log: self.dir.path().join(format!("n{id}.log")),
+            args,
+            child: None,
+        };
+        node.spawn();
+        self.nodes.insert(id, node);
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut TestNode {
+        self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Every node's endpoint, comma-separated, for `--endpoint`.
+    pub fn endpoints(&self) -> String {
+        self.nodes.values().map(|n| n.endpoint()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Runs the CLI against `endpoint`.
+    pub fn cli(&self, endpoint: &str, args: &[&str]) -> Output {
+        cli(endpoint, args)
+    }
+
+    /// Runs the CLI with `-o json` against one node and parses stdout; panics on failure.
+    pub fn json(&self, id: u64, args: &[&str]) -> Value {
+        let out = self.cli(&self.nodes[&id].endpoint(), &[&["-o", "json"], args].concat());
+        assert!(out.status.success(), "flotilla {args:?} on node {id} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `cluster status` as answered by node `id`, or None if it does not answer.
+    pub fn status(&self, id: u64) -> Option<Value> {
+        let out = self.cli(&self.nodes[&id].endpoint(), &["-o", "json", "cluster", "status"]);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// Waits until every running node agrees on one leader among `candidates`, and returns it.
+    pub fn wait_leader(&mut self, within: Duration) -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let running: Vec<u64> = self.nodes.iter_mut().filter_map(|(id, n)| n.is_running().then_some(*id)).collect();
+            let leaders: Vec<Option<u64>> =
+                running.iter().map(|id| self.status(*id).and_then(|s| s["leader"].as_u64())).collect();
+            if let Some(Some(l)) = leaders.first() {
+                if leaders.iter().all(|x| *x == Some(*l)) && running.contains(l) {
+                    return *l;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader within {within:?}: {leaders:?}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls `check` until it returns true.
+    pub fn eventually(&self, within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .values()
+            .map(|n| {
+                let text = n.log_text();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                format!("--- node {} log (last 40 lines) ---\n{}", n.id, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for n in self.nodes.values_mut() {
+            n.kill();
+        }
+    }
+}
+
+/// Runs the CLI against `endpoint` (comma-separated list allowed).
+pub fn cli(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--endpoint")
+        .arg(endpoint)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run flotilla")
+}
+
+/// Writes an app spec with `functions` functions named f0, f1, … and returns its path.
+pub fn write_app(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!("name = \"{name}\"\n\n[functions.hello]\nimage = \"flotilla/busybox\"\ncommand = [\"echo\", \"hi\"]\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Deploys app `name` through `endpoint` with the CLI and returns the version it got.
+pub fn deploy(dir: &Path, endpoint: &str, name: &str) -> u64 {
+    let path = write_app(dir, name);
+    let out = cli(endpoint, &["-o", "json", "app", "deploy", path.to_str().unwrap()]);
+    assert!(out.status.success(), "deploy {name} via {endpoint}: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["version"].as_u64().unwrap()
+}
+
+/// App names visible through node `id`.
+pub fn app_names(c: &TestCluster, id: u64) -> Vec<String> {
+    let list = c.json(id, &["app", "list"]);
+    list.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// A tokio runtime for tests that use the SDK directly.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Deploys `n` apps `prefix-0..n` through the SDK, as fast as one client can.
+pub fn deploy_many(endpoints: &str, prefix: &str, n: usize) {
+    rt().block_on(async {
+        let client = flotilla::Client::connect(endpoints.split(',')).await.unwrap();
+        for i in 0..n {
+            let spec = flotilla::AppSpec::from_toml_str(&format!(
+                "name = \"{prefix}-{i}\"\n[functions.f]\nimage = \"flotilla/busybox\"\ncommand = [\"true\"]\n"
+            ))
+            .unwrap();
+            client.deploy(spec).await.unwrap();
+        }
+    });
+}

@@ -1,0 +1,48 @@
+//! `flotilla dev`: a single node with embedded storage that keeps its state across restarts.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[test]
+fn dev_keeps_state_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join(".flotilla");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let ep = format!("http://{listen}");
+    let start = || {
+        Command::new(BIN)
+            .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen", &listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait_up = || {
+        for _ in 0..100 {
+            if cli(&ep, &["cluster", "status"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("dev node did not come up");
+    };
+    let dev = start();
+    wait_up();
+    assert_eq!(deploy(dir.path(), &ep, "kept"), 1);
+    let _ = Command::new("kill").arg("-TERM").arg(dev.id().to_string()).status();
+    let out = dev.wait_with_output().unwrap();
+    assert!(out.status.success(), "dev did not exit cleanly on SIGTERM");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("endpoint {ep}")));
+    assert!(data.join("raft").is_dir());
+
+    let mut dev = start();
+    wait_up();
+    let out = cli(&ep, &["-o", "json", "app", "show", "kept"]);
+    let _ = dev.kill();
+    let _ = dev.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let app: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(app["version"].as_u64(), Some(1));
+}
