@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/flotilla/v1/control.proto",
         "proto/flotilla/v1/worker.proto",
         "proto/flotilla/v1/peer.proto",
+        "proto/etcd/kv.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

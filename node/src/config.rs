@@ -44,9 +44,9 @@ pub struct RaftOptions {
 impl Default for RaftOptions {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 150,
-            election_timeout_min_ms: 750,
-            election_timeout_max_ms: 1500,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 1200,
             snapshot_every: 5000,
             logs_kept_after_snapshot: 1000,
         }
@@ -242,7 +242,7 @@ mod tests {
             (Box::new(|c| c.cluster_secret = Some("has space".into())), "cluster-secret-file"),
             (Box::new(|c| c.raft.heartbeat_ms = 10), "raft.heartbeat_ms"),
             (Box::new(|c| c.raft.election_timeout_min_ms = 100), "raft.election_timeout_min_ms"),
-            (Box::new(|c| c.raft.election_timeout_max_ms = 750), "raft.election_timeout_max_ms"),
+            (Box::new(|c| c.raft.election_timeout_max_ms = 600), "raft.election_timeout_max_ms"),
             (Box::new(|c| c.raft.snapshot_every = 0), "raft.snapshot_every"),
         ];
         for (mutate, field) in cases {
@@ -261,7 +261,7 @@ mod tests {
         assert!(e.message.contains("heartbeat"), "{e}");
         std::fs::write(&p, "node_id = 2\n[raft]\nsnapshot_every = 7\n").unwrap();
         let f = FileConfig::load(&p).unwrap();
-        assert_eq!((f.node_id, f.raft.snapshot_every, f.raft.heartbeat_ms), (Some(2), 7, 150));
+        assert_eq!((f.node_id, f.raft.snapshot_every, f.raft.heartbeat_ms), (Some(2), 7, 100));
     }
 
     #[test]

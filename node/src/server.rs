@@ -88,7 +88,8 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
             PeerServer::new(PeerService { cluster: cluster.clone() }).max_decoding_message_size(64 << 20),
             grpc::authenticate(secret.clone()),
         ))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), {
+        // No Nagle: small Raft and client messages must not wait for delayed ACKs.
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), {
             let mut rx = shutdown_rx.clone();
             async move {
                 let _ = rx.wait_for(|stop| *stop).await;

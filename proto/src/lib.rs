@@ -21,3 +21,9 @@ pub mod worker {
 pub mod peer {
     tonic::include_proto!("flotilla.v1.peer");
 }
+
+/// A client for etcd's KV `Put`, package `etcdserverpb`: only for `flotilla bench`, which
+/// measures Flotilla's catalog against an etcd cluster on the same machine.
+pub mod etcd {
+    tonic::include_proto!("etcdserverpb");
+}

@@ -8,6 +8,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
 
+/// Response metadata in which nodes name the leader's address (`host:port`).
+const LEADER_HEADER: &str = "x-flotilla-leader";
+
 /// Tuning for [`Client`]; the defaults suit interactive use.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -31,6 +34,10 @@ impl Default for ClientOptions {
 }
 
 /// A client of one Flotilla cluster. Cheap to clone; share it.
+///
+/// Requests go to the endpoint that answered last. Every reply names the current leader; when
+/// that is one of this client's endpoints, the next request goes straight to it, which saves
+/// the follower-to-leader forwarding hop on writes.
 #[derive(Clone)]
 pub struct Client {
     inner: std::sync::Arc<Inner>,
@@ -90,6 +97,14 @@ impl Client {
         &self.inner.endpoints
     }
 
+    /// The index of the endpoint the server named as leader, if it is one of ours. Nodes name
+    /// the leader by its advertised address, which may differ from how this client reaches it
+    /// (e.g. through a published port); then the hint is not used.
+    fn leader_index<T>(&self, resp: &tonic::Response<T>) -> Option<usize> {
+        let leader = resp.metadata().get(LEADER_HEADER)?.to_str().ok()?;
+        self.inner.endpoints.iter().position(|e| e.split_once("://").map_or(e.as_str(), |(_, rest)| rest).trim_end_matches('/') == leader)
+    }
+
     /// Runs `call` against the endpoints in turn until one answers with something other than
     /// a retryable failure, retrying the whole list until `retry_for` has passed.
     pub(crate) async fn control<T, F, Fut>(&self, call: F) -> Result<T>
@@ -109,7 +124,7 @@ impl Client {
                 let client = ControlClient::new(inner.channels[i].clone()).max_decoding_message_size(64 << 20);
                 match call(client).await {
                     Ok(resp) => {
-                        inner.preferred.store(i, Ordering::Relaxed);
+                        inner.preferred.store(self.leader_index(&resp).unwrap_or(i), Ordering::Relaxed);
                         return Ok(resp.into_inner());
                     }
                     Err(status) => {

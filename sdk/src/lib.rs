@@ -9,7 +9,8 @@
 //! ```
 //!
 //! [`Client`] talks gRPC to any node of a cluster. Nodes forward writes to the Raft leader
-//! and serve linearizable reads, so the client needs no leader tracking of its own: when a
+//! and serve linearizable reads, so any endpoint works; replies name the leader and the
+//! client follows it to save a forwarding hop. When a
 //! node is down or the cluster is between leaders it tries the next endpoint, then the whole
 //! list again with a short backoff, for requests that are safe to repeat (all of them today:
 //! reads are side-effect free and every write is idempotent, a deploy through its request id).

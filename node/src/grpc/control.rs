@@ -14,6 +14,24 @@ pub struct ControlService {
     pub cluster: Cluster,
 }
 
+/// Response metadata naming the leader's advertised address, so clients can send the next
+/// request straight to it instead of through a forwarding hop.
+pub const LEADER_HEADER: &str = "x-flotilla-leader";
+
+impl ControlService {
+    /// Wraps a reply and adds the [`LEADER_HEADER`] when a leader is known.
+    fn reply<T>(&self, message: T) -> Response<T> {
+        let mut resp = Response::new(message);
+        let g = self.cluster.group();
+        if let Some(addr) = g.leader.and_then(|l| g.addrs.get(&l)) {
+            if let Ok(v) = addr.parse() {
+                resp.metadata_mut().insert(LEADER_HEADER, v);
+            }
+        }
+        resp
+    }
+}
+
 fn to_pb(app: App) -> pb::App {
     pb::App {
         name: app.name,
@@ -26,9 +44,9 @@ fn to_pb(app: App) -> pb::App {
     }
 }
 
-fn membership(reply: ProposalReply) -> Result<Response<pb::MembershipReply>, Status> {
+fn membership(reply: ProposalReply) -> Result<pb::MembershipReply, Status> {
     match reply {
-        ProposalReply::Membership { voters, learners } => Ok(Response::new(pb::MembershipReply { voters, learners })),
+        ProposalReply::Membership { voters, learners } => Ok(pb::MembershipReply { voters, learners }),
         other => Err(Status::internal(format!("unexpected reply to a membership change: {other:?}"))),
     }
 }
@@ -80,7 +98,7 @@ impl Control for ControlService {
                 gpus: Vec::new(),
             })
             .collect();
-        Ok(Response::new(pb::ClusterStatusReply {
+        Ok(self.reply(pb::ClusterStatusReply {
             leader: g.leader,
             term: g.term,
             nodes,
@@ -94,7 +112,7 @@ impl Control for ControlService {
 
     async fn add_node(&self, req: Request<pb::AddNodeRequest>) -> Result<Response<pb::MembershipReply>, Status> {
         let pb::AddNodeRequest { id, addr } = req.into_inner();
-        membership(self.cluster.propose(Proposal::AddNode { id, addr }).await?)
+        Ok(self.reply(membership(self.cluster.propose(Proposal::AddNode { id, addr }).await?)?))
     }
 
     async fn remove_node(
@@ -102,7 +120,7 @@ impl Control for ControlService {
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
         let id = req.into_inner().id;
-        membership(self.cluster.propose(Proposal::RemoveNode { id }).await?)
+        Ok(self.reply(membership(self.cluster.propose(Proposal::RemoveNode { id }).await?)?))
     }
 
     async fn deploy_app(&self, req: Request<pb::DeployAppRequest>) -> Result<Response<pb::DeployAppReply>, Status> {
@@ -121,13 +139,13 @@ impl Control for ControlService {
         };
         let app = app_reply(self.cluster.write(cmd).await?)?;
         tracing::info!(app = %app.name, version = app.version, "app deployed");
-        Ok(Response::new(pb::DeployAppReply { app: Some(to_pb(app)) }))
+        Ok(self.reply(pb::DeployAppReply { app: Some(to_pb(app)) }))
     }
 
     async fn list_apps(&self, _: Request<pb::ListAppsRequest>) -> Result<Response<pb::ListAppsReply>, Status> {
         self.cluster.linearizable().await?;
         let apps = self.cluster.view.read(|c| c.apps.values().cloned().map(to_pb).collect());
-        Ok(Response::new(pb::ListAppsReply { apps }))
+        Ok(self.reply(pb::ListAppsReply { apps }))
     }
 
     async fn get_app(&self, req: Request<pb::GetAppRequest>) -> Result<Response<pb::App>, Status> {
@@ -138,7 +156,7 @@ impl Control for ControlService {
         self.cluster.linearizable().await?;
         let app = self.cluster.view.read(|c| c.apps.get(&name).cloned());
         let app = app.ok_or_else(|| NodeError::from(Rejection::AppNotFound(name)))?;
-        Ok(Response::new(to_pb(app)))
+        Ok(self.reply(to_pb(app)))
     }
 
     async fn stop_app(&self, req: Request<pb::StopAppRequest>) -> Result<Response<pb::App>, Status> {
@@ -147,6 +165,6 @@ impl Control for ControlService {
             return Err(NodeError::invalid("name", "must not be empty").into());
         }
         let app = app_reply(self.cluster.write(Command::StopApp { name, at_ms: 0 }).await?)?;
-        Ok(Response::new(to_pb(app)))
+        Ok(self.reply(to_pb(app)))
     }
 }

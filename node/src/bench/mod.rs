@@ -1,0 +1,26 @@
+//! `flotilla bench …`: programs that print figures, never assertions. Results and the
+//! commands that produced them are kept in docs/benchmarks.md.
+//!
+//! Each benchmark starts what it measures as real processes on loopback in a temp dir
+//! (Flotilla nodes from this very binary, and the peer system it is compared with), drives
+//! them through the same client stack, prints a table, and stops everything.
+
+mod catalog;
+mod load;
+mod procs;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Small catalog writes on a three-node cluster vs a three-node etcd, plus leader failover.
+    Catalog(catalog::CatalogArgs),
+}
+
+impl BenchCmd {
+    pub async fn run(&self) -> anyhow::Result<()> {
+        match self {
+            BenchCmd::Catalog(args) => catalog::run(args).await,
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Real processes for benchmarks: a three-node Flotilla cluster started from this binary and
+//! a three-member etcd cluster, each on free loopback ports in a temp dir, killed on drop.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One process and how to start it again with the same arguments.
+struct Proc {
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.program.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A group of server processes with client endpoints.
+pub struct Cluster {
+    procs: Vec<Proc>,
+    /// Client endpoints (`http://127.0.0.1:PORT`), one per member, in member order.
+    pub endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Three Flotilla nodes (this binary) forming a cluster with `--initial-cluster`.
+    pub fn flotilla() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let exe = std::env::current_exe()?;
+        let addrs: Vec<String> =
+            (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+        let initial = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut procs = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let data = dir.path().join(format!("flotilla-{}", i + 1));
+            let args = ["node", "--node-id", &(i + 1).to_string(), "--data-dir", path(&data)?, "--listen", addr];
+            let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            args.extend(["--initial-cluster".to_string(), initial.clone()]);
+            procs.push(Proc { program: exe.clone(), args, log: dir.path().join(format!("flotilla-{}.log", i + 1)), child: None });
+        }
+        let endpoints = addrs.iter().map(|a| format!("http://{a}")).collect();
+        let mut c = Cluster { procs, endpoints, _dir: dir };
+        for p in &mut c.procs {
+            p.start()?;
+        }
+        Ok(c)
+    }
+
+    /// Three etcd members with default timing (100 ms heartbeat, 1 s election) and fsync on.
+    pub fn etcd(etcd: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("e{}=http://127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut procs = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let data = dir.path().join(format!("etcd-{}", i + 1));
+            let args = vec![
+                format!("--name=e{}", i + 1),
+                format!("--data-dir={}", path(&data)?),
+                format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster={initial}"),
+                "--initial-cluster-state=new".to_string(),
+                "--initial-cluster-token=flotilla-bench".to_string(),
+                "--log-level=error".to_string(),
+            ];
+            procs.push(Proc { program: etcd.to_path_buf(), args, log: dir.path().join(format!("etcd-{}.log", i + 1)), child: None });
+        }
+        let endpoints = ports.iter().map(|(c, _)| format!("http://127.0.0.1:{c}")).collect();
+        let mut c = Cluster { procs, endpoints, _dir: dir };
+        for p in &mut c.procs {
+            p.start()?;
+        }
+        Ok(c)
+    }
+
+    /// SIGKILLs member `i` (0-based).
+    pub fn kill(&mut self, i: usize) {
+        self.procs[i].kill();
+    }
+
+    /// Starts member `i` again with its data dir.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.procs[i].start()
+    }
+}
+
+fn path(p: &Path) -> anyhow::Result<&str> {
+    p.to_str().context("temp dir path is not UTF-8")
+}
+
+/// Retries `probe` until it succeeds or `within` has passed.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, probe: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !probe().await {
+        if Instant::now() > deadline {
+            bail!("{what} not ready within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
