@@ -63,6 +63,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The address peers and clients use to reach this node (`host:port`).
     pub advertise: String,
+    /// Where the HTTP health/status endpoint listens; `None` serves none.
+    pub http: Option<SocketAddr>,
     pub start: Start,
     /// Shared secret that authenticates Peer calls; `None` leaves peers unauthenticated.
     pub cluster_secret: Option<String>,
@@ -77,6 +79,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub advertise: Option<String>,
+    pub http: Option<String>,
     pub bootstrap: Option<bool>,
     pub initial_cluster: Option<String>,
     pub join: Option<String>,
@@ -200,6 +203,7 @@ mod tests {
             data_dir: "d".into(),
             listen: "127.0.0.1:7100".parse().unwrap(),
             advertise: "127.0.0.1:7100".into(),
+            http: None,
             start: Start::Bootstrap,
             cluster_secret: None,
             raft: RaftOptions::default(),

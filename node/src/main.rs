@@ -7,6 +7,7 @@ mod config;
 mod data_dir;
 mod error;
 mod grpc;
+mod http;
 mod resources;
 mod server;
 

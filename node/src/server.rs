@@ -77,6 +77,9 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("listen {}: {e}", config.listen))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The server stops on its own signal, after Raft: peers keep getting answers (errors)
+    // while this node's Raft winds down.
+    let (stop_serving_tx, stop_serving_rx) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .add_service(ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20))
         .add_service(WorkerServer::new(WorkerService {
@@ -90,7 +93,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         ))
         // No Nagle: small Raft and client messages must not wait for delayed ACKs.
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), {
-            let mut rx = shutdown_rx.clone();
+            let mut rx = stop_serving_rx;
             async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
@@ -98,6 +101,11 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(server.in_current_span());
     info!(listen = %config.listen, advertise = %config.advertise, "serving Control, Worker and Peer");
 
+    if let Some(addr) = config.http {
+        let listener = crate::http::bind(addr).await?;
+        info!(%addr, "serving HTTP /healthz and /status");
+        tokio::spawn(crate::http::serve(listener, cluster.clone(), shutdown_rx.clone()).in_current_span());
+    }
     start_membership(&config, &cluster, shutdown_rx.clone()).await?;
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(register(cluster.clone(), resources, shutdown_rx.clone()).in_current_span());
@@ -116,6 +124,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         warn!(error = %e, "raft did not stop cleanly");
     }
     info!("shutting down: closing the gRPC server");
+    let _ = stop_serving_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server failed"),
         Err(_) => warn!("gRPC server did not stop within 5s"),

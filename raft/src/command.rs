@@ -33,6 +33,9 @@ pub enum Command {
         memory_mib: u64,
         at_ms: i64,
     },
+    /// Drop a removed node's record. Proposed by the leader after it removed the node from
+    /// the Raft membership; a no-op if there is no record.
+    ForgetNode { id: NodeId },
 }
 
 impl Command {
@@ -42,6 +45,7 @@ impl Command {
             Command::DeployApp { at_ms, .. }
             | Command::StopApp { at_ms, .. }
             | Command::RegisterNode { at_ms, .. } => *at_ms = now_ms,
+            Command::ForgetNode { .. } => {}
         }
     }
 }

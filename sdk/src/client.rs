@@ -27,7 +27,9 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(15),
+            // The server bounds its own waits (an add-node waits up to 30 s for the node to
+            // catch up), so this only catches a server that stopped answering.
+            request_timeout: Duration::from_secs(60),
             retry_for: Duration::from_secs(10),
         }
     }

@@ -37,6 +37,10 @@ pub struct NodeInfo {
     /// `up` or `down`, from the answering node's liveness probes.
     pub status: String,
     pub gpus: Vec<GpuInfo>,
+    /// Logical CPUs the node offers (0 until it has registered).
+    pub cpus: u32,
+    /// Memory the node offers, MiB (0 until it has registered).
+    pub memory_mib: u64,
 }
 
 /// A GPU slot on a node.
@@ -73,6 +77,8 @@ impl From<pb::ClusterStatusReply> for ClusterStatus {
                     addr: n.addr,
                     role: n.role,
                     status: n.status,
+                    cpus: n.cpus,
+                    memory_mib: n.memory_mib,
                     gpus: n
                         .gpus
                         .into_iter()

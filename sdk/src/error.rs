@@ -50,6 +50,8 @@ impl From<tonic::Status> for Error {
             Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => Error::FailedPrecondition(msg),
             Code::Unavailable | Code::ResourceExhausted => Error::Unavailable(msg),
             Code::DeadlineExceeded => Error::Timeout(msg),
+            // tonic reports the client-side request timeout as Cancelled.
+            Code::Cancelled if msg.contains("Timeout expired") => Error::Timeout(msg),
             Code::Unauthenticated | Code::PermissionDenied => Error::Unauthenticated(msg),
             _ => Error::Internal(format!("{:?}: {msg}", status.code())),
         }

@@ -17,6 +17,9 @@ pub struct DevArgs {
     /// Address of the gRPC services.
     #[arg(long, default_value = "127.0.0.1:7100")]
     listen: SocketAddr,
+    /// Address of the HTTP health/status endpoint.
+    #[arg(long, default_value = "127.0.0.1:7180")]
+    http: SocketAddr,
 }
 
 impl DevArgs {
@@ -26,6 +29,7 @@ impl DevArgs {
             data_dir: self.data_dir.clone(),
             listen: self.listen,
             advertise: self.listen.to_string(),
+            http: Some(self.http),
             start: Start::Bootstrap,
             cluster_secret: None,
             raft: Default::default(),
@@ -49,6 +53,9 @@ pub struct NodeArgs {
     /// Address peers and clients use to reach this node; defaults to --listen.
     #[arg(long)]
     advertise: Option<String>,
+    /// Serve GET /healthz and /status on this HOST:PORT.
+    #[arg(long)]
+    http: Option<String>,
     /// This node's id (1 or more). Inferred from --initial-cluster or the data dir if omitted.
     #[arg(long)]
     node_id: Option<u64>,
@@ -64,6 +71,15 @@ pub struct NodeArgs {
     /// File whose first line is the secret that authenticates node-to-node calls.
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+}
+
+/// Resolves `HOST:PORT` (a name or an IP) to the address to bind.
+fn resolve(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| missing(field, &format!("{text:?} is not a HOST:PORT this machine can bind")))
 }
 
 fn missing(field: &str, message: &str) -> ConfigError {
@@ -86,9 +102,11 @@ impl NodeArgs {
             .clone()
             .or(file.listen)
             .ok_or_else(|| missing("listen", "is required (flag or config file)"))?;
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| missing("listen", &format!("{listen_text:?} is not IP:PORT")))?;
+        let listen = resolve("listen", &listen_text)?;
+        let http = match self.http.clone().or(file.http) {
+            Some(h) => Some(resolve("http", &h)?),
+            None => None,
+        };
         let advertise = self.advertise.clone().or(file.advertise).unwrap_or_else(|| listen.to_string());
 
         let initial = self.initial_cluster.clone().or(file.initial_cluster);
@@ -126,6 +144,6 @@ impl NodeArgs {
             Some(path) => Some(Config::read_secret(&path)?),
             None => None,
         };
-        Config { node_id, data_dir, listen, advertise, start, cluster_secret, raft: file.raft }.validate()
+        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft }.validate()
     }
 }

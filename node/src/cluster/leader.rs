@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use flotilla_raft::{Node, NodeId, Proposal, ProposalReply};
+use flotilla_raft::{Command, Node, NodeId, Proposal, ProposalReply};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
@@ -101,6 +101,12 @@ impl Cluster {
         };
         tracing::info!(node = id, "removing node");
         self.raft.change_membership(change, false).await.map_err(|e| self.write_error(e))?;
-        Ok(self.membership_reply())
+        let reply = self.membership_reply();
+        // The membership change is what the caller asked for and it is committed; the record
+        // is housekeeping, retried by the next remove of the same id if this fails.
+        if let Err(e) = self.raft.client_write(Command::ForgetNode { id }).await {
+            tracing::warn!(node = id, error = %e, "removed node's catalog record not dropped");
+        }
+        Ok(reply)
     }
 }

@@ -80,6 +80,8 @@ impl Control for ControlService {
     ) -> Result<Response<pb::ClusterStatusReply>, Status> {
         let c = &self.cluster;
         let g = c.group();
+        let capacity: std::collections::BTreeMap<_, _> =
+            c.view.read(|cat| cat.nodes.values().map(|n| (n.id, (n.cpus, n.memory_mib))).collect());
         let nodes = g
             .addrs
             .iter()
@@ -96,6 +98,8 @@ impl Control for ControlService {
                 .to_string(),
                 status: if c.liveness.is_up(id) { "up" } else { "down" }.to_string(),
                 gpus: Vec::new(),
+                cpus: capacity.get(&id).map_or(0, |c| c.0),
+                memory_mib: capacity.get(&id).map_or(0, |c| c.1),
             })
             .collect();
         Ok(self.reply(pb::ClusterStatusReply {

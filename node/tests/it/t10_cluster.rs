@@ -9,9 +9,9 @@ use crate::harness::*;
 fn three_nodes_elect_a_leader_and_report_roles() {
     let mut c = TestCluster::start(3, &[]);
     let leader = c.wait_leader(Duration::from_secs(20));
-    c.eventually(Duration::from_secs(10), "all three nodes up in cluster status", || {
+    c.eventually(Duration::from_secs(10), "all three nodes up and registered in cluster status", || {
         let s = c.status(leader).unwrap();
-        s["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "up")
+        s["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "up" && n["cpus"].as_u64() > Some(0))
     });
     for id in 1..=3 {
         let s = c.status(id).unwrap();

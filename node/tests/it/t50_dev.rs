@@ -10,10 +10,11 @@ fn dev_keeps_state_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join(".flotilla");
     let listen = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
     let ep = format!("http://{listen}");
     let start = || {
         Command::new(BIN)
-            .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen", &listen])
+            .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen", &listen, "--http", &http])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -39,10 +40,25 @@ fn dev_keeps_state_across_restarts() {
 
     let mut dev = start();
     wait_up();
+    let health = http_get(&http, "/healthz");
+    let status = http_get(&http, "/status");
     let out = cli(&ep, &["-o", "json", "app", "show", "kept"]);
     let _ = dev.kill();
     let _ = dev.wait();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let app: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(app["version"].as_u64(), Some(1));
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let body: serde_json::Value = serde_json::from_str(status.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!((body["node"].as_u64(), body["leader"].as_u64()), (Some(1), Some(1)), "{body}");
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }

@@ -38,6 +38,10 @@ impl Catalog {
             Command::RegisterNode { id, addr, cpus, memory_mib, at_ms } => {
                 node::register(&mut self.nodes, id, addr, cpus, memory_mib, at_ms)
             }
+            Command::ForgetNode { id } => {
+                self.nodes.remove(&id);
+                Response::Empty
+            }
         }
     }
 }

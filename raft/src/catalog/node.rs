@@ -67,6 +67,16 @@ mod tests {
     }
 
     #[test]
+    fn forget_removes_the_record_and_is_idempotent() {
+        let mut c = Catalog::default();
+        c.apply(register(1, "a:1", 10));
+        c.apply(register(2, "b:1", 10));
+        assert_eq!(c.apply(Command::ForgetNode { id: 2 }), Response::Empty);
+        assert_eq!(c.apply(Command::ForgetNode { id: 2 }), Response::Empty);
+        assert_eq!(c.nodes.keys().copied().collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
     fn empty_addr_is_rejected() {
         let mut c = Catalog::default();
         assert!(matches!(c.apply(register(1, "", 10)), Response::Rejected(_)));
