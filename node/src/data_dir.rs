@@ -61,6 +61,21 @@ impl DataDir {
         Ok(Self { path: path.to_path_buf(), _lock: lock })
     }
 
+    /// This node instance's id: random, made on first start and kept in the data dir. It
+    /// tells this node's containers from those of other nodes on the same engine.
+    pub fn instance_id(&self) -> Result<String, DataDirError> {
+        let path = self.path.join("instance_id");
+        let io = |source| DataDirError::Io { path: path.display().to_string(), source };
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+            Ok(_) | Err(_) => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+                Ok(id)
+            }
+        }
+    }
+
     /// Where the Raft store lives.
     pub fn raft(&self) -> PathBuf {
         self.path.join("raft")

@@ -24,6 +24,9 @@ pub enum NodeError {
     /// A membership change that cannot be made as asked.
     #[error("{0}")]
     Membership(String),
+    /// No node has room for the request.
+    #[error("{0}")]
+    NoCapacity(String),
     /// A node being added did not catch up in time.
     #[error("node {id} at {addr} did not catch up: {cause}")]
     NodeUnreachable { id: NodeId, addr: String, cause: String },

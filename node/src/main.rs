@@ -8,7 +8,10 @@ mod data_dir;
 mod error;
 mod grpc;
 mod http;
+mod placement;
 mod resources;
+mod runtime;
+mod sandbox;
 mod server;
 
 use std::io::IsTerminal;
@@ -32,7 +35,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(cli.run()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(cli::exit_code(&e))

@@ -7,7 +7,8 @@
 //!
 //! Shutdown on SIGTERM or Ctrl-C, in order: stop background tasks, stop Raft (it stops
 //! replicating and voting; the log is already durable), stop serving, then release the data
-//! dir. This node runs no containers yet, so there is nothing else to stop.
+//! dir. Sandbox containers are left running: they belong to the catalog, not to this
+//! process, and the next start of the node adopts them (see `sandbox::reconciler`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,8 @@ use crate::config::{Config, Start};
 use crate::data_dir::DataDir;
 use crate::grpc::{self, ControlService, PeerService, WorkerService};
 use crate::resources::Resources;
+use crate::runtime::Docker;
+use crate::sandbox::SandboxHost;
 
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -36,6 +39,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn run_inner(config: Config) -> anyhow::Result<()> {
     let data_dir = DataDir::open(&config.data_dir, config.node_id)?;
+    let instance = data_dir.instance_id()?;
+    info!("connecting to the container engine");
+    let docker = Docker::connect().await?;
     info!(data_dir = %config.data_dir.display(), "opening the raft store");
     let (log_store, state_machine) = store::open(&data_dir.raft())?;
     let view = state_machine.view();
@@ -70,8 +76,10 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         view,
         peers: PeerPool::new(secret.clone()),
         liveness: Liveness::default(),
+        placement_lock: Default::default(),
     };
     let resources = Resources::detect();
+    let host = SandboxHost::new(docker, cluster.clone(), instance);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -82,11 +90,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let (stop_serving_tx, stop_serving_rx) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .add_service(ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20))
-        .add_service(WorkerServer::new(WorkerService {
-            node_id: config.node_id,
-            addr: config.advertise.clone(),
-            resources,
-        }))
+        .add_service(WorkerServer::new(WorkerService::new(host.clone(), resources)).max_decoding_message_size(64 << 20))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             PeerServer::new(PeerService { cluster: cluster.clone() }).max_decoding_message_size(64 << 20),
             grpc::authenticate(secret.clone()),
@@ -109,6 +113,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     start_membership(&config, &cluster, shutdown_rx.clone()).await?;
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(register(cluster.clone(), resources, shutdown_rx.clone()).in_current_span());
+    tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
     println!(
         "flotilla node {} ready: endpoint http://{} (data dir {})",
         config.node_id,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{App, NodeRecord};
+use crate::catalog::{App, NodeRecord, Sandbox, SandboxSpec};
 use crate::NodeId;
 
 /// A write to the catalog. Built by the node that took the client request, stamped by the
@@ -33,6 +33,22 @@ pub enum Command {
         memory_mib: u64,
         at_ms: i64,
     },
+    /// Record a new sandbox, placed by the leader on `node`.
+    CreateSandbox { id: String, name: Option<String>, spec: SandboxSpec, node: NodeId, at_ms: i64 },
+    /// The hosting node started the sandbox's container.
+    SandboxStarted { id: String, generation: u64, container_id: String, at_ms: i64 },
+    /// The sandbox ended on its node (its command exited, a timeout, or it could not start).
+    SandboxFinished {
+        id: String,
+        generation: u64,
+        /// It never ran (e.g. missing image), as opposed to having run and ended.
+        failed: bool,
+        exit_code: Option<i64>,
+        reason: String,
+        at_ms: i64,
+    },
+    /// A user ends a sandbox: final at once; its node removes the container.
+    TerminateSandbox { id: String, at_ms: i64 },
     /// Drop a removed node's record. Proposed by the leader after it removed the node from
     /// the Raft membership; a no-op if there is no record.
     ForgetNode { id: NodeId },
@@ -44,7 +60,11 @@ impl Command {
         match self {
             Command::DeployApp { at_ms, .. }
             | Command::StopApp { at_ms, .. }
-            | Command::RegisterNode { at_ms, .. } => *at_ms = now_ms,
+            | Command::RegisterNode { at_ms, .. }
+            | Command::CreateSandbox { at_ms, .. }
+            | Command::SandboxStarted { at_ms, .. }
+            | Command::SandboxFinished { at_ms, .. }
+            | Command::TerminateSandbox { at_ms, .. } => *at_ms = now_ms,
             Command::ForgetNode { .. } => {}
         }
     }
@@ -57,6 +77,7 @@ pub enum Response {
     Empty,
     App(App),
     Node(NodeRecord),
+    Sandbox(Sandbox),
     /// The command was invalid for the catalog as it stood; nothing changed.
     Rejected(Rejection),
 }
@@ -66,6 +87,14 @@ pub enum Response {
 pub enum Rejection {
     #[error("app {0:?} not found")]
     AppNotFound(String),
+    #[error("sandbox {0:?} not found")]
+    SandboxNotFound(String),
+    /// The request conflicts with a record that exists (e.g. a name in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// A report from a node about an older generation or an already final record.
+    #[error("stale: {0}")]
+    Stale(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
 }
@@ -79,6 +108,8 @@ pub enum Proposal {
     AddNode { id: NodeId, addr: String },
     /// Remove a node from the voters and learners.
     RemoveNode { id: NodeId },
+    /// Create a sandbox: the leader picks its id and node, then proposes `CreateSandbox`.
+    CreateSandbox { name: Option<String>, spec: SandboxSpec },
 }
 
 /// What the leader answers to a [`Proposal`] once it is committed.

@@ -94,6 +94,19 @@ impl Client {
         })
     }
 
+    /// The channel to try first, and the others in order after it, for calls the caller
+    /// retries itself (streams).
+    pub(crate) fn channels(&self) -> Vec<(usize, Channel)> {
+        let n = self.inner.channels.len();
+        let start = self.inner.preferred.load(Ordering::Relaxed);
+        (0..n).map(|k| ((start + k) % n, self.inner.channels[(start + k) % n].clone())).collect()
+    }
+
+    /// How long to keep retrying unavailable endpoints.
+    pub(crate) fn retry_for(&self) -> Duration {
+        self.inner.options.retry_for
+    }
+
     /// The endpoints this client tries, in order.
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints

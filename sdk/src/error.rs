@@ -14,9 +14,15 @@ pub enum Error {
     /// The app spec failed to parse or validate before it was sent.
     #[error("invalid app spec: {0}")]
     Spec(#[from] crate::spec::SpecError),
+    /// The name or id is taken (e.g. a live sandbox already has this name).
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
     /// The request conflicts with the cluster's current state (e.g. removing the last voter).
     #[error("rejected: {0}")]
     FailedPrecondition(String),
+    /// No node has room for the request (CPU, memory). Retry once capacity frees up.
+    #[error("no capacity: {0}")]
+    NoCapacity(String),
     /// No endpoint could serve the request in time (nodes down, no leader). Safe to retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -47,8 +53,10 @@ impl From<tonic::Status> for Error {
         match status.code() {
             Code::NotFound => Error::NotFound(msg),
             Code::InvalidArgument | Code::OutOfRange => Error::InvalidArgument(msg),
-            Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => Error::FailedPrecondition(msg),
-            Code::Unavailable | Code::ResourceExhausted => Error::Unavailable(msg),
+            Code::FailedPrecondition | Code::Aborted => Error::FailedPrecondition(msg),
+            Code::AlreadyExists => Error::AlreadyExists(msg),
+            Code::Unavailable => Error::Unavailable(msg),
+            Code::ResourceExhausted => Error::NoCapacity(msg),
             Code::DeadlineExceeded => Error::Timeout(msg),
             // tonic reports the client-side request timeout as Cancelled.
             Code::Cancelled if msg.contains("Timeout expired") => Error::Timeout(msg),

@@ -23,10 +23,14 @@ mod app;
 mod client;
 mod cluster;
 mod error;
+mod exec;
+mod sandbox;
 pub mod spec;
 
 pub use app::AppInfo;
 pub use client::{Client, ClientOptions};
 pub use cluster::{ClusterStatus, GpuInfo, Membership, NodeInfo};
 pub use error::{Error, Result};
+pub use exec::{ExecBuilder, ExecEvent, ExecProcess, ExecResult};
+pub use sandbox::{Sandbox, SandboxBuilder, SandboxInfo};
 pub use spec::AppSpec;

@@ -7,7 +7,9 @@
 mod app;
 mod cluster;
 mod daemon;
+mod image;
 mod output;
+mod sandbox;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +41,12 @@ enum Command {
     /// Deploy and manage apps.
     #[command(subcommand)]
     App(app::AppCmd),
+    /// Sandboxes: isolated containers for running code.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCmd),
+    /// Images on this machine's container engine.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
@@ -50,14 +58,23 @@ impl Cli {
         matches!(self.command, Command::Dev(_) | Command::Node(_))
     }
 
-    pub async fn run(&self) -> anyhow::Result<()> {
+    /// Runs the command; returns the process exit code (0 unless the command passes on a
+    /// child's, as `sandbox exec` does).
+    pub async fn run(&self) -> anyhow::Result<u8> {
         match &self.command {
-            Command::Dev(args) => crate::server::run(args.config()?).await,
-            Command::Node(args) => crate::server::run(args.config()?).await,
-            Command::Cluster(cmd) => cmd.run(&self.client().await?, self.output).await,
-            Command::App(cmd) => cmd.run(&self.client().await?, self.output).await,
-            Command::Bench(cmd) => cmd.run().await,
+            Command::Dev(args) => crate::server::run(args.config()?).await?,
+            Command::Node(args) => crate::server::run(args.config()?).await?,
+            Command::Cluster(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::App(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Sandbox(cmd) => {
+                if let sandbox::Outcome::Exit(code) = cmd.run(&self.client().await?, self.output).await? {
+                    return Ok(code as u8);
+                }
+            }
+            Command::Image(cmd) => cmd.run(self.output).await?,
+            Command::Bench(cmd) => cmd.run().await?,
         }
+        Ok(0)
     }
 
     async fn client(&self) -> anyhow::Result<flotilla::Client> {

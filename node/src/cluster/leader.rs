@@ -9,7 +9,11 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
 use super::Cluster;
+use crate::placement;
 use crate::error::NodeError;
+
+/// How long placement waits for a first registered, live node.
+const NO_NODES_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a joining node may take to catch up as a learner before the add fails.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +31,33 @@ impl Cluster {
             }
             Proposal::AddNode { id, addr } => self.add_node(id, addr).await,
             Proposal::RemoveNode { id } => self.remove_node(id).await,
+            Proposal::CreateSandbox { name, spec } => {
+                // Placement reads the applied catalog, so concurrent creates must not choose
+                // before the previous one is applied, or they would all pick the same node.
+                let _placing = self.placement_lock.lock().await;
+                let node = self.place(spec.cpu, spec.memory_mib).await?;
+                let id = format!("sb-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+                let cmd = Command::CreateSandbox { id, name, spec, node, at_ms: chrono::Utc::now().timestamp_millis() };
+                let resp = self.raft.client_write(cmd).await.map_err(|e| self.write_error(e))?;
+                Ok(ProposalReply::Write(resp.data))
+            }
+        }
+    }
+
+    /// Picks a node for a new workload. Right after the cluster starts, nodes are still
+    /// registering (and being probed); a request that finds no node at all waits for one
+    /// for a few seconds instead of failing.
+    async fn place(&self, cpu: f64, memory_mib: u64) -> Result<NodeId, NodeError> {
+        let deadline = tokio::time::Instant::now() + NO_NODES_WAIT;
+        loop {
+            let candidates = self.view.read(|c| placement::candidates(c, |id| self.liveness.is_up(id)));
+            match placement::place(&candidates, cpu, memory_mib) {
+                Ok(node) => return Ok(node),
+                Err(placement::PlacementError::NoNodes) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(NodeError::NoCapacity(e.to_string())),
+            }
         }
     }
 

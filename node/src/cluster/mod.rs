@@ -43,6 +43,8 @@ pub struct Cluster {
     /// Clients for this node's own calls to peers.
     pub peers: PeerPool,
     pub liveness: Liveness,
+    /// Held by the leader from choosing a node for a workload until that choice is applied.
+    pub placement_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// This node's view of the group, copied out of openraft's metrics.

@@ -171,4 +171,27 @@ impl Control for ControlService {
         let app = app_reply(self.cluster.write(Command::StopApp { name, at_ms: 0 }).await?)?;
         Ok(self.reply(to_pb(app)))
     }
+
+    async fn create_sandbox(&self, req: Request<pb::CreateSandboxRequest>) -> Result<Response<pb::Sandbox>, Status> {
+        Ok(self.reply(self.create_sandbox_(req.into_inner()).await?))
+    }
+
+    async fn get_sandbox(&self, req: Request<pb::GetSandboxRequest>) -> Result<Response<pb::Sandbox>, Status> {
+        Ok(self.reply(self.get_sandbox_(&req.into_inner().id).await?))
+    }
+
+    async fn list_sandboxes(
+        &self,
+        req: Request<pb::ListSandboxesRequest>,
+    ) -> Result<Response<pb::ListSandboxesReply>, Status> {
+        Ok(self.reply(self.list_sandboxes_(req.into_inner()).await?))
+    }
+
+    async fn terminate_sandbox(&self, req: Request<pb::GetSandboxRequest>) -> Result<Response<pb::Sandbox>, Status> {
+        Ok(self.reply(self.terminate_sandbox_(&req.into_inner().id).await?))
+    }
+
+    async fn wait_sandbox(&self, req: Request<pb::WaitSandboxRequest>) -> Result<Response<pb::Sandbox>, Status> {
+        Ok(self.reply(self.wait_sandbox_(req.into_inner()).await?))
+    }
 }

@@ -3,6 +3,7 @@
 
 mod control;
 mod peer;
+mod sandboxes;
 mod status;
 mod worker;
 

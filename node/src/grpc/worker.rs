@@ -1,27 +1,213 @@
-//! The Worker service: the data plane of the node that hosts a workload.
+//! The Worker service: the data plane. Exec and file transfer run on the node that hosts
+//! the sandbox; any other node proxies the stream there unchanged, so a client can use any
+//! endpoint. Nothing here goes through Raft.
 
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_proto::worker::worker_client::WorkerClient;
 use flotilla_proto::worker::worker_server::Worker;
-use flotilla_proto::worker::{NodeInfoReply, NodeInfoRequest};
-use tonic::{Request, Response, Status};
+use flotilla_proto::worker::{
+    exec_input, ArchiveChunk, ExecInput, ExecOutput, GetArchiveRequest, Image, ListImagesReply, ListImagesRequest,
+    NodeInfoReply, NodeInfoRequest, PutArchiveReply,
+};
+use flotilla_raft::{Sandbox, SandboxState};
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::NodeError;
 use crate::resources::Resources;
+use crate::sandbox::{exec, validate, SandboxHost};
 
-/// Serves what this node is and offers.
+/// How long an exec or copy waits for a just-created sandbox to start running.
+const WAIT_RUNNING: Duration = Duration::from_secs(60);
+/// Largest archive accepted by `PutArchive`, bytes.
+pub const MAX_PUT_BYTES: usize = 1 << 30;
+/// Bounded buffer of output messages per exec stream; a slow client slows the exec down.
+const STREAM_BUFFER: usize = 64;
+/// Chunk size of archives sent back.
+const CHUNK: usize = 1 << 20;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Where a sandbox's data plane is served.
+enum Route {
+    Local { container: String },
+    Remote { addr: String },
+}
+
 pub struct WorkerService {
-    pub node_id: u64,
-    pub addr: String,
+    pub host: SandboxHost,
     pub resources: Resources,
+    /// Worker clients for proxying, by node address.
+    pub workers: Arc<Mutex<HashMap<String, WorkerClient<Channel>>>>,
+}
+
+impl WorkerService {
+    pub fn new(host: SandboxHost, resources: Resources) -> Self {
+        Self { host, resources, workers: Default::default() }
+    }
+
+    fn worker(&self, addr: &str) -> Result<WorkerClient<Channel>, Status> {
+        let mut workers = self.workers.lock().expect("worker pool lock");
+        if let Some(c) = workers.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::internal(e.to_string()))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let c = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
+        workers.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn record(&self, id: &str) -> Option<Sandbox> {
+        self.host.cluster.view.read(|c| c.sandboxes.get(id).cloned())
+    }
+
+    /// Finds where `id` runs, waiting for a pending sandbox to start.
+    async fn route(&self, id: &str) -> Result<Route, Status> {
+        if self.record(id).is_none() {
+            self.host.cluster.linearizable().await?;
+        }
+        let deadline = tokio::time::Instant::now() + WAIT_RUNNING;
+        loop {
+            let sb = self.record(id).ok_or_else(|| Status::not_found(format!("sandbox {id:?} not found")))?;
+            match sb.state {
+                SandboxState::Running if sb.node == self.host.cluster.id => {
+                    let container = sb.container_id.ok_or_else(|| Status::internal("running sandbox without a container"))?;
+                    return Ok(Route::Local { container });
+                }
+                SandboxState::Running | SandboxState::Pending if sb.node != self.host.cluster.id => {
+                    let addr = self.host.cluster.group().addrs.get(&sb.node).cloned().ok_or_else(|| {
+                        Status::unavailable(format!("sandbox {id} is on node {}, which is not a member", sb.node))
+                    })?;
+                    return Ok(Route::Remote { addr });
+                }
+                SandboxState::Terminated | SandboxState::Failed => {
+                    return Err(Status::failed_precondition(format!(
+                        "sandbox {id} is {} (exit {}: {})",
+                        sb.state.as_str(),
+                        sb.exit_code.map_or("none".into(), |c| c.to_string()),
+                        sb.reason.unwrap_or_default()
+                    )));
+                }
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(Status::unavailable(format!("sandbox {id} did not start within {WAIT_RUNNING:?}")));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+}
+
+/// The rest of a client stream as plain messages, ending at the first error.
+fn forward<T: Send + 'static>(first: T, rest: Streaming<T>) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::once(async move { first }).chain(rest.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| async move { r.ok() }))
 }
 
 #[tonic::async_trait]
 impl Worker for WorkerService {
     async fn node_info(&self, _: Request<NodeInfoRequest>) -> Result<Response<NodeInfoReply>, Status> {
         Ok(Response::new(NodeInfoReply {
-            node_id: self.node_id,
-            addr: self.addr.clone(),
+            node_id: self.host.cluster.id,
+            addr: self.host.cluster.addr.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             cpus: self.resources.cpus,
             memory_mib: self.resources.memory_mib,
+        }))
+    }
+
+    type ExecStream = BoxStream<ExecOutput>;
+
+    async fn exec(&self, req: Request<Streaming<ExecInput>>) -> Result<Response<Self::ExecStream>, Status> {
+        let mut input = req.into_inner();
+        let first = input.message().await?.ok_or_else(|| Status::invalid_argument("start: the stream was empty"))?;
+        let Some(exec_input::Input::Start(start)) = &first.input else {
+            return Err(NodeError::invalid("start", "the first message must be `start`").into());
+        };
+        let request = validate::exec(start)?;
+        match self.route(&request.sandbox_id).await? {
+            Route::Remote { addr } => {
+                let out = self.worker(&addr)?.exec(forward(first, input)).await?.into_inner();
+                Ok(Response::new(Box::pin(out)))
+            }
+            Route::Local { container } => {
+                let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+                tokio::spawn(exec::run(self.host.clone(), container, request, input, tx));
+                Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            }
+        }
+    }
+
+    async fn put_archive(&self, req: Request<Streaming<ArchiveChunk>>) -> Result<Response<PutArchiveReply>, Status> {
+        let mut input = req.into_inner();
+        let first = input.message().await?.ok_or_else(|| Status::invalid_argument("sandbox_id: the stream was empty"))?;
+        if first.sandbox_id.is_empty() {
+            return Err(NodeError::invalid("sandbox_id", "is required on the first chunk").into());
+        }
+        if !first.path.starts_with('/') {
+            return Err(NodeError::invalid("path", format!("{:?} must be an absolute folder in the sandbox", first.path)).into());
+        }
+        match self.route(&first.sandbox_id).await? {
+            Route::Remote { addr } => Ok(Response::new(self.worker(&addr)?.put_archive(forward(first, input)).await?.into_inner())),
+            Route::Local { container } => {
+                let (dir, mut data) = (first.path.clone(), first.data);
+                while let Some(chunk) = input.message().await? {
+                    data.extend_from_slice(&chunk.data);
+                    if data.len() > MAX_PUT_BYTES {
+                        return Err(Status::invalid_argument(format!("data: the archive is larger than {MAX_PUT_BYTES} bytes")));
+                    }
+                }
+                let bytes = data.len() as u64;
+                self.host
+                    .docker
+                    .put_archive(&container, &dir, data)
+                    .await
+                    .map_err(|e| Status::failed_precondition(format!("copy into {}:{dir}: {e}", first.sandbox_id)))?;
+                Ok(Response::new(PutArchiveReply { bytes }))
+            }
+        }
+    }
+
+    type GetArchiveStream = BoxStream<ArchiveChunk>;
+
+    async fn get_archive(&self, req: Request<GetArchiveRequest>) -> Result<Response<Self::GetArchiveStream>, Status> {
+        let req = req.into_inner();
+        if !req.path.starts_with('/') {
+            return Err(NodeError::invalid("path", format!("{:?} must be an absolute path in the sandbox", req.path)).into());
+        }
+        match self.route(&req.sandbox_id).await? {
+            Route::Remote { addr } => Ok(Response::new(Box::pin(self.worker(&addr)?.get_archive(req).await?.into_inner()))),
+            Route::Local { container } => {
+                let (id, path) = (req.sandbox_id.clone(), req.path.clone());
+                let stream = self.host.docker.get_archive(&container, &req.path).flat_map(move |r| {
+                    let chunks: Vec<Result<ArchiveChunk, Status>> = match r {
+                        Ok(bytes) => bytes
+                            .chunks(CHUNK)
+                            .map(|c| Ok(ArchiveChunk { sandbox_id: String::new(), path: String::new(), data: c.to_vec() }))
+                            .collect(),
+                        Err(e) => vec![Err(Status::not_found(format!("{id}:{path}: {e}")))],
+                    };
+                    futures::stream::iter(chunks)
+                });
+                Ok(Response::new(Box::pin(stream)))
+            }
+        }
+    }
+
+    async fn list_images(&self, _: Request<ListImagesRequest>) -> Result<Response<ListImagesReply>, Status> {
+        let images = self.host.docker.list_images().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(ListImagesReply {
+            images: images
+                .into_iter()
+                .map(|i| Image { name: i.name, id: i.id, size_bytes: i.size_bytes, created_unix: i.created_unix })
+                .collect(),
         }))
     }
 }

@@ -261,6 +261,28 @@ pub fn app_names(c: &TestCluster, id: u64) -> Vec<String> {
     list.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect()
 }
 
+/// Runs the docker CLI; returns stdout, panicking on failure.
+pub fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().expect("docker CLI");
+    assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Ids of containers (running or not) with this label.
+pub fn containers(label: &str) -> Vec<String> {
+    let ids = docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("label={label}")]);
+    ids.lines().map(str::to_string).collect()
+}
+
+/// Builds `flotilla/busybox` once per test run, through the CLI as a user would.
+pub fn busybox_image() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let o = Command::new(BIN).args(["image", "build-base", "busybox"]).output().expect("run flotilla");
+        assert!(o.status.success(), "build-base busybox: {}", String::from_utf8_lossy(&o.stderr));
+    });
+}
+
 /// A tokio runtime for tests that use the SDK directly.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()

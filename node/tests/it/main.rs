@@ -8,3 +8,4 @@ mod t20_failover;
 mod t30_membership;
 mod t40_bad_input;
 mod t50_dev;
+mod t60_sandbox;

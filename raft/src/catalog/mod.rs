@@ -6,6 +6,7 @@
 
 mod app;
 mod node;
+mod sandbox;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use app::{App, AppState};
 pub use node::NodeRecord;
+pub use sandbox::{Sandbox, SandboxSpec, SandboxState};
 
 use crate::command::{Command, Response};
 use crate::NodeId;
@@ -25,6 +27,8 @@ pub struct Catalog {
     /// Nodes that announced themselves, by id. Membership (who votes) is Raft's business;
     /// this is what each node offers.
     pub nodes: BTreeMap<NodeId, NodeRecord>,
+    /// Sandboxes by id, final ones included (they are kept for `sandbox show`/`wait`).
+    pub sandboxes: BTreeMap<String, Sandbox>,
 }
 
 impl Catalog {
@@ -38,6 +42,16 @@ impl Catalog {
             Command::RegisterNode { id, addr, cpus, memory_mib, at_ms } => {
                 node::register(&mut self.nodes, id, addr, cpus, memory_mib, at_ms)
             }
+            Command::CreateSandbox { id, name, spec, node, at_ms } => {
+                sandbox::create(&mut self.sandboxes, id, name, spec, node, at_ms)
+            }
+            Command::SandboxStarted { id, generation, container_id, at_ms } => {
+                sandbox::started(&mut self.sandboxes, &id, generation, container_id, at_ms)
+            }
+            Command::SandboxFinished { id, generation, failed, exit_code, reason, at_ms } => {
+                sandbox::finished(&mut self.sandboxes, &id, generation, failed, exit_code, reason, at_ms)
+            }
+            Command::TerminateSandbox { id, at_ms } => sandbox::terminate(&mut self.sandboxes, &id, at_ms),
             Command::ForgetNode { id } => {
                 self.nodes.remove(&id);
                 Response::Empty

@@ -1,0 +1,270 @@
+//! `flotilla sandbox …`
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use flotilla::{Client, ExecEvent, SandboxInfo};
+use tokio::io::AsyncReadExt;
+
+use super::output::{print, rfc3339, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCmd {
+    /// Create a sandbox; prints its id.
+    Create(CreateArgs),
+    /// Run a command in a sandbox, streaming its output; exits with the command's exit code.
+    Exec(ExecArgs),
+    /// List live sandboxes (--all: ended ones too).
+    Ls {
+        #[arg(long)]
+        all: bool,
+        /// Only sandboxes with this tag (repeatable).
+        #[arg(long = "tag", value_parser = key_value)]
+        tags: Vec<(String, String)>,
+    },
+    /// Show one sandbox.
+    Show { id: String },
+    /// Wait until a sandbox ends; prints it.
+    Wait {
+        id: String,
+        /// Give up after this many seconds (the sandbox is then printed still running).
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// End a sandbox (exit 137).
+    Terminate { id: String },
+    /// Copy between a sandbox and here: `ID:/abs/path LOCAL_DIR` or `LOCAL_PATH ID:/abs/dir`.
+    Cp { src: String, dst: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long, default_value = "flotilla/busybox")]
+    image: String,
+    /// Unique among live sandboxes.
+    #[arg(long)]
+    name: Option<String>,
+    /// CPU cores (default 1).
+    #[arg(long)]
+    cpu: Option<f64>,
+    /// Memory limit, MiB (default 512).
+    #[arg(long)]
+    memory: Option<u64>,
+    /// End the sandbox this many seconds after it starts (exit 124).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// End the sandbox after this many seconds with no exec and no input (exit 124).
+    #[arg(long)]
+    idle_timeout: Option<u64>,
+    /// No network but loopback.
+    #[arg(long)]
+    block_network: bool,
+    #[arg(long)]
+    workdir: Option<String>,
+    #[arg(long = "env", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    #[arg(long = "tag", value_parser = key_value)]
+    tags: Vec<(String, String)>,
+    /// runc (default) or runsc (gVisor).
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Return once the sandbox runs (or failed to start).
+    #[arg(long)]
+    wait: bool,
+    /// Entrypoint; without one the sandbox idles, waiting for execs.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    id: String,
+    #[arg(long)]
+    workdir: Option<String>,
+    #[arg(long = "env", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// Kill the command after this many seconds (exit 124).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Pass this process's stdin to the command.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+fn print_sandbox(s: &SandboxInfo) {
+    println!("{}  {}  node {}  image {}", s.id, s.state, s.node, s.image);
+    if let Some(name) = &s.name {
+        println!("  name: {name}");
+    }
+    println!("  created {}", rfc3339(s.created_at_ms));
+    if let Some(t) = s.started_at_ms {
+        println!("  started {}", rfc3339(t));
+    }
+    if s.timeout_s > 0 || s.idle_timeout_s > 0 {
+        println!("  timeout {} s, idle timeout {} s", s.timeout_s, s.idle_timeout_s);
+    }
+    if let Some(t) = s.finished_at_ms {
+        let code = s.exit_code.map_or("none".to_string(), |c| c.to_string());
+        println!("  ended {} with exit {code} ({})", rfc3339(t), s.reason.as_deref().unwrap_or(""));
+    }
+}
+
+/// The result of a command that ends with a process exit code.
+pub enum Outcome {
+    Done,
+    Exit(i32),
+}
+
+impl SandboxCmd {
+    pub async fn run(&self, client: &Client, format: Format) -> anyhow::Result<Outcome> {
+        match self {
+            SandboxCmd::Create(a) => create(client, a, format).await?,
+            SandboxCmd::Exec(a) => return exec(client, a).await,
+            SandboxCmd::Ls { all, tags } => {
+                let list = client.list_sandboxes(*all, tags.iter().cloned().collect()).await?;
+                print(format, &list, |list| {
+                    println!("{:<20} {:<11} {:<5} {:<20} NAME", "ID", "STATE", "NODE", "IMAGE");
+                    for s in list {
+                        println!("{:<20} {:<11} {:<5} {:<20} {}", s.id, s.state, s.node, s.image, s.name.as_deref().unwrap_or(""));
+                    }
+                })?;
+            }
+            SandboxCmd::Show { id } => print(format, &client.sandbox_info(id).await?, print_sandbox)?,
+            SandboxCmd::Wait { id, timeout } => {
+                print(format, &client.wait_sandbox(id, timeout.map(Duration::from_secs)).await?, print_sandbox)?
+            }
+            SandboxCmd::Terminate { id } => print(format, &client.terminate_sandbox(id).await?, print_sandbox)?,
+            SandboxCmd::Cp { src, dst } => copy(client, src, dst).await?,
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+async fn create(client: &Client, a: &CreateArgs, format: Format) -> anyhow::Result<()> {
+    let mut b = client.sandbox().image(&a.image).command(a.command.clone());
+    if let Some(n) = &a.name {
+        b = b.name(n);
+    }
+    if let Some(c) = a.cpu {
+        b = b.cpu(c);
+    }
+    if let Some(m) = a.memory {
+        b = b.memory_mib(m);
+    }
+    if let Some(t) = a.timeout {
+        b = b.timeout(Duration::from_secs(t));
+    }
+    if let Some(t) = a.idle_timeout {
+        b = b.idle_timeout(Duration::from_secs(t));
+    }
+    if let Some(w) = &a.workdir {
+        b = b.workdir(w);
+    }
+    if let Some(r) = &a.runtime {
+        b = b.runtime(r);
+    }
+    for (k, v) in &a.env {
+        b = b.env(k, v);
+    }
+    for (k, v) in &a.tags {
+        b = b.tag(k, v);
+    }
+    b = b.block_network(a.block_network);
+    if !a.wait {
+        b = b.no_wait();
+    }
+    let sb = b.create().await?;
+    let out: BTreeMap<&str, &str> = BTreeMap::from([("id", sb.id.as_str())]);
+    print(format, &out, |_| println!("{}", sb.id))
+}
+
+async fn exec(client: &Client, a: &ExecArgs) -> anyhow::Result<Outcome> {
+    let sb = client.sandbox_from_id(&a.id).await?;
+    let mut e = sb.exec(a.command.clone());
+    if let Some(w) = &a.workdir {
+        e = e.workdir(w);
+    }
+    if let Some(t) = a.timeout {
+        e = e.timeout(Duration::from_secs(t));
+    }
+    for (k, v) in &a.env {
+        e = e.env(k, v);
+    }
+    let mut p = e.spawn().await?;
+    let (stdin_tx, mut stdin_rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(16);
+    if a.interactive {
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = stdin_tx.send(None).await;
+                        return;
+                    }
+                    Ok(n) => {
+                        if stdin_tx.send(Some(buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    } else {
+        p.close_stdin().await?;
+    }
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    loop {
+        tokio::select! {
+            ev = p.next_event() => match ev? {
+                Some(ExecEvent::Stdout(b)) => { out.write_all(&b)?; out.flush()?; }
+                Some(ExecEvent::Stderr(b)) => { err.write_all(&b)?; err.flush()?; }
+                None => break,
+            },
+            Some(input) = stdin_rx.recv() => match input {
+                Some(data) => p.write_stdin(&data).await?,
+                None => p.close_stdin().await?,
+            },
+        }
+    }
+    let code = p.exit_code().context("exec ended without an exit code")?;
+    Ok(Outcome::Exit(code.clamp(0, 255) as i32))
+}
+
+/// Splits `ID:/path` into its parts; `None` for a local path.
+fn remote(spec: &str) -> Option<(&str, &str)> {
+    let (id, path) = spec.split_once(':')?;
+    (!id.is_empty() && path.starts_with('/') && !id.contains('/')).then_some((id, path))
+}
+
+async fn copy(client: &Client, src: &str, dst: &str) -> anyhow::Result<()> {
+    match (remote(src), remote(dst)) {
+        (Some((id, path)), None) => {
+            let sb = client.sandbox_from_id(id).await?;
+            sb.copy_out(path, &PathBuf::from(dst)).await?;
+        }
+        (None, Some((id, dir))) => {
+            let sb = client.sandbox_from_id(id).await?;
+            let local = PathBuf::from(src);
+            if !local.exists() {
+                return Err(flotilla::Error::InvalidArgument(format!("source: {} does not exist", local.display())).into());
+            }
+            sb.copy_in(&local, dir).await?;
+        }
+        _ => {
+            let msg = "cp: exactly one of SRC and DST must be ID:/absolute/path".to_string();
+            return Err(flotilla::Error::InvalidArgument(msg).into());
+        }
+    }
+    Ok(())
+}

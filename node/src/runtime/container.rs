@@ -1,0 +1,183 @@
+//! Container lifecycle (create, start, limits, state, wait, kill, remove, list) and file
+//! transfer (tar archives in and out).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{ContainerStateStatusEnum, ContainerUpdateBody};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use super::error::{is_conflict_with, is_not_found};
+use super::sandbox::{container_body, limits_config};
+use super::{ContainerSpec, ContainerState, Docker, Limits, RuntimeError};
+
+impl Docker {
+    /// Creates (does not start) a sandbox container from `spec` with Flotilla's isolation
+    /// defaults (see the [module documentation](crate::runtime)). Returns the container id.
+    ///
+    /// Errors: [`RuntimeError::ImageNotFound`] when the image is not local,
+    /// [`RuntimeError::Conflict`] when the name is taken, [`RuntimeError::InvalidSpec`] for
+    /// limits the engine would read as "unlimited".
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        spec.limits.validate()?;
+        let mut options = CreateContainerOptionsBuilder::new();
+        if let Some(name) = &spec.name {
+            options = options.name(name);
+        }
+        let created = self
+            .inner
+            .create_container(Some(options.build()), container_body(spec))
+            .await
+            .map_err(|e| RuntimeError::for_image(&spec.image, e))?;
+        for warning in &created.warnings {
+            tracing::warn!(container = %created.id, "engine warning on create: {warning}");
+        }
+        Ok(created.id)
+    }
+
+    /// Starts a created container (a no-op when it is already running).
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        self.inner
+            .start_container(id, None)
+            .await
+            .map_err(|e| RuntimeError::for_container(id, e))
+    }
+
+    /// Changes the CPU, memory (swap kept equal to memory) and pids limits of a created or
+    /// running container, like `docker update`. Lowering memory below what the container
+    /// uses now fails with the engine's message.
+    pub async fn update_limits(&self, id: &str, limits: &Limits) -> Result<(), RuntimeError> {
+        limits.validate()?;
+        let host = limits_config(limits);
+        let update = ContainerUpdateBody {
+            memory: host.memory,
+            memory_swap: host.memory_swap,
+            nano_cpus: host.nano_cpus,
+            pids_limit: host.pids_limit,
+            ..Default::default()
+        };
+        self.inner
+            .update_container(id, update)
+            .await
+            .map_err(|e| RuntimeError::for_container(id, e))
+    }
+
+    /// The container's state, or `None` when there is no such container.
+    pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, RuntimeError> {
+        let inspect = match self.inner.inspect_container(id, None).await {
+            Ok(inspect) => inspect,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let state = inspect.state.unwrap_or_default();
+        let exited = matches!(
+            state.status,
+            Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+        );
+        let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
+        Ok(Some(ContainerState {
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code.filter(|_| exited),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            labels: labels.into_iter().collect(),
+        }))
+    }
+
+    /// Waits until the container is not running and returns the exit code of its main process
+    /// (128 + n when signal n ended it). Returns at once for a container that was never started.
+    pub async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {
+        let mut responses = self.inner.wait_container(id, None).boxed();
+        match responses.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero exit code as an error; an empty message means the
+            // wait itself went fine.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { error, code }))
+                if error.is_empty() =>
+            {
+                Ok(code)
+            }
+            Some(Err(e)) => Err(RuntimeError::for_container(id, e)),
+            None => Err(RuntimeError::Engine(format!(
+                "wait on {id} ended without an exit code"
+            ))),
+        }
+    }
+
+    /// Sends `signal` (e.g. `"SIGKILL"`, `"SIGTERM"`, `"9"`) to the main process. A container
+    /// that is not running is left as it is, without error.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+        match self.inner.kill_container(id, Some(options)).await {
+            Err(e) if is_conflict_with(&e, "is not running") => Ok(()),
+            other => other.map_err(|e| RuntimeError::for_container(id, e)),
+        }
+    }
+
+    /// Removes the container, killing it if needed, together with its volumes (the `/work`
+    /// volume). A container that is already gone (or being removed) is not an error.
+    pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.inner.remove_container(id, Some(options)).await {
+            Err(e) if is_not_found(&e) || is_conflict_with(&e, "already in progress") => Ok(()),
+            other => other.map_err(RuntimeError::from),
+        }
+    }
+
+    /// Containers (running or not) carrying `label`, given as `key=value` or just `key`,
+    /// each with all its labels.
+    pub async fn list_by_label(
+        &self,
+        label: &str,
+    ) -> Result<Vec<(String, BTreeMap<String, String>)>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![label])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self.inner.list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default().into_iter().collect();
+                c.id.map(|id| (id, labels))
+            })
+            .collect())
+    }
+
+    /// Extracts the tar archive `tar` into the container at directory `dir`, which must exist
+    /// and be writable: with the read-only root filesystem that means `/work` or below (the
+    /// engine refuses archives into a read-only rootfs even under a tmpfs such as `/tmp`).
+    pub async fn put_archive(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), RuntimeError> {
+        let options = UploadToContainerOptionsBuilder::new().path(dir).build();
+        self.inner
+            .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| RuntimeError::for_container(&format!("{id}:{dir}"), e))
+    }
+
+    /// Reads `path` (a file or a directory, recursively) out of the container as a tar
+    /// stream. A file comes as one entry named by its base name; a directory as entries under
+    /// its base name. A missing container or path ends the stream with
+    /// [`RuntimeError::NotFound`].
+    pub fn get_archive(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static {
+        let what = format!("{id}:{path}");
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        self.inner
+            .download_from_container(id, Some(options))
+            .map_err(move |e| RuntimeError::for_container(&what, e))
+    }
+}

@@ -1,0 +1,242 @@
+//! One actor per sandbox container on this node: creates or adopts the container, enforces
+//! the sandbox's timeout and idle timeout, and reports how it ended.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use flotilla_raft::{Command, Sandbox, SandboxState};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::{SandboxHost, LABEL_GENERATION, LABEL_INSTANCE, LABEL_SANDBOX};
+use crate::runtime::{ContainerSpec, Limits, RuntimeError};
+
+/// How often deadlines are checked.
+const TICK: Duration = Duration::from_millis(200);
+/// Process limit inside every sandbox, so a fork bomb stays inside it.
+pub const PIDS_LIMIT: i64 = 512;
+
+/// Messages a sandbox actor handles.
+#[derive(Debug)]
+pub enum SandboxMsg {
+    /// Check the timeout and idle deadlines.
+    Tick,
+    /// An exec began; the sandbox is not idle while one runs.
+    ExecStarted,
+    /// An exec ended.
+    ExecEnded,
+    /// Stdin arrived for an exec: activity for the idle timer.
+    Input,
+    /// The container's main process exited with this code.
+    Exited(i64),
+    /// The catalog says the sandbox is final: remove the container and stop.
+    Stop,
+}
+
+pub struct SandboxActor;
+
+pub struct Args {
+    pub record: Sandbox,
+    pub host: SandboxHost,
+}
+
+pub struct State {
+    record: Sandbox,
+    host: SandboxHost,
+    container: Option<String>,
+    /// When the sandbox started running here (or was adopted).
+    started: Instant,
+    last_activity: Instant,
+    active_execs: u32,
+}
+
+fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec {
+    let s = &record.spec;
+    ContainerSpec {
+        name: Some(format!("flotilla-{}-g{}", record.id, record.generation)),
+        image: s.image.clone(),
+        cmd: (!s.command.is_empty()).then(|| s.command.clone()),
+        env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        workdir: s.workdir.clone(),
+        limits: Limits { cpu: s.cpu, memory_mib: s.memory_mib, pids: PIDS_LIMIT },
+        block_network: s.block_network,
+        runtime: (s.runtime != "runc").then(|| s.runtime.clone()),
+        labels: BTreeMap::from([
+            (LABEL_SANDBOX.to_string(), record.id.clone()),
+            (LABEL_GENERATION.to_string(), record.generation.to_string()),
+            (LABEL_INSTANCE.to_string(), instance.to_string()),
+        ]),
+    }
+}
+
+impl State {
+    /// Finds this sandbox's container from an earlier run of the daemon, or creates and
+    /// starts a new one. Returns the container id and whether it is already running.
+    async fn adopt_or_create(&mut self) -> Result<String, RuntimeError> {
+        let docker = &self.host.docker;
+        let mine = self.host.instance_label();
+        for (id, labels) in docker.list_by_label(&mine).await? {
+            if labels.get(LABEL_SANDBOX) != Some(&self.record.id) {
+                continue;
+            }
+            if labels.get(LABEL_GENERATION) == Some(&self.record.generation.to_string()) {
+                if docker.state(&id).await?.is_some_and(|s| s.running) {
+                    tracing::info!(sandbox = %self.record.id, container = %id, "adopted running container");
+                    return Ok(id);
+                }
+            }
+            // A leftover from another generation or a dead container: not ours to keep.
+            docker.remove(&id).await?;
+        }
+        let id = docker.create(&container_spec(&self.record, &self.host.instance)).await?;
+        if let Err(e) = docker.start(&id).await {
+            let _ = docker.remove(&id).await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn finish(&mut self, exit_code: i64, reason: &str) {
+        self.host.report(Command::SandboxFinished {
+            id: self.record.id.clone(),
+            generation: self.record.generation,
+            failed: false,
+            exit_code: Some(exit_code),
+            reason: reason.to_string(),
+            at_ms: 0,
+        });
+    }
+
+    async fn remove_container(&mut self) {
+        if let Some(id) = self.container.take() {
+            if let Err(e) = self.host.docker.remove(&id).await {
+                tracing::warn!(sandbox = %self.record.id, error = %e, "could not remove container");
+            }
+        }
+    }
+}
+
+impl Actor for SandboxActor {
+    type Msg = SandboxMsg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(&self, myself: ActorRef<SandboxMsg>, args: Args) -> Result<State, ActorProcessingErr> {
+        let now = Instant::now();
+        let mut state = State {
+            record: args.record,
+            host: args.host,
+            container: None,
+            started: now,
+            last_activity: now,
+            active_execs: 0,
+        };
+        match state.adopt_or_create().await {
+            Ok(container) => {
+                if state.record.state == SandboxState::Pending || state.record.container_id.as_ref() != Some(&container) {
+                    state.host.report(Command::SandboxStarted {
+                        id: state.record.id.clone(),
+                        generation: state.record.generation,
+                        container_id: container.clone(),
+                        at_ms: 0,
+                    });
+                }
+                if let Some(started_ms) = state.record.started_at_ms {
+                    // Adopted: the timeout counts from when the sandbox first started.
+                    let ran = chrono::Utc::now().timestamp_millis().saturating_sub(started_ms).max(0) as u64;
+                    state.started = now.checked_sub(Duration::from_millis(ran)).unwrap_or(now);
+                }
+                let (docker, waiter, id) = (state.host.docker.clone(), myself.clone(), container.clone());
+                tokio::spawn(async move {
+                    if let Ok(code) = docker.wait(&id).await {
+                        let _ = waiter.cast(SandboxMsg::Exited(code));
+                    }
+                });
+                state.container = Some(container);
+                myself.send_interval(TICK, || SandboxMsg::Tick);
+            }
+            Err(e) => {
+                let reason = match &e {
+                    RuntimeError::ImageNotFound(image) => format!(
+                        "image {image} not found on node {} (build it with `flotilla image build-base` or `flotilla image import`)",
+                        state.host.cluster.id
+                    ),
+                    other => format!("could not start on node {}: {other}", state.host.cluster.id),
+                };
+                tracing::warn!(sandbox = %state.record.id, %reason, "sandbox failed");
+                state.host.report(Command::SandboxFinished {
+                    id: state.record.id.clone(),
+                    generation: state.record.generation,
+                    failed: true,
+                    exit_code: None,
+                    reason,
+                    at_ms: 0,
+                });
+                myself.stop(None);
+            }
+        }
+        Ok(state)
+    }
+
+    async fn handle(&self, myself: ActorRef<SandboxMsg>, msg: SandboxMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+        let spec = &state.record.spec;
+        match msg {
+            SandboxMsg::Tick => {
+                let now = Instant::now();
+                let timed_out = spec.timeout_s > 0 && now.duration_since(state.started) >= Duration::from_secs(spec.timeout_s);
+                let idle = spec.idle_timeout_s > 0
+                    && state.active_execs == 0
+                    && now.duration_since(state.last_activity) >= Duration::from_secs(spec.idle_timeout_s);
+                if timed_out || idle {
+                    let reason = if timed_out { "timeout" } else { "idle timeout" };
+                    tracing::info!(sandbox = %state.record.id, reason, "sandbox ended");
+                    state.finish(124, reason);
+                    state.remove_container().await;
+                    myself.stop(None);
+                }
+            }
+            SandboxMsg::ExecStarted => {
+                state.active_execs += 1;
+                state.last_activity = Instant::now();
+            }
+            SandboxMsg::ExecEnded => {
+                state.active_execs = state.active_execs.saturating_sub(1);
+                state.last_activity = Instant::now();
+            }
+            SandboxMsg::Input => state.last_activity = Instant::now(),
+            SandboxMsg::Exited(code) => {
+                if state.container.is_some() {
+                    tracing::info!(sandbox = %state.record.id, code, "sandbox command exited");
+                    state.finish(code, "exited");
+                    state.remove_container().await;
+                    myself.stop(None);
+                }
+            }
+            SandboxMsg::Stop => {
+                state.remove_container().await;
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<SandboxMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
+        state.host.unregister(&state.record.id);
+        Ok(())
+    }
+}
+
+/// Starts the actor for `record` and registers it with the host.
+pub async fn spawn(host: &SandboxHost, record: Sandbox) {
+    let id = record.id.clone();
+    match Actor::spawn(None, SandboxActor, Args { record, host: host.clone() }).await {
+        Ok((actor, _)) => {
+            // The actor may have stopped already (failed start); then post_stop ran first and
+            // the entry would be stale, so only register a live one.
+            if actor.get_status() != ractor::ActorStatus::Stopped {
+                host.register(&id, actor);
+            }
+        }
+        Err(e) => tracing::error!(sandbox = %id, error = %e, "could not spawn sandbox actor"),
+    }
+    host.end_start(&id);
+}

@@ -1,0 +1,163 @@
+//! Sandboxes on this node: one [`actor::SandboxActor`] per sandbox container, started and
+//! stopped by the [`reconciler`] from the catalog, and exec sessions ([`exec`]) that stream a
+//! process's stdio between a client and the container.
+//!
+//! ```text
+//! catalog (Raft) ──applied──▶ Reconciler ──spawn/stop──▶ SandboxActor (one per sandbox)
+//!                                                          │ create/adopt container, timeout,
+//!                                                          │ idle timeout, exit → report to catalog
+//! client ─▶ any node ─Worker.Exec─▶ hosting node ─▶ exec session ─▶ engine exec (streams)
+//! ```
+//!
+//! The catalog is the truth: a sandbox is live on this node when its record says so. The
+//! actor reports what it observes (started, exited, timed out, failed) as catalog commands;
+//! a terminate from a user makes the record final first, and the reconciler then stops the
+//! actor, which removes the container. Restart policy: an actor that stops is not restarted
+//! by itself; the reconciler spawns a new one on its next pass if the record is still live,
+//! and the new actor adopts the running container (labels carry the sandbox id and
+//! generation), so a node daemon restart keeps its sandboxes running.
+
+pub mod actor;
+pub mod exec;
+pub mod reconciler;
+pub mod validate;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_raft::{Command, Rejection};
+use ractor::ActorRef;
+
+use crate::cluster::Cluster;
+use crate::error::NodeError;
+use crate::runtime::Docker;
+
+/// Container label holding the sandbox id.
+pub const LABEL_SANDBOX: &str = "flotilla.sandbox";
+/// Container label holding the sandbox generation.
+pub const LABEL_GENERATION: &str = "flotilla.generation";
+/// Container label naming the node instance (its data dir's instance id) that owns the
+/// container. Several nodes may share one engine (tests, small setups); each only ever
+/// adopts or removes its own containers.
+pub const LABEL_INSTANCE: &str = "flotilla.instance";
+
+/// Exec ids remembered per node for retries; the oldest are forgotten first.
+const EXEC_LOG_CAPACITY: usize = 10_000;
+/// How long a report (started, finished) is retried while there is no leader.
+const REPORT_FOR: Duration = Duration::from_secs(120);
+
+/// What an exec id has done, for idempotent retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecRecord {
+    Running,
+    Exited(i64),
+}
+
+/// The sandboxes hosted here, shared by the reconciler, the actors and the Worker service.
+#[derive(Clone)]
+pub struct SandboxHost {
+    pub docker: Docker,
+    pub cluster: Cluster,
+    /// This node's instance id (see [`LABEL_INSTANCE`]).
+    pub instance: String,
+    actors: Arc<Mutex<HashMap<String, ActorRef<actor::SandboxMsg>>>>,
+    /// Sandboxes whose actor is being spawned (creating a container takes a while).
+    starting: Arc<Mutex<std::collections::HashSet<String>>>,
+    execs: Arc<Mutex<ExecLog>>,
+}
+
+#[derive(Default)]
+struct ExecLog {
+    records: HashMap<String, ExecRecord>,
+    order: VecDeque<String>,
+}
+
+impl SandboxHost {
+    pub fn new(docker: Docker, cluster: Cluster, instance: String) -> Self {
+        Self { docker, cluster, instance, actors: Default::default(), starting: Default::default(), execs: Default::default() }
+    }
+
+    /// The label selector for this node's containers.
+    pub fn instance_label(&self) -> String {
+        format!("{LABEL_INSTANCE}={}", self.instance)
+    }
+
+    /// Tells a sandbox's actor something happened (exec activity for the idle timer).
+    pub fn notify(&self, id: &str, msg: actor::SandboxMsg) {
+        if let Some(a) = self.actors.lock().expect("actors lock").get(id) {
+            let _ = a.cast(msg);
+        }
+    }
+
+    fn register(&self, id: &str, a: ActorRef<actor::SandboxMsg>) {
+        self.actors.lock().expect("actors lock").insert(id.to_string(), a);
+    }
+
+    fn unregister(&self, id: &str) {
+        self.actors.lock().expect("actors lock").remove(id);
+    }
+
+    /// Marks `id` as being started; false if it already is, or already has an actor.
+    fn begin_start(&self, id: &str) -> bool {
+        let live = self.actors.lock().expect("actors lock").get(id).is_some_and(|a| a.get_status() != ractor::ActorStatus::Stopped);
+        !live && self.starting.lock().expect("starting lock").insert(id.to_string())
+    }
+
+    fn end_start(&self, id: &str) {
+        self.starting.lock().expect("starting lock").remove(id);
+    }
+
+    /// Ids with an actor, dropping entries whose actor has stopped.
+    fn hosted(&self) -> Vec<String> {
+        let mut actors = self.actors.lock().expect("actors lock");
+        actors.retain(|_, a| a.get_status() != ractor::ActorStatus::Stopped);
+        actors.keys().cloned().collect()
+    }
+
+    /// Claims `exec_id` for a new run; returns what it did before if it is a retry.
+    pub fn claim_exec(&self, exec_id: &str) -> Option<ExecRecord> {
+        let mut log = self.execs.lock().expect("exec log lock");
+        if let Some(r) = log.records.get(exec_id) {
+            return Some(*r);
+        }
+        if log.order.len() >= EXEC_LOG_CAPACITY {
+            if let Some(old) = log.order.pop_front() {
+                log.records.remove(&old);
+            }
+        }
+        log.records.insert(exec_id.to_string(), ExecRecord::Running);
+        log.order.push_back(exec_id.to_string());
+        None
+    }
+
+    /// Records how an exec ended.
+    pub fn finish_exec(&self, exec_id: &str, code: i64) {
+        if let Some(r) = self.execs.lock().expect("exec log lock").records.get_mut(exec_id) {
+            *r = ExecRecord::Exited(code);
+        }
+    }
+
+    /// Commits an observation about a sandbox, retrying while there is no leader. A stale or
+    /// not-found answer means the record moved on (terminated, reassigned): nothing to do.
+    pub fn report(&self, cmd: Command) {
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + REPORT_FOR;
+            loop {
+                match cluster.write(cmd.clone()).await {
+                    Ok(_) => return,
+                    Err(NodeError::Rejected(Rejection::Stale(_) | Rejection::SandboxNotFound(_))) => return,
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        tracing::error!(error = %e, ?cmd, "could not report sandbox state; giving up");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "sandbox report not accepted yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,84 @@
+//! Makes this node's sandbox containers match the catalog: an actor for every live sandbox
+//! assigned here, none for the others, and no container without a live record.
+//!
+//! It runs a pass whenever the applied log moves (and every few seconds regardless).
+//! Before the first pass it waits until this node has caught up with the leader (a
+//! linearizable read): a node that restarts replays its log, and judging containers against
+//! a half-replayed catalog would remove sandboxes that are still live.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use flotilla_raft::Sandbox;
+use tokio::sync::watch;
+
+use super::actor::{self, SandboxMsg};
+use super::{SandboxHost, LABEL_GENERATION, LABEL_SANDBOX};
+
+/// A pass also runs this often with no catalog change, to notice containers that vanished.
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` turns true. Running containers are left running on shutdown: the
+/// next start of this node adopts them.
+pub async fn run(host: SandboxHost, mut shutdown: watch::Receiver<bool>) {
+    while let Err(e) = host.cluster.linearizable().await {
+        tracing::debug!(error = %e, "reconciler waiting to catch up with the leader");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+    remove_orphans(&host).await;
+    let mut metrics = host.cluster.raft.metrics();
+    loop {
+        pass(&host).await;
+        tokio::select! {
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(RESYNC_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Live sandboxes assigned to this node, by id.
+fn mine(host: &SandboxHost) -> Vec<Sandbox> {
+    let me = host.cluster.id;
+    host.cluster.view.read(|c| c.sandboxes.values().filter(|s| s.node == me && !s.state.is_final()).cloned().collect())
+}
+
+async fn pass(host: &SandboxHost) {
+    let live = mine(host);
+    let live_ids: HashSet<&str> = live.iter().map(|s| s.id.as_str()).collect();
+    for id in host.hosted() {
+        if !live_ids.contains(id.as_str()) {
+            host.notify(&id, SandboxMsg::Stop);
+        }
+    }
+    for record in live {
+        if host.begin_start(&record.id) {
+            let host = host.clone();
+            tokio::spawn(async move { actor::spawn(&host, record).await });
+        }
+    }
+}
+
+/// Removes sandbox containers that no live record on this node accounts for.
+async fn remove_orphans(host: &SandboxHost) {
+    let containers = match host.docker.list_by_label(&host.instance_label()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list sandbox containers");
+            return;
+        }
+    };
+    let live: Vec<(String, String)> = mine(host).into_iter().map(|s| (s.id, s.generation.to_string())).collect();
+    for (container, labels) in containers {
+        let key = (labels.get(LABEL_SANDBOX).cloned().unwrap_or_default(), labels.get(LABEL_GENERATION).cloned().unwrap_or_default());
+        if !live.contains(&key) {
+            tracing::info!(%container, sandbox = %key.0, "removing container with no live sandbox record");
+            if let Err(e) = host.docker.remove(&container).await {
+                tracing::warn!(%container, error = %e, "could not remove orphan container");
+            }
+        }
+    }
+}

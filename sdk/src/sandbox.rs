@@ -1,0 +1,352 @@
+//! Sandboxes: create, look up, list, wait, terminate, and copy files in and out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use flotilla_proto::control as pb;
+use flotilla_proto::worker::{worker_client::WorkerClient, ArchiveChunk, GetArchiveRequest};
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::exec::ExecBuilder;
+
+/// A sandbox as the cluster records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub name: Option<String>,
+    /// Node that hosts it.
+    pub node: u64,
+    /// `pending`, `running`, `terminated` or `failed`.
+    pub state: String,
+    pub image: String,
+    pub generation: u64,
+    /// The command's own exit code, 124 on timeout, 137 when terminated.
+    pub exit_code: Option<i64>,
+    /// Why it ended ("exited", "timeout", "idle timeout", "terminated", or the error).
+    pub reason: Option<String>,
+    /// Latest ready snapshot (snapshots come with a later release).
+    pub last_snapshot: Option<String>,
+    pub timeout_s: u64,
+    pub idle_timeout_s: u64,
+    pub tags: BTreeMap<String, String>,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+}
+
+impl From<pb::Sandbox> for SandboxInfo {
+    fn from(s: pb::Sandbox) -> Self {
+        let spec = s.spec.unwrap_or_default();
+        SandboxInfo {
+            id: s.id,
+            name: s.name,
+            node: s.node,
+            state: s.state,
+            image: s.image,
+            generation: s.generation,
+            exit_code: s.exit_code,
+            reason: s.reason,
+            last_snapshot: None,
+            timeout_s: spec.timeout_s,
+            idle_timeout_s: spec.idle_timeout_s,
+            tags: spec.tags.into_iter().collect(),
+            created_at_ms: s.created_at_ms,
+            started_at_ms: s.started_at_ms,
+            finished_at_ms: s.finished_at_ms,
+        }
+    }
+}
+
+/// Builds a sandbox: `client.sandbox().image("flotilla/busybox").create().await?`.
+#[derive(Clone)]
+pub struct SandboxBuilder {
+    client: Client,
+    spec: pb::SandboxSpec,
+    name: Option<String>,
+    wait: bool,
+}
+
+impl SandboxBuilder {
+    pub(crate) fn new(client: Client) -> Self {
+        let spec = pb::SandboxSpec { image: "flotilla/busybox".into(), ..Default::default() };
+        Self { client, spec, name: None, wait: true }
+    }
+
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.spec.image = image.into();
+        self
+    }
+    /// Entrypoint; without one the sandbox idles, waiting for execs.
+    pub fn command<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cmd: I) -> Self {
+        self.spec.command = cmd.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.env.insert(key.into(), value.into());
+        self
+    }
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.spec.workdir = Some(dir.into());
+        self
+    }
+    /// CPU cores (default 1).
+    pub fn cpu(mut self, cores: f64) -> Self {
+        self.spec.cpu = cores;
+        self
+    }
+    /// Memory limit in MiB (default 512).
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.spec.memory_mib = mib;
+        self
+    }
+    /// Ends the sandbox (exit 124) this long after it starts.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.spec.timeout_s = t.as_secs().max(1);
+        self
+    }
+    /// Ends the sandbox (exit 124) after this long with no exec running and no input.
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.spec.idle_timeout_s = t.as_secs().max(1);
+        self
+    }
+    /// No network but loopback.
+    pub fn block_network(mut self, block: bool) -> Self {
+        self.spec.block_network = block;
+        self
+    }
+    /// `runc` (default) or `runsc` (gVisor).
+    pub fn runtime(mut self, runtime: impl Into<String>) -> Self {
+        self.spec.runtime = runtime.into();
+        self
+    }
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.spec.tags.insert(key.into(), value.into());
+        self
+    }
+    /// A name, unique among live sandboxes.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Return as soon as the sandbox is recorded instead of once it runs.
+    pub fn no_wait(mut self) -> Self {
+        self.wait = false;
+        self
+    }
+
+    /// Creates the sandbox. By default returns once it runs; a sandbox that failed to start
+    /// is an error with the reason (e.g. the image is missing on its node).
+    pub async fn create(self) -> Result<Sandbox> {
+        let req = pb::CreateSandboxRequest { spec: Some(self.spec), name: self.name, wait_running: self.wait };
+        let info: SandboxInfo = self
+            .client
+            .control(|mut c| {
+                let req = req.clone();
+                async move { c.create_sandbox(req).await }
+            })
+            .await?
+            .into();
+        if info.state == "failed" {
+            return Err(Error::FailedPrecondition(format!(
+                "sandbox {} failed to start: {}",
+                info.id,
+                info.reason.as_deref().unwrap_or("unknown reason")
+            )));
+        }
+        Ok(Sandbox { client: self.client, id: info.id.clone(), info })
+    }
+}
+
+/// A handle on one sandbox.
+#[derive(Clone)]
+pub struct Sandbox {
+    client: Client,
+    /// `sb-…`
+    pub id: String,
+    /// The record as of the last call that returned it.
+    pub info: SandboxInfo,
+}
+
+impl Client {
+    /// Starts building a sandbox.
+    pub fn sandbox(&self) -> SandboxBuilder {
+        SandboxBuilder::new(self.clone())
+    }
+
+    /// A sandbox by id (`sb-…`) or by name.
+    pub async fn sandbox_from_id(&self, id: &str) -> Result<Sandbox> {
+        let info = self.sandbox_info(id).await?;
+        Ok(Sandbox { client: self.clone(), id: info.id.clone(), info })
+    }
+
+    /// The live sandbox with this name.
+    pub async fn sandbox_from_name(&self, name: &str) -> Result<Sandbox> {
+        self.sandbox_from_id(name).await
+    }
+
+    /// The record of a sandbox by id or name.
+    pub async fn sandbox_info(&self, key: &str) -> Result<SandboxInfo> {
+        let req = pb::GetSandboxRequest { id: key.to_string() };
+        self.control(|mut c| {
+            let req = req.clone();
+            async move { c.get_sandbox(req).await }
+        })
+        .await
+        .map(Into::into)
+    }
+
+    /// Live sandboxes, or all of them with `all`, optionally only those with these tags.
+    pub async fn list_sandboxes(&self, all: bool, tags: BTreeMap<String, String>) -> Result<Vec<SandboxInfo>> {
+        let req = pb::ListSandboxesRequest { all, tags: tags.into_iter().collect() };
+        let reply = self
+            .control(|mut c| {
+                let req = req.clone();
+                async move { c.list_sandboxes(req).await }
+            })
+            .await?;
+        Ok(reply.sandboxes.into_iter().map(Into::into).collect())
+    }
+
+    /// Ends a sandbox (exit 137). Terminating an ended sandbox is not an error.
+    pub async fn terminate_sandbox(&self, key: &str) -> Result<SandboxInfo> {
+        let req = pb::GetSandboxRequest { id: key.to_string() };
+        self.control(|mut c| {
+            let req = req.clone();
+            async move { c.terminate_sandbox(req).await }
+        })
+        .await
+        .map(Into::into)
+    }
+
+    /// Waits until the sandbox has ended, or `timeout` passes (then returns it still live).
+    pub async fn wait_sandbox(&self, key: &str, timeout: Option<Duration>) -> Result<SandboxInfo> {
+        let req = pb::WaitSandboxRequest { id: key.to_string(), timeout_s: timeout.map_or(0, |t| t.as_secs().max(1)) };
+        self.control(|mut c| {
+            let req = req.clone();
+            async move {
+                let mut r = tonic::Request::new(req);
+                r.set_timeout(Duration::from_secs(3700));
+                c.wait_sandbox(r).await
+            }
+        })
+        .await
+        .map(Into::into)
+    }
+}
+
+impl Sandbox {
+    /// Starts building an exec of `cmd` in this sandbox.
+    pub fn exec<I: IntoIterator<Item = S>, S: Into<String>>(&self, cmd: I) -> ExecBuilder {
+        ExecBuilder::new(self.client.clone(), self.id.clone(), cmd.into_iter().map(Into::into).collect())
+    }
+
+    /// Refreshes and returns the record.
+    pub async fn refresh(&mut self) -> Result<&SandboxInfo> {
+        self.info = self.client.sandbox_info(&self.id).await?;
+        Ok(&self.info)
+    }
+
+    /// Waits for the sandbox to end.
+    pub async fn wait(&mut self) -> Result<&SandboxInfo> {
+        self.info = self.client.wait_sandbox(&self.id, None).await?;
+        Ok(&self.info)
+    }
+
+    pub async fn terminate(&mut self) -> Result<&SandboxInfo> {
+        self.info = self.client.terminate_sandbox(&self.id).await?;
+        Ok(&self.info)
+    }
+
+    /// Extracts a tar archive into folder `dir` (absolute, existing) of the sandbox.
+    pub async fn put_archive(&self, dir: &str, tar: Vec<u8>) -> Result<u64> {
+        const CHUNK: usize = 1 << 20;
+        let mut chunks: Vec<ArchiveChunk> = tar
+            .chunks(CHUNK)
+            .map(|c| ArchiveChunk { sandbox_id: String::new(), path: String::new(), data: c.to_vec() })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(ArchiveChunk::default());
+        }
+        chunks[0].sandbox_id = self.id.clone();
+        chunks[0].path = dir.to_string();
+        let mut last = Error::Unavailable("no endpoint".into());
+        for (_, channel) in self.client.channels() {
+            let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
+            match w.put_archive(futures::stream::iter(chunks.clone())).await {
+                Ok(r) => return Ok(r.into_inner().bytes),
+                Err(s) => {
+                    last = s.into();
+                    if !last.is_retryable() {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// A file or folder of the sandbox as a tar archive.
+    pub async fn get_archive(&self, path: &str) -> Result<Vec<u8>> {
+        let req = GetArchiveRequest { sandbox_id: self.id.clone(), path: path.to_string() };
+        let mut last = Error::Unavailable("no endpoint".into());
+        for (_, channel) in self.client.channels() {
+            let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
+            match w.get_archive(req.clone()).await {
+                Ok(r) => {
+                    let mut stream = r.into_inner();
+                    let mut out = Vec::new();
+                    while let Some(chunk) = stream.message().await? {
+                        out.extend_from_slice(&chunk.data);
+                    }
+                    return Ok(out);
+                }
+                Err(s) => {
+                    last = s.into();
+                    if !last.is_retryable() {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Copies a local file or folder into folder `dir` of the sandbox, keeping its name.
+    pub async fn copy_in(&self, local: &Path, dir: &str) -> Result<u64> {
+        let name = local
+            .file_name()
+            .ok_or_else(|| Error::InvalidArgument(format!("source: {} has no file name", local.display())))?
+            .to_owned();
+        let local = local.to_path_buf();
+        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(false);
+            if local.is_dir() {
+                b.append_dir_all(&name, &local)?;
+            } else {
+                b.append_path_with_name(&local, &name)?;
+            }
+            b.into_inner()
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::InvalidArgument(format!("source: {e}")))?;
+        self.put_archive(dir, tar).await
+    }
+
+    /// Copies a file or folder of the sandbox into the local folder `dir` (created if needed).
+    pub async fn copy_out(&self, path: &str, dir: &Path) -> Result<()> {
+        let tar = self.get_archive(path).await?;
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            tar::Archive::new(std::io::Cursor::new(tar)).unpack(&dir)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::InvalidArgument(format!("destination: {e}")))
+    }
+}
