@@ -69,6 +69,8 @@ pub struct Config {
     /// Shared secret that authenticates Peer calls; `None` leaves peers unauthenticated.
     pub cluster_secret: Option<String>,
     pub raft: RaftOptions,
+    /// Pre-started containers to keep per image (the warm pool), e.g. `flotilla/busybox` = 4.
+    pub warm_pool: BTreeMap<String, usize>,
 }
 
 /// The `--config` file. Every key is optional; flags win over the file.
@@ -86,6 +88,19 @@ pub struct FileConfig {
     pub cluster_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub raft: RaftOptions,
+    /// Image -> number of pre-started containers.
+    #[serde(default)]
+    pub warm_pool: BTreeMap<String, usize>,
+}
+
+/// Most pre-started containers one image may keep on a node.
+pub const MAX_WARM_PER_IMAGE: usize = 64;
+
+/// Parses `IMAGE=N` for `--warm-pool`.
+pub fn parse_warm(s: &str) -> Result<(String, usize), String> {
+    let (image, n) = s.rsplit_once('=').ok_or_else(|| format!("{s:?} is not IMAGE=COUNT"))?;
+    let n = n.parse().map_err(|_| format!("{n:?} is not a count"))?;
+    Ok((image.to_string(), n))
 }
 
 /// A configuration problem, naming the option.
@@ -178,6 +193,11 @@ impl Config {
         if r.snapshot_every == 0 {
             return Err(err("raft.snapshot_every", "must be 1 or more"));
         }
+        for (image, &n) in &self.warm_pool {
+            if image.is_empty() || n > MAX_WARM_PER_IMAGE {
+                return Err(err("warm-pool", format!("{image:?}={n}: at most {MAX_WARM_PER_IMAGE} per image")));
+            }
+        }
         Ok(self)
     }
 
@@ -207,6 +227,7 @@ mod tests {
             start: Start::Bootstrap,
             cluster_secret: None,
             raft: RaftOptions::default(),
+            warm_pool: BTreeMap::new(),
         }
     }
 
@@ -248,6 +269,7 @@ mod tests {
             (Box::new(|c| c.raft.election_timeout_min_ms = 100), "raft.election_timeout_min_ms"),
             (Box::new(|c| c.raft.election_timeout_max_ms = 600), "raft.election_timeout_max_ms"),
             (Box::new(|c| c.raft.snapshot_every = 0), "raft.snapshot_every"),
+            (Box::new(|c| { c.warm_pool.insert("flotilla/busybox".into(), 1000); }), "warm-pool"),
         ];
         for (mutate, field) in cases {
             let mut c = base();

@@ -29,6 +29,7 @@ use crate::data_dir::DataDir;
 use crate::grpc::{self, ControlService, PeerService, WorkerService};
 use crate::resources::Resources;
 use crate::runtime::Docker;
+use crate::sandbox::pool::WarmPool;
 use crate::sandbox::SandboxHost;
 
 /// Runs a node until SIGTERM or Ctrl-C.
@@ -79,7 +80,8 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         placement_lock: Default::default(),
     };
     let resources = Resources::detect();
-    let host = SandboxHost::new(docker, cluster.clone(), instance);
+    let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
+    let host = SandboxHost::new(docker, cluster.clone(), instance, pool);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

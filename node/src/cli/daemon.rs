@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{parse_initial_cluster, Config, ConfigError, FileConfig, Start};
+use crate::config::{parse_initial_cluster, parse_warm, Config, ConfigError, FileConfig, Start};
 use crate::data_dir::DataDir;
 
 /// `flotilla dev`: a single-node cluster with embedded storage, in the foreground.
@@ -20,6 +20,9 @@ pub struct DevArgs {
     /// Address of the HTTP health/status endpoint.
     #[arg(long, default_value = "127.0.0.1:7180")]
     http: SocketAddr,
+    /// Keep N pre-started containers of IMAGE for fast sandbox starts (repeatable).
+    #[arg(long = "warm-pool", value_parser = parse_warm)]
+    warm_pool: Vec<(String, usize)>,
 }
 
 impl DevArgs {
@@ -33,6 +36,7 @@ impl DevArgs {
             start: Start::Bootstrap,
             cluster_secret: None,
             raft: Default::default(),
+            warm_pool: self.warm_pool.iter().cloned().collect(),
         }
         .validate()
     }
@@ -71,6 +75,10 @@ pub struct NodeArgs {
     /// File whose first line is the secret that authenticates node-to-node calls.
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    /// Keep N pre-started containers of IMAGE for fast sandbox starts (repeatable; adds to
+    /// the config file's `[warm_pool]`).
+    #[arg(long = "warm-pool", value_parser = parse_warm)]
+    warm_pool: Vec<(String, usize)>,
 }
 
 /// Resolves `HOST:PORT` (a name or an IP) to the address to bind.
@@ -144,6 +152,8 @@ impl NodeArgs {
             Some(path) => Some(Config::read_secret(&path)?),
             None => None,
         };
-        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft }.validate()
+        let mut warm_pool = file.warm_pool;
+        warm_pool.extend(self.warm_pool.iter().cloned());
+        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft, warm_pool }.validate()
     }
 }

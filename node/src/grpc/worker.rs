@@ -36,7 +36,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Where a sandbox's data plane is served.
 enum Route {
-    Local { container: String },
+    /// Hosted here; the sandbox's environment and working directory, which execs inherit.
+    Local { container: String, env: std::collections::BTreeMap<String, String>, workdir: Option<String> },
     Remote { addr: String },
 }
 
@@ -81,7 +82,7 @@ impl WorkerService {
             match sb.state {
                 SandboxState::Running if sb.node == self.host.cluster.id => {
                     let container = sb.container_id.ok_or_else(|| Status::internal("running sandbox without a container"))?;
-                    return Ok(Route::Local { container });
+                    return Ok(Route::Local { container, env: sb.spec.env, workdir: sb.spec.workdir });
                 }
                 SandboxState::Running | SandboxState::Pending if sb.node != self.host.cluster.id => {
                     let addr = self.host.cluster.group().addrs.get(&sb.node).cloned().ok_or_else(|| {
@@ -137,7 +138,13 @@ impl Worker for WorkerService {
                 let out = self.worker(&addr)?.exec(forward(first, input)).await?.into_inner();
                 Ok(Response::new(Box::pin(out)))
             }
-            Route::Local { container } => {
+            Route::Local { container, env, workdir } => {
+                let mut request = request;
+                // The exec's own settings win over the sandbox's.
+                let mut merged = env;
+                merged.extend(request.env.drain(..));
+                request.env = merged.into_iter().collect();
+                request.workdir = request.workdir.or(workdir);
                 let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
                 tokio::spawn(exec::run(self.host.clone(), container, request, input, tx));
                 Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -156,7 +163,7 @@ impl Worker for WorkerService {
         }
         match self.route(&first.sandbox_id).await? {
             Route::Remote { addr } => Ok(Response::new(self.worker(&addr)?.put_archive(forward(first, input)).await?.into_inner())),
-            Route::Local { container } => {
+            Route::Local { container, .. } => {
                 let (dir, mut data) = (first.path.clone(), first.data);
                 while let Some(chunk) = input.message().await? {
                     data.extend_from_slice(&chunk.data);
@@ -184,7 +191,7 @@ impl Worker for WorkerService {
         }
         match self.route(&req.sandbox_id).await? {
             Route::Remote { addr } => Ok(Response::new(Box::pin(self.worker(&addr)?.get_archive(req).await?.into_inner()))),
-            Route::Local { container } => {
+            Route::Local { container, .. } => {
                 let (id, path) = (req.sandbox_id.clone(), req.path.clone());
                 let stream = self.host.docker.get_archive(&container, &req.path).flat_map(move |r| {
                     let chunks: Vec<Result<ArchiveChunk, Status>> = match r {

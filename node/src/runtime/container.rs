@@ -1,12 +1,11 @@
 //! Container lifecycle (create, start, limits, state, wait, kill, remove, list) and file
 //! transfer (tar archives in and out).
 
-use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{ContainerStateStatusEnum, ContainerUpdateBody};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
@@ -109,9 +108,11 @@ impl Docker {
     }
 
     /// Sends `signal` (e.g. `"SIGKILL"`, `"SIGTERM"`, `"9"`) to the main process. A container
-    /// that is not running is left as it is, without error.
+    /// that is not running is left as it is, without error. (Nodes end sandboxes with
+    /// [`Docker::remove`]; tests use this to stop a container and keep it.)
+    #[cfg(test)]
     pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
-        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+        let options = bollard::query_parameters::KillContainerOptionsBuilder::new().signal(signal).build();
         match self.inner.kill_container(id, Some(options)).await {
             Err(e) if is_conflict_with(&e, "is not running") => Ok(()),
             other => other.map_err(|e| RuntimeError::for_container(id, e)),
@@ -129,27 +130,6 @@ impl Docker {
             Err(e) if is_not_found(&e) || is_conflict_with(&e, "already in progress") => Ok(()),
             other => other.map_err(RuntimeError::from),
         }
-    }
-
-    /// Containers (running or not) carrying `label`, given as `key=value` or just `key`,
-    /// each with all its labels.
-    pub async fn list_by_label(
-        &self,
-        label: &str,
-    ) -> Result<Vec<(String, BTreeMap<String, String>)>, RuntimeError> {
-        let filters = HashMap::from([("label", vec![label])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = self.inner.list_containers(Some(options)).await?;
-        Ok(containers
-            .into_iter()
-            .filter_map(|c| {
-                let labels = c.labels.unwrap_or_default().into_iter().collect();
-                c.id.map(|id| (id, labels))
-            })
-            .collect())
     }
 
     /// Extracts the tar archive `tar` into the container at directory `dir`, which must exist

@@ -71,6 +71,7 @@ mod debootstrap;
 mod docker;
 mod error;
 mod exec;
+mod handout;
 pub mod images;
 mod kill;
 mod sandbox;
@@ -81,6 +82,6 @@ mod tests;
 
 pub use docker::Docker;
 pub use error::RuntimeError;
-pub use exec::{ExecProcess, Output};
-pub use images::{build_busybox, build_python};
+pub use exec::Output;
+pub use handout::Listed;
 pub use spec::{ContainerSpec, ContainerState, ExecSpec, ImageInfo, Limits};

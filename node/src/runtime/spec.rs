@@ -82,6 +82,7 @@ pub struct ContainerSpec {
 
 impl ContainerSpec {
     /// A keepalive sandbox of `image` with `limits`, networked, default runtime, no extras.
+    #[cfg(test)]
     pub fn new(image: impl Into<String>, limits: Limits) -> Self {
         ContainerSpec {
             name: None,
@@ -112,6 +113,7 @@ pub struct ExecSpec {
 
 impl ExecSpec {
     /// Runs `cmd` with no extra environment, the container's working directory and no stdin.
+    #[cfg(test)]
     pub fn new<S: Into<String>>(cmd: impl IntoIterator<Item = S>) -> Self {
         ExecSpec {
             cmd: cmd.into_iter().map(Into::into).collect(),

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use flotilla_raft::{Command, Sandbox, SandboxState};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::{SandboxHost, LABEL_GENERATION, LABEL_INSTANCE, LABEL_SANDBOX};
+use super::pool::WarmPool;
+use super::{container_name, owner, SandboxHost, LABEL_GENERATION, LABEL_INSTANCE, LABEL_SANDBOX};
 use crate::runtime::{ContainerSpec, Limits, RuntimeError};
 
 /// How often deadlines are checked.
@@ -52,7 +53,7 @@ pub struct State {
 fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec {
     let s = &record.spec;
     ContainerSpec {
-        name: Some(format!("flotilla-{}-g{}", record.id, record.generation)),
+        name: Some(container_name(&record.id, record.generation)),
         image: s.image.clone(),
         cmd: (!s.command.is_empty()).then(|| s.command.clone()),
         env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -73,19 +74,29 @@ impl State {
     /// starts a new one. Returns the container id and whether it is already running.
     async fn adopt_or_create(&mut self) -> Result<String, RuntimeError> {
         let docker = &self.host.docker;
-        let mine = self.host.instance_label();
-        for (id, labels) in docker.list_by_label(&mine).await? {
-            if labels.get(LABEL_SANDBOX) != Some(&self.record.id) {
+        for c in docker.list_named(&self.host.instance_label()).await? {
+            let Some((sandbox, generation)) = owner(&c) else { continue };
+            if sandbox != self.record.id {
                 continue;
             }
-            if labels.get(LABEL_GENERATION) == Some(&self.record.generation.to_string()) {
-                if docker.state(&id).await?.is_some_and(|s| s.running) {
-                    tracing::info!(sandbox = %self.record.id, container = %id, "adopted running container");
-                    return Ok(id);
-                }
+            if generation == self.record.generation && docker.state(&c.id).await?.is_some_and(|s| s.running) {
+                tracing::info!(sandbox = %self.record.id, container = %c.id, "adopted running container");
+                return Ok(c.id);
             }
             // A leftover from another generation or a dead container: not ours to keep.
-            docker.remove(&id).await?;
+            docker.remove(&c.id).await?;
+        }
+        let spec = &self.record.spec;
+        if WarmPool::eligible(spec) {
+            if let Some(id) = self.host.pool.take(&spec.image) {
+                match self.hand_out(&id).await {
+                    Ok(()) => return Ok(id),
+                    Err(e) => {
+                        tracing::warn!(sandbox = %self.record.id, error = %e, "pooled container unusable; creating one");
+                        let _ = docker.remove(&id).await;
+                    }
+                }
+            }
         }
         let id = docker.create(&container_spec(&self.record, &self.host.instance)).await?;
         if let Err(e) = docker.start(&id).await {
@@ -93,6 +104,14 @@ impl State {
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// Makes a pooled container this sandbox's: its name, then its limits.
+    async fn hand_out(&self, id: &str) -> Result<(), RuntimeError> {
+        let docker = &self.host.docker;
+        docker.rename(id, &container_name(&self.record.id, self.record.generation)).await?;
+        let s = &self.record.spec;
+        docker.update_limits(id, &Limits { cpu: s.cpu, memory_mib: s.memory_mib, pids: PIDS_LIMIT }).await
     }
 
     fn finish(&mut self, exit_code: i64, reason: &str) {

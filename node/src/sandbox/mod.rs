@@ -19,6 +19,7 @@
 
 pub mod actor;
 pub mod exec;
+pub mod pool;
 pub mod reconciler;
 pub mod validate;
 
@@ -31,7 +32,7 @@ use ractor::ActorRef;
 
 use crate::cluster::Cluster;
 use crate::error::NodeError;
-use crate::runtime::Docker;
+use crate::runtime::{Docker, Listed};
 
 /// Container label holding the sandbox id.
 pub const LABEL_SANDBOX: &str = "flotilla.sandbox";
@@ -47,6 +48,22 @@ const EXEC_LOG_CAPACITY: usize = 10_000;
 /// How long a report (started, finished) is retried while there is no leader.
 const REPORT_FOR: Duration = Duration::from_secs(120);
 
+/// The container name of a sandbox generation; also how a pooled container, whose labels
+/// were fixed before it had an owner, is recognised after a restart.
+pub fn container_name(id: &str, generation: u64) -> String {
+    format!("flotilla-{id}-g{generation}")
+}
+
+/// The sandbox (id, generation) one of this node's containers belongs to, from its labels
+/// or, for a container that came from the warm pool, its name.
+pub fn owner(c: &Listed) -> Option<(String, u64)> {
+    if let (Some(id), Some(g)) = (c.labels.get(LABEL_SANDBOX), c.labels.get(LABEL_GENERATION)) {
+        return Some((id.clone(), g.parse().ok()?));
+    }
+    let (id, g) = c.name.strip_prefix("flotilla-")?.rsplit_once("-g")?;
+    id.starts_with("sb-").then(|| Some((id.to_string(), g.parse().ok()?)))?
+}
+
 /// What an exec id has done, for idempotent retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecRecord {
@@ -61,6 +78,7 @@ pub struct SandboxHost {
     pub cluster: Cluster,
     /// This node's instance id (see [`LABEL_INSTANCE`]).
     pub instance: String,
+    pub pool: std::sync::Arc<pool::WarmPool>,
     actors: Arc<Mutex<HashMap<String, ActorRef<actor::SandboxMsg>>>>,
     /// Sandboxes whose actor is being spawned (creating a container takes a while).
     starting: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -74,8 +92,8 @@ struct ExecLog {
 }
 
 impl SandboxHost {
-    pub fn new(docker: Docker, cluster: Cluster, instance: String) -> Self {
-        Self { docker, cluster, instance, actors: Default::default(), starting: Default::default(), execs: Default::default() }
+    pub fn new(docker: Docker, cluster: Cluster, instance: String, pool: std::sync::Arc<pool::WarmPool>) -> Self {
+        Self { docker, cluster, instance, pool, actors: Default::default(), starting: Default::default(), execs: Default::default() }
     }
 
     /// The label selector for this node's containers.

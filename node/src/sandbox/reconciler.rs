@@ -13,7 +13,7 @@ use flotilla_raft::Sandbox;
 use tokio::sync::watch;
 
 use super::actor::{self, SandboxMsg};
-use super::{SandboxHost, LABEL_GENERATION, LABEL_SANDBOX};
+use super::{owner, SandboxHost};
 
 /// A pass also runs this often with no catalog change, to notice containers that vanished.
 const RESYNC_EVERY: Duration = Duration::from_secs(5);
@@ -29,6 +29,8 @@ pub async fn run(host: SandboxHost, mut shutdown: watch::Receiver<bool>) {
         }
     }
     remove_orphans(&host).await;
+    // Only now may the pool fill: its containers would look like orphans to the sweep above.
+    tokio::spawn(host.pool.clone().run(shutdown.clone()));
     let mut metrics = host.cluster.raft.metrics();
     loop {
         pass(&host).await;
@@ -64,20 +66,20 @@ async fn pass(host: &SandboxHost) {
 
 /// Removes sandbox containers that no live record on this node accounts for.
 async fn remove_orphans(host: &SandboxHost) {
-    let containers = match host.docker.list_by_label(&host.instance_label()).await {
+    let containers = match host.docker.list_named(&host.instance_label()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot list sandbox containers");
             return;
         }
     };
-    let live: Vec<(String, String)> = mine(host).into_iter().map(|s| (s.id, s.generation.to_string())).collect();
-    for (container, labels) in containers {
-        let key = (labels.get(LABEL_SANDBOX).cloned().unwrap_or_default(), labels.get(LABEL_GENERATION).cloned().unwrap_or_default());
-        if !live.contains(&key) {
-            tracing::info!(%container, sandbox = %key.0, "removing container with no live sandbox record");
-            if let Err(e) = host.docker.remove(&container).await {
-                tracing::warn!(%container, error = %e, "could not remove orphan container");
+    let live: Vec<(String, u64)> = mine(host).into_iter().map(|s| (s.id, s.generation)).collect();
+    for c in containers {
+        let owner = owner(&c);
+        if !owner.as_ref().is_some_and(|o| live.contains(o)) {
+            tracing::info!(container = %c.id, name = %c.name, "removing container with no live sandbox record");
+            if let Err(e) = host.docker.remove(&c.id).await {
+                tracing::warn!(container = %c.id, error = %e, "could not remove orphan container");
             }
         }
     }

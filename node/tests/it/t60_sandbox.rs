@@ -293,3 +293,45 @@ fn twenty_concurrent_creates_across_three_nodes() {
     let listed = c.json(2, &["sandbox", "ls", "--tag", "batch=b20"]);
     assert_eq!(listed.as_array().unwrap().len(), 20);
 }
+
+#[test]
+fn warm_pool_hands_out_started_containers_with_the_sandbox_limits() {
+    busybox_image();
+    let mut c = TestCluster::start(1, &["--warm-pool", "flotilla/busybox=2"]);
+    c.wait_leader(Duration::from_secs(20));
+    let ep = c.nodes[&1].endpoint();
+    let instance = std::fs::read_to_string(c.dir.path().join("n1/instance_id")).unwrap();
+    let pooled = |c: &TestCluster| {
+        let _ = c;
+        docker(&["ps", "-q", "--filter", &format!("label=flotilla.instance={}", instance.trim()), "--filter", "name=flotilla-pool-"])
+            .lines()
+            .count()
+    };
+    c.eventually(Duration::from_secs(20), "the pool to fill", || pooled(&c) == 2);
+    let id = create(&ep, &["--cpu", "0.5", "--memory", "64", "--env", "GREETING=hello", "--workdir", "/tmp"]);
+    // The sandbox got a pooled container: it carries the pool label, under the sandbox's name.
+    let name = format!("flotilla-{id}-g1");
+    let labels = docker(&["inspect", "-f", "{{json .Config.Labels}}", &name]);
+    assert!(labels.contains("flotilla.pool"), "{labels}");
+    // With the sandbox's limits, environment and working directory.
+    let sh = |cmd: &str| out(&exec(&ep, &id, &["sh", "-c", cmd]));
+    // cgroup v2 names first, then v1's.
+    let cpu = sh("cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us");
+    assert!(cpu.starts_with("50000"), "{cpu}");
+    let mem = sh("cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes");
+    assert_eq!(mem.trim(), (64u64 << 20).to_string());
+    assert_eq!(sh("echo $GREETING; pwd"), "hello\n/tmp\n");
+    // The pool refills.
+    c.eventually(Duration::from_secs(20), "the pool to refill", || pooled(&c) == 2);
+    // A sandbox with an entrypoint cannot use the pool.
+    let own = create(&ep, &["--", "sleep", "300"]);
+    let labels = docker(&["inspect", "-f", "{{json .Config.Labels}}", &format!("flotilla-{own}-g1")]);
+    assert!(!labels.contains("flotilla.pool"), "{labels}");
+    // A restart adopts the pooled sandbox by its name and rebuilds the pool.
+    assert!(c.node(1).stop());
+    c.node(1).start();
+    c.wait_leader(Duration::from_secs(20));
+    assert_eq!(sh("echo $GREETING"), "hello\n");
+    c.eventually(Duration::from_secs(20), "the pool to fill again", || pooled(&c) == 2);
+    assert_eq!(containers(&format!("flotilla.instance={}", instance.trim())).len(), 4, "2 sandboxes + 2 pooled");
+}

@@ -228,3 +228,34 @@ async fn exec_needs_a_command_and_a_running_container() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn kill_exec_ends_a_running_exec() {
+    with_sandbox(
+        "kill-exec",
+        |_| {},
+        |docker, id| async move {
+            let mut process = docker
+                .exec(&id, &ExecSpec::new(["sh", "-c", "echo started; sleep 60"]))
+                .await
+                .expect("exec");
+            let first = process.output.next().await.expect("output").expect("chunk");
+            assert_eq!(first, Output::Stdout("started\n".into()));
+            let start = Instant::now();
+            docker.kill_exec(&process.exec_id).await.expect("kill exec");
+            while process.output.next().await.is_some() {}
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "output did not end"
+            );
+            let code = docker.exec_exit_code(&process.exec_id).await.expect("code");
+            assert_eq!(code, Some(137));
+            docker
+                .kill_exec(&process.exec_id)
+                .await
+                .expect("killing a finished exec is fine");
+            assert_eq!(sh(&docker, &id, "echo alive").await.out(), "alive\n");
+        },
+    )
+    .await;
+}

@@ -52,7 +52,7 @@ async fn keepalive_runs_until_killed() {
 }
 
 #[tokio::test]
-async fn list_by_label_finds_the_container_with_its_labels() {
+async fn list_named_finds_the_container_with_its_labels() {
     with_sandbox(
         "labels",
         |_| {},
@@ -60,19 +60,19 @@ async fn list_by_label_finds_the_container_with_its_labels() {
             let state = docker.state(&id).await.expect("state").expect("exists");
             let value = state.labels.get(TEST_LABEL).expect("test label").clone();
             let found = docker
-                .list_by_label(&format!("{TEST_LABEL}={value}"))
+                .list_named(&format!("{TEST_LABEL}={value}"))
                 .await
                 .expect("list");
             assert_eq!(found.len(), 1, "{found:?}");
-            assert_eq!(found[0].0, id);
+            assert_eq!(found[0].id, id);
             assert_eq!(
-                found[0].1.get(FLOTILLA_LABEL.0).map(String::as_str),
+                found[0].labels.get(FLOTILLA_LABEL.0).map(String::as_str),
                 Some("1")
             );
-            let by_key = docker.list_by_label(TEST_LABEL).await.expect("list by key");
-            assert!(by_key.iter().any(|(found, _)| *found == id));
+            let by_key = docker.list_named(TEST_LABEL).await.expect("list by key");
+            assert!(by_key.iter().any(|c| c.id == id));
             let none = docker
-                .list_by_label(&format!("{TEST_LABEL}=nope"))
+                .list_named(&format!("{TEST_LABEL}=nope"))
                 .await
                 .expect("list");
             assert!(none.is_empty());

@@ -17,7 +17,8 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::OnceCell;
 
-use super::{build_busybox, ContainerSpec, Docker, ExecSpec, Limits, Output};
+use super::images::build_busybox;
+use super::{ContainerSpec, Docker, ExecSpec, Limits, Output};
 
 pub(super) const IMAGE: &str = "flotilla/busybox";
 
