@@ -87,13 +87,7 @@ async fn etcd_run(cluster: &Cluster, clients: usize, duration: Duration, value_l
 
 async fn flotilla_ready(cluster: &Cluster) -> anyhow::Result<()> {
     let client = Client::connect(cluster.endpoints.clone()).await?;
-    wait_until(Duration::from_secs(30), "flotilla cluster", || async {
-        match client.cluster_status().await {
-            Ok(s) => s.leader.is_some() && s.nodes.iter().all(|n| n.status == "up") && s.nodes.len() == 3,
-            Err(_) => false,
-        }
-    })
-    .await?;
+    cluster.ready(&client).await?;
     // The first write after an election also waits for the node registrations.
     client.deploy(spec(0)).await?;
     Ok(())
@@ -151,7 +145,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<()> {
     let value_len = serde_json::to_string(&spec(0))?.len();
     println!("flotilla bench catalog: 3 nodes each, loopback, fsync on, {}s per run, {value_len}-byte writes", args.seconds);
 
-    let mut flotilla = Cluster::flotilla()?;
+    let mut flotilla = Cluster::flotilla(3, &[])?;
     flotilla_ready(&flotilla).await?;
     let etcd = if args.no_etcd {
         None

@@ -8,6 +8,7 @@
 mod catalog;
 mod load;
 mod procs;
+mod sandbox;
 
 use clap::Subcommand;
 
@@ -15,12 +16,15 @@ use clap::Subcommand;
 pub enum BenchCmd {
     /// Small catalog writes on a three-node cluster vs a three-node etcd, plus leader failover.
     Catalog(catalog::CatalogArgs),
+    /// Sandbox start and exec latency and stdout throughput vs the raw Docker API.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 impl BenchCmd {
     pub async fn run(&self) -> anyhow::Result<()> {
         match self {
             BenchCmd::Catalog(args) => catalog::run(args).await,
+            BenchCmd::Sandbox(args) => sandbox::run(args).await,
         }
     }
 }

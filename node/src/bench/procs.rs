@@ -57,12 +57,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Three Flotilla nodes (this binary) forming a cluster with `--initial-cluster`.
-    pub fn flotilla() -> anyhow::Result<Self> {
+    /// `n` Flotilla nodes (this binary) forming a cluster with `--initial-cluster`; `extra`
+    /// is added to every node's arguments.
+    pub fn flotilla(n: usize, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let exe = std::env::current_exe()?;
         let addrs: Vec<String> =
-            (0..3).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
+            (0..n).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
         let initial = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
         let mut procs = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
@@ -70,6 +71,7 @@ impl Cluster {
             let args = ["node", "--node-id", &(i + 1).to_string(), "--data-dir", path(&data)?, "--listen", addr];
             let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
             args.extend(["--initial-cluster".to_string(), initial.clone()]);
+            args.extend(extra.iter().map(|s| s.to_string()));
             procs.push(Proc { program: exe.clone(), args, log: dir.path().join(format!("flotilla-{}.log", i + 1)), child: None });
         }
         let endpoints = addrs.iter().map(|a| format!("http://{a}")).collect();
@@ -113,6 +115,18 @@ impl Cluster {
             p.start()?;
         }
         Ok(c)
+    }
+
+    /// Waits until a Flotilla cluster has a leader and every node is up and registered.
+    pub async fn ready(&self, client: &flotilla::Client) -> anyhow::Result<()> {
+        let n = self.endpoints.len();
+        wait_until(Duration::from_secs(30), "flotilla cluster", || async {
+            match client.cluster_status().await {
+                Ok(s) => s.leader.is_some() && s.nodes.len() == n && s.nodes.iter().all(|n| n.status == "up" && n.cpus > 0),
+                Err(_) => false,
+            }
+        })
+        .await
     }
 
     /// SIGKILLs member `i` (0-based).

@@ -73,19 +73,15 @@ impl State {
     /// Finds this sandbox's container from an earlier run of the daemon, or creates and
     /// starts a new one. Returns the container id and whether it is already running.
     async fn adopt_or_create(&mut self) -> Result<String, RuntimeError> {
-        let docker = &self.host.docker;
-        for c in docker.list_named(&self.host.instance_label()).await? {
-            let Some((sandbox, generation)) = owner(&c) else { continue };
-            if sandbox != self.record.id {
-                continue;
+        // Only a sandbox already reported started can have a container from an earlier run
+        // of the daemon; a pending one goes straight to create (a leftover from a crash
+        // before the report shows up as a name conflict, handled below).
+        if self.record.state != SandboxState::Pending {
+            if let Some(id) = self.adopt().await? {
+                return Ok(id);
             }
-            if generation == self.record.generation && docker.state(&c.id).await?.is_some_and(|s| s.running) {
-                tracing::info!(sandbox = %self.record.id, container = %c.id, "adopted running container");
-                return Ok(c.id);
-            }
-            // A leftover from another generation or a dead container: not ours to keep.
-            docker.remove(&c.id).await?;
         }
+        let docker = &self.host.docker;
         let spec = &self.record.spec;
         if WarmPool::eligible(spec) {
             if let Some(id) = self.host.pool.take(&spec.image) {
@@ -98,7 +94,16 @@ impl State {
                 }
             }
         }
-        let id = docker.create(&container_spec(&self.record, &self.host.instance)).await?;
+        let spec = container_spec(&self.record, &self.host.instance);
+        let id = match docker.create(&spec).await {
+            Err(RuntimeError::Conflict(_)) => {
+                let name = container_name(&self.record.id, self.record.generation);
+                tracing::info!(sandbox = %self.record.id, "removing a leftover container with this sandbox's name");
+                docker.remove(&name).await?;
+                docker.create(&spec).await?
+            }
+            other => other?,
+        };
         if let Err(e) = docker.start(&id).await {
             let _ = docker.remove(&id).await;
             return Err(e);
@@ -106,12 +111,34 @@ impl State {
         Ok(id)
     }
 
-    /// Makes a pooled container this sandbox's: its name, then its limits.
+    /// This sandbox's running container from an earlier run of the daemon, if any; dead
+    /// containers and other generations' are removed.
+    async fn adopt(&self) -> Result<Option<String>, RuntimeError> {
+        let docker = &self.host.docker;
+        for c in docker.list_named(&self.host.instance_label()).await? {
+            let Some((sandbox, generation)) = owner(&c) else { continue };
+            if sandbox != self.record.id {
+                continue;
+            }
+            if generation == self.record.generation && docker.state(&c.id).await?.is_some_and(|s| s.running) {
+                tracing::info!(sandbox = %self.record.id, container = %c.id, "adopted running container");
+                return Ok(Some(c.id));
+            }
+            // A leftover from another generation or a dead container: not ours to keep.
+            docker.remove(&c.id).await?;
+        }
+        Ok(None)
+    }
+
+    /// Makes a pooled container this sandbox's: its name and its limits, both before the
+    /// sandbox is reported running (so no exec runs under the pool's limits).
     async fn hand_out(&self, id: &str) -> Result<(), RuntimeError> {
         let docker = &self.host.docker;
-        docker.rename(id, &container_name(&self.record.id, self.record.generation)).await?;
+        let name = container_name(&self.record.id, self.record.generation);
         let s = &self.record.spec;
-        docker.update_limits(id, &Limits { cpu: s.cpu, memory_mib: s.memory_mib, pids: PIDS_LIMIT }).await
+        let limits = Limits { cpu: s.cpu, memory_mib: s.memory_mib, pids: PIDS_LIMIT };
+        tokio::try_join!(docker.rename(id, &name), docker.update_limits(id, &limits))?;
+        Ok(())
     }
 
     fn finish(&mut self, exit_code: i64, reason: &str) {

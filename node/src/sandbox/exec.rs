@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use flotilla_proto::worker::{exec_input, exec_output, ExecInput, ExecOutput};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -20,6 +20,9 @@ use crate::runtime::{ExecSpec, Output};
 
 /// Exit code reported when the exec timeout fired.
 pub const EXIT_TIMEOUT: i64 = 124;
+/// Most bytes merged into one output message.
+const COALESCE_BYTES: usize = 256 * 1024;
+
 /// Exit code reported when the process vanished with its container (terminated sandbox).
 pub const EXIT_TERMINATED: i64 = 137;
 
@@ -94,8 +97,13 @@ async fn stream_output(
     out: &Out,
 ) -> bool {
     let deadline = (timeout_s > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(timeout_s));
+    // A chunk of the other stream met while coalescing, sent next.
+    let mut carry: Option<Output> = None;
     loop {
         let next = async {
+            if let Some(c) = carry.take() {
+                return Some(Some(Ok(c)));
+            }
             match deadline {
                 Some(d) => tokio::time::timeout_at(d, chunks.next()).await.ok(),
                 None => Some(chunks.next().await),
@@ -111,12 +119,31 @@ async fn stream_output(
             }
             Some(None) => return false,
             Some(Some(Ok(chunk))) => {
-                let msg = match chunk {
-                    Output::Stdout(b) => exec_output::Output::Stdout(b.to_vec()),
-                    Output::Stderr(b) => exec_output::Output::Stderr(b.to_vec()),
+                let (is_stdout, mut buf) = match chunk {
+                    Output::Stdout(b) => (true, b.to_vec()),
+                    Output::Stderr(b) => (false, b.to_vec()),
                 };
-                if out.send(output(msg)).await.is_err() {
-                    // The client went away; let the process finish on its own.
+                // Merge what the engine has already delivered into one message (fewer, larger
+                // gRPC frames); waiting for more would delay live output, so it never waits.
+                let mut ended = false;
+                while buf.len() < COALESCE_BYTES {
+                    match chunks.next().now_or_never() {
+                        Some(Some(Ok(Output::Stdout(b)))) if is_stdout => buf.extend_from_slice(&b),
+                        Some(Some(Ok(Output::Stderr(b)))) if !is_stdout => buf.extend_from_slice(&b),
+                        Some(Some(Ok(other))) => {
+                            carry = Some(other);
+                            break;
+                        }
+                        Some(None) | Some(Some(Err(_))) => {
+                            ended = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                let msg = if is_stdout { exec_output::Output::Stdout(buf) } else { exec_output::Output::Stderr(buf) };
+                if out.send(output(msg)).await.is_err() || ended {
+                    // Ended, or the client went away (then the process finishes on its own).
                     return false;
                 }
             }
