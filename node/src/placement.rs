@@ -1,18 +1,24 @@
 //! Where a new sandbox runs: a pure function of the cluster's view, so it is table-tested
 //! and the leader's choice is reproducible.
 //!
-//! A node fits when its announced capacity minus what its live sandboxes reserve covers the
-//! request. Among the nodes that fit, the one with the most room left afterwards wins (the
+//! A node fits when its capacity minus what its live sandboxes reserve covers the request.
+//! Memory is not overcommitted (a sandbox's memory limit is a hard wall). CPU is: a
+//! sandbox's `cpu` is a cap on its share (CFS quota), and most sandboxes idle between execs,
+//! so a node offers [`CPU_OVERCOMMIT`] times its cores, the way Kubernetes limits exceed
+//! node capacity; what a busy node cannot give is shared fairly by the kernel. Among the nodes that fit, the one with the most room left afterwards wins (the
 //! smaller of its free CPU and free memory fractions), which spreads load; ties go to the
 //! lower node id so the choice is deterministic.
 
 use flotilla_raft::{Catalog, NodeId};
 
+/// How many times its cores a node offers as sandbox CPU caps.
+pub const CPU_OVERCOMMIT: f64 = 4.0;
+
 /// A node that may take work, with what it offers and what is already reserved on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub id: NodeId,
-    /// Cores offered.
+    /// Cores offered (the node's cores times [`CPU_OVERCOMMIT`]).
     pub cpus: f64,
     /// MiB offered.
     pub memory_mib: u64,
@@ -71,7 +77,7 @@ pub fn candidates(catalog: &Catalog, live: impl Fn(NodeId) -> bool) -> Vec<Candi
             let mine = catalog.sandboxes.values().filter(|s| s.node == n.id && !s.state.is_final());
             let (used_cpu, used_memory_mib) =
                 mine.fold((0.0, 0), |(c, m), s| (c + s.spec.cpu, m + s.spec.memory_mib));
-            Candidate { id: n.id, cpus: n.cpus as f64, memory_mib: n.memory_mib, used_cpu, used_memory_mib }
+            Candidate { id: n.id, cpus: n.cpus as f64 * CPU_OVERCOMMIT, memory_mib: n.memory_mib, used_cpu, used_memory_mib }
         })
         .collect()
 }
@@ -100,6 +106,36 @@ mod tests {
         for (name, nodes, cpu, mem, want) in cases {
             assert_eq!(place(&nodes, cpu, mem).map_err(|_| ()), want, "{name}");
         }
+    }
+
+    #[test]
+    fn candidates_count_live_sandboxes_and_overcommit_cpu() {
+        use flotilla_raft::{Command, Response};
+        let mut c = Catalog::default();
+        for id in [1, 2] {
+            c.apply(Command::RegisterNode { id, addr: format!("n{id}:1"), cpus: 2, memory_mib: 1024, at_ms: 0 });
+        }
+        let spec = |cpu, memory_mib| flotilla_raft::SandboxSpec {
+            image: "i".into(),
+            command: vec![],
+            env: Default::default(),
+            workdir: None,
+            cpu,
+            memory_mib,
+            timeout_s: 0,
+            idle_timeout_s: 0,
+            block_network: false,
+            runtime: "runc".into(),
+            tags: Default::default(),
+        };
+        for (i, (cpu, mem)) in [(1.0, 100), (1.0, 200), (3.0, 300)].into_iter().enumerate() {
+            let cmd = Command::CreateSandbox { id: format!("sb-{i}"), name: None, spec: spec(cpu, mem), node: 1, at_ms: 0 };
+            assert!(matches!(c.apply(cmd), Response::Sandbox(_)));
+        }
+        // A final sandbox no longer reserves anything.
+        c.apply(Command::TerminateSandbox { id: "sb-2".into(), at_ms: 1 });
+        let got = candidates(&c, |id| id != 2);
+        assert_eq!(got, [node(1, 2.0 * CPU_OVERCOMMIT, 1024, 2.0, 300)]);
     }
 
     #[test]

@@ -335,3 +335,37 @@ fn warm_pool_hands_out_started_containers_with_the_sandbox_limits() {
     c.eventually(Duration::from_secs(20), "the pool to fill again", || pooled(&c) == 2);
     assert_eq!(containers(&format!("flotilla.instance={}", instance.trim())).len(), 4, "2 sandboxes + 2 pooled");
 }
+
+#[test]
+fn gvisor_runtime_and_idempotent_exec_ids_and_imported_images() {
+    let (c, ep) = single();
+    // gVisor: the sandbox's kernel is gVisor's, not the host's.
+    let g = create(&ep, &["--runtime", "runsc", "--block-network"]);
+    let dmesg = out(&exec(&ep, &g, &["dmesg"]));
+    assert!(dmesg.contains("gVisor"), "{dmesg}");
+    assert_eq!(out(&exec(&ep, &g, &["sh", "-c", "echo ok > /work/x && cat /work/x"])), "ok\n");
+    // A retried exec id does not run the command again.
+    let id = create(&ep, &[]);
+    rt().block_on(async {
+        let client = flotilla::Client::connect([ep.as_str()]).await.unwrap();
+        let sb = client.sandbox_from_id(&id).await.unwrap();
+        let append = || sb.exec(["sh", "-c", "echo x >> /work/log; exit 5"]).exec_id("retry-1");
+        assert_eq!(append().output().await.unwrap().exit_code, 5);
+        assert_eq!(append().output().await.unwrap().exit_code, 5);
+        let lines = sb.exec(["wc", "-l", "/work/log"]).output().await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&lines.stdout).split_whitespace().next(), Some("1"));
+    });
+    // An imported rootfs becomes an image sandboxes can use.
+    let tar = c.dir.path().join("rootfs.tar");
+    let tmp = docker(&["create", "flotilla/busybox", "true"]);
+    docker(&["export", "-o", tar.to_str().unwrap(), &tmp]);
+    docker(&["rm", &tmp]);
+    let name = format!("flotilla/imported-{}", std::process::id());
+    let o = cli(&ep, &["image", "import", &name, tar.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let images = c.json(1, &["image", "ls"]);
+    assert!(images.as_array().unwrap().iter().any(|i| i["name"] == format!("{name}:latest")), "{images}");
+    let imported = create(&ep, &["--image", &name]);
+    assert_eq!(out(&exec(&ep, &imported, &["echo", "from import"])), "from import\n");
+    cli(&ep, &["sandbox", "terminate", &imported]);
+}
