@@ -369,3 +369,15 @@ fn gvisor_runtime_and_idempotent_exec_ids_and_imported_images() {
     assert_eq!(out(&exec(&ep, &imported, &["echo", "from import"])), "from import\n");
     cli(&ep, &["sandbox", "terminate", &imported]);
 }
+
+#[test]
+fn python_base_image_builds_without_a_registry() {
+    let (_c, ep) = single();
+    // debootstrap from Debian's mirror, imported as flotilla/python; --rebuild so the build
+    // itself is exercised on every run (about 40 s), not skipped because the image exists.
+    let o = Command::new(BIN).args(["image", "build-base", "python", "--rebuild"]).output().unwrap();
+    assert!(o.status.success(), "build-base python: {}", err(&o));
+    let id = create(&ep, &["--image", "flotilla/python"]);
+    let o = exec(&ep, &id, &["python3", "-c", "import sys; print(sum(range(10)), sys.version_info[0])"]);
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(0), "45 3\n"), "{}", err(&o));
+}
