@@ -69,6 +69,8 @@ pub struct Config {
     /// Shared secret that authenticates Peer calls; `None` leaves peers unauthenticated.
     pub cluster_secret: Option<String>,
     pub raft: RaftOptions,
+    /// Whether clients must present an API token (see `auth`).
+    pub auth: bool,
     /// Pre-started containers to keep per image (the warm pool), e.g. `flotilla/busybox` = 4.
     pub warm_pool: BTreeMap<String, usize>,
 }
@@ -86,6 +88,8 @@ pub struct FileConfig {
     pub initial_cluster: Option<String>,
     pub join: Option<String>,
     pub cluster_secret_file: Option<PathBuf>,
+    /// Require client API tokens (default true for `flotilla node`).
+    pub auth: Option<bool>,
     #[serde(default)]
     pub raft: RaftOptions,
     /// Image -> number of pre-started containers.
@@ -227,6 +231,7 @@ mod tests {
             start: Start::Bootstrap,
             cluster_secret: None,
             raft: RaftOptions::default(),
+            auth: true,
             warm_pool: BTreeMap::new(),
         }
     }

@@ -1,5 +1,6 @@
 //! `flotilla`: the node daemon (`flotilla node`, `flotilla dev`) and the client commands.
 
+mod auth;
 mod bench;
 mod cli;
 mod cluster;

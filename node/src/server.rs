@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_proto::control::bootstrap_server::BootstrapServer;
 use flotilla_proto::control::control_server::ControlServer;
 use flotilla_proto::peer::peer_server::PeerServer;
 use flotilla_proto::peer::{ForwardRequest, PingRequest};
@@ -21,12 +22,14 @@ use flotilla_raft::network::{ClusterSecret, PeerNetwork, PeerPool};
 use flotilla_raft::{codec, store, Command, Node, Proposal, Raft};
 use openraft::SnapshotPolicy;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn, Instrument};
 
 use crate::cluster::{self, Cluster, Liveness};
 use crate::config::{Config, Start};
 use crate::data_dir::DataDir;
-use crate::grpc::{self, ControlService, PeerService, WorkerService};
+use crate::auth;
+use crate::grpc::{self, BootstrapService, ControlService, PeerService, WorkerService};
 use crate::resources::Resources;
 use crate::runtime::Docker;
 use crate::sandbox::pool::WarmPool;
@@ -91,9 +94,16 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     // while this node's Raft winds down.
     let (stop_serving_tx, stop_serving_rx) = watch::channel(false);
     let server = tonic::transport::Server::builder()
-        .add_service(ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20))
-        .add_service(WorkerServer::new(WorkerService::new(host.clone(), resources)).max_decoding_message_size(64 << 20))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
+        .add_service(InterceptedService::new(
+            ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20),
+            auth::interceptor(cluster.view.clone(), config.auth),
+        ))
+        .add_service(InterceptedService::new(
+            WorkerServer::new(WorkerService::new(host.clone(), resources)).max_decoding_message_size(64 << 20),
+            auth::interceptor(cluster.view.clone(), config.auth),
+        ))
+        .add_service(BootstrapServer::new(BootstrapService { cluster: cluster.clone() }))
+        .add_service(InterceptedService::new(
             PeerServer::new(PeerService { cluster: cluster.clone() }).max_decoding_message_size(64 << 20),
             grpc::authenticate(secret.clone()),
         ))
@@ -105,7 +115,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
             }
         });
     let server = tokio::spawn(server.in_current_span());
-    info!(listen = %config.listen, advertise = %config.advertise, "serving Control, Worker and Peer");
+    info!(listen = %config.listen, advertise = %config.advertise, auth = config.auth, "serving Control, Worker and Peer");
 
     if let Some(addr) = config.http {
         let listener = crate::http::bind(addr).await?;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{App, NodeRecord, Sandbox, SandboxSpec};
+use crate::catalog::{App, NodeRecord, Sandbox, SandboxSpec, Token};
 use crate::NodeId;
 
 /// A write to the catalog. Built by the node that took the client request, stamped by the
@@ -49,6 +49,11 @@ pub enum Command {
     },
     /// A user ends a sandbox: final at once; its node removes the container.
     TerminateSandbox { id: String, at_ms: i64 },
+    /// Record an API token (its hash). With `first`, only if the cluster has no token yet:
+    /// that is the bootstrap, and `apply` makes it happen at most once.
+    CreateToken { id: String, name: String, hash: String, first: bool, at_ms: i64 },
+    /// Revoke a token; it stops working on each node as the entry is applied there.
+    RevokeToken { id: String, at_ms: i64 },
     /// Drop a removed node's record. Proposed by the leader after it removed the node from
     /// the Raft membership; a no-op if there is no record.
     ForgetNode { id: NodeId },
@@ -64,7 +69,9 @@ impl Command {
             | Command::CreateSandbox { at_ms, .. }
             | Command::SandboxStarted { at_ms, .. }
             | Command::SandboxFinished { at_ms, .. }
-            | Command::TerminateSandbox { at_ms, .. } => *at_ms = now_ms,
+            | Command::TerminateSandbox { at_ms, .. }
+            | Command::CreateToken { at_ms, .. }
+            | Command::RevokeToken { at_ms, .. } => *at_ms = now_ms,
             Command::ForgetNode { .. } => {}
         }
     }
@@ -78,6 +85,7 @@ pub enum Response {
     App(App),
     Node(NodeRecord),
     Sandbox(Sandbox),
+    Token(Token),
     /// The command was invalid for the catalog as it stood; nothing changed.
     Rejected(Rejection),
 }
@@ -89,6 +97,8 @@ pub enum Rejection {
     AppNotFound(String),
     #[error("sandbox {0:?} not found")]
     SandboxNotFound(String),
+    #[error("token {0:?} not found")]
+    TokenNotFound(String),
     /// The request conflicts with a record that exists (e.g. a name in use).
     #[error("{0}")]
     Conflict(String),

@@ -4,6 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use flotilla_proto::control::control_client::ControlClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
@@ -21,6 +24,8 @@ pub struct ClientOptions {
     /// How long to keep retrying a retryable failure across all endpoints, e.g. while a new
     /// leader is elected (about a second on a healthy cluster).
     pub retry_for: Duration,
+    /// API token (`flt_…`), sent as `authorization: Bearer …` on every call.
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -31,6 +36,7 @@ impl Default for ClientOptions {
             // catch up), so this only catches a server that stopped answering.
             request_timeout: Duration::from_secs(60),
             retry_for: Duration::from_secs(10),
+            token: None,
         }
     }
 }
@@ -45,9 +51,25 @@ pub struct Client {
     inner: std::sync::Arc<Inner>,
 }
 
+/// A channel that adds the client's token to every call.
+pub(crate) type Authed = InterceptedService<Channel, TokenInterceptor>;
+
+/// Adds `authorization: Bearer <token>` when the client has a token.
+#[derive(Clone)]
+pub(crate) struct TokenInterceptor(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for TokenInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
 struct Inner {
     endpoints: Vec<String>,
-    channels: Vec<Channel>,
+    channels: Vec<Authed>,
     /// Index of the endpoint that answered last; tried first next time.
     preferred: AtomicUsize,
     options: ClientOptions,
@@ -70,6 +92,14 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let token = match &options.token {
+            Some(t) if !t.is_empty() => Some(
+                format!("Bearer {t}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| Error::InvalidArgument("token: must be printable ASCII".into()))?,
+            ),
+            _ => None,
+        };
         let mut names = Vec::new();
         let mut channels = Vec::new();
         for e in endpoints {
@@ -83,7 +113,7 @@ impl Client {
                 .connect_timeout(options.connect_timeout)
                 .timeout(options.request_timeout)
                 .tcp_nodelay(true);
-            channels.push(endpoint.connect_lazy());
+            channels.push(InterceptedService::new(endpoint.connect_lazy(), TokenInterceptor(token.clone())));
             names.push(url);
         }
         if channels.is_empty() {
@@ -96,7 +126,7 @@ impl Client {
 
     /// The channel to try first, and the others in order after it, for calls the caller
     /// retries itself (streams).
-    pub(crate) fn channels(&self) -> Vec<(usize, Channel)> {
+    pub(crate) fn channels(&self) -> Vec<(usize, Authed)> {
         let n = self.inner.channels.len();
         let start = self.inner.preferred.load(Ordering::Relaxed);
         (0..n).map(|k| ((start + k) % n, self.inner.channels[(start + k) % n].clone())).collect()
@@ -124,7 +154,7 @@ impl Client {
     /// a retryable failure, retrying the whole list until `retry_for` has passed.
     pub(crate) async fn control<T, F, Fut>(&self, call: F) -> Result<T>
     where
-        F: Fn(ControlClient<Channel>) -> Fut,
+        F: Fn(ControlClient<Authed>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let inner = &self.inner;

@@ -26,6 +26,7 @@ mod error;
 mod exec;
 mod sandbox;
 pub mod spec;
+mod token;
 
 pub use app::AppInfo;
 pub use client::{Client, ClientOptions};
@@ -33,4 +34,5 @@ pub use cluster::{ClusterStatus, GpuInfo, Membership, NodeInfo};
 pub use error::{Error, Result};
 pub use exec::{ExecBuilder, ExecEvent, ExecProcess, ExecResult};
 pub use sandbox::{Sandbox, SandboxBuilder, SandboxInfo};
+pub use token::{NewToken, TokenInfo};
 pub use spec::AppSpec;

@@ -112,6 +112,7 @@ async fn failover(cluster: &mut Cluster, kills: usize) -> anyhow::Result<Vec<Dur
         connect_timeout: Duration::from_millis(200),
         request_timeout: Duration::from_secs(5),
         retry_for: Duration::ZERO,
+        token: None,
     };
     let all = Client::connect_with(cluster.endpoints.clone(), options).await?;
     let mut times = Vec::new();

@@ -23,6 +23,9 @@ pub struct DevArgs {
     /// Keep N pre-started containers of IMAGE for fast sandbox starts (repeatable).
     #[arg(long = "warm-pool", value_parser = parse_warm)]
     warm_pool: Vec<(String, usize)>,
+    /// Require API tokens from clients (off by default for dev; `flotilla token bootstrap`).
+    #[arg(long)]
+    auth: bool,
 }
 
 impl DevArgs {
@@ -36,6 +39,7 @@ impl DevArgs {
             start: Start::Bootstrap,
             cluster_secret: None,
             raft: Default::default(),
+            auth: self.auth,
             warm_pool: self.warm_pool.iter().cloned().collect(),
         }
         .validate()
@@ -79,6 +83,9 @@ pub struct NodeArgs {
     /// the config file's `[warm_pool]`).
     #[arg(long = "warm-pool", value_parser = parse_warm)]
     warm_pool: Vec<(String, usize)>,
+    /// Serve clients without API tokens (auth is on by default for nodes).
+    #[arg(long)]
+    no_auth: bool,
 }
 
 /// Resolves `HOST:PORT` (a name or an IP) to the address to bind.
@@ -154,6 +161,8 @@ impl NodeArgs {
         };
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());
-        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft, warm_pool }.validate()
+        let auth = !self.no_auth && file.auth.unwrap_or(true);
+        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft, auth, warm_pool }
+            .validate()
     }
 }

@@ -10,6 +10,7 @@ mod daemon;
 mod image;
 mod output;
 mod sandbox;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,9 @@ pub struct Cli {
     /// Node endpoints to talk to, comma-separated; any node works and they are tried in turn.
     #[arg(long, global = true, env = "FLOTILLA_ENDPOINT", default_value = "http://127.0.0.1:7100", value_delimiter = ',')]
     endpoint: Vec<String>,
+    /// API token for clusters that require one.
+    #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -44,6 +48,9 @@ enum Command {
     /// Sandboxes: isolated containers for running code.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
     /// Images on this machine's container engine.
     #[command(subcommand)]
     Image(image::ImageCmd),
@@ -72,13 +79,15 @@ impl Cli {
                 }
             }
             Command::Image(cmd) => cmd.run(self.output).await?,
+            Command::Token(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Bench(cmd) => cmd.run().await?,
         }
         Ok(0)
     }
 
     async fn client(&self) -> anyhow::Result<flotilla::Client> {
-        Ok(flotilla::Client::connect(&self.endpoint).await?)
+        let options = flotilla::ClientOptions { token: self.token.clone(), ..Default::default() };
+        Ok(flotilla::Client::connect_with(&self.endpoint, options).await?)
     }
 }
 

@@ -194,4 +194,16 @@ impl Control for ControlService {
     async fn wait_sandbox(&self, req: Request<pb::WaitSandboxRequest>) -> Result<Response<pb::Sandbox>, Status> {
         Ok(self.reply(self.wait_sandbox_(req.into_inner()).await?))
     }
+
+    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<Response<pb::CreatedToken>, Status> {
+        Ok(self.reply(self.create_token_(req.into_inner()).await?))
+    }
+
+    async fn list_tokens(&self, _: Request<pb::ListTokensRequest>) -> Result<Response<pb::ListTokensReply>, Status> {
+        Ok(self.reply(self.list_tokens_().await?))
+    }
+
+    async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
+        Ok(self.reply(self.revoke_token_(req.into_inner()).await?))
+    }
 }

@@ -4,10 +4,12 @@
 mod control;
 mod peer;
 mod sandboxes;
+mod tokens;
 mod status;
 mod worker;
 
 pub use control::ControlService;
 pub use peer::PeerService;
 pub use peer::authenticate;
+pub use tokens::BootstrapService;
 pub use worker::WorkerService;

@@ -17,7 +17,9 @@ impl From<NodeError> for Status {
             NodeError::InvalidArgument { .. } | NodeError::Rejected(Rejection::Invalid { .. }) => {
                 Status::invalid_argument(msg)
             }
-            NodeError::Rejected(Rejection::AppNotFound(_) | Rejection::SandboxNotFound(_)) => Status::not_found(msg),
+            NodeError::Rejected(
+                Rejection::AppNotFound(_) | Rejection::SandboxNotFound(_) | Rejection::TokenNotFound(_),
+            ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
             NodeError::Rejected(Rejection::Stale(_)) => Status::failed_precondition(msg),
             NodeError::NoCapacity(_) => Status::resource_exhausted(msg),

@@ -107,6 +107,19 @@ impl WorkerService {
     }
 }
 
+/// A proxied request, carrying the caller's token on to the hosting node.
+fn onward<T>(message: T, token: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) -> Request<T> {
+    let mut req = Request::new(message);
+    if let Some(t) = token {
+        req.metadata_mut().insert(crate::auth::AUTHORIZATION, t.clone());
+    }
+    req
+}
+
+fn token_of<T>(req: &Request<T>) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    req.metadata().get(crate::auth::AUTHORIZATION).cloned()
+}
+
 /// The rest of a client stream as plain messages, ending at the first error.
 fn forward<T: Send + 'static>(first: T, rest: Streaming<T>) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::once(async move { first }).chain(rest.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| async move { r.ok() }))
@@ -127,6 +140,7 @@ impl Worker for WorkerService {
     type ExecStream = BoxStream<ExecOutput>;
 
     async fn exec(&self, req: Request<Streaming<ExecInput>>) -> Result<Response<Self::ExecStream>, Status> {
+        let token = token_of(&req);
         let mut input = req.into_inner();
         let first = input.message().await?.ok_or_else(|| Status::invalid_argument("start: the stream was empty"))?;
         let Some(exec_input::Input::Start(start)) = &first.input else {
@@ -135,7 +149,7 @@ impl Worker for WorkerService {
         let request = validate::exec(start)?;
         match self.route(&request.sandbox_id).await? {
             Route::Remote { addr } => {
-                let out = self.worker(&addr)?.exec(forward(first, input)).await?.into_inner();
+                let out = self.worker(&addr)?.exec(onward(forward(first, input), &token)).await?.into_inner();
                 Ok(Response::new(Box::pin(out)))
             }
             Route::Local { container, env, workdir } => {
@@ -153,6 +167,7 @@ impl Worker for WorkerService {
     }
 
     async fn put_archive(&self, req: Request<Streaming<ArchiveChunk>>) -> Result<Response<PutArchiveReply>, Status> {
+        let token = token_of(&req);
         let mut input = req.into_inner();
         let first = input.message().await?.ok_or_else(|| Status::invalid_argument("sandbox_id: the stream was empty"))?;
         if first.sandbox_id.is_empty() {
@@ -162,7 +177,9 @@ impl Worker for WorkerService {
             return Err(NodeError::invalid("path", format!("{:?} must be an absolute folder in the sandbox", first.path)).into());
         }
         match self.route(&first.sandbox_id).await? {
-            Route::Remote { addr } => Ok(Response::new(self.worker(&addr)?.put_archive(forward(first, input)).await?.into_inner())),
+            Route::Remote { addr } => {
+                Ok(Response::new(self.worker(&addr)?.put_archive(onward(forward(first, input), &token)).await?.into_inner()))
+            }
             Route::Local { container, .. } => {
                 let (dir, mut data) = (first.path.clone(), first.data);
                 while let Some(chunk) = input.message().await? {
@@ -185,12 +202,15 @@ impl Worker for WorkerService {
     type GetArchiveStream = BoxStream<ArchiveChunk>;
 
     async fn get_archive(&self, req: Request<GetArchiveRequest>) -> Result<Response<Self::GetArchiveStream>, Status> {
+        let token = token_of(&req);
         let req = req.into_inner();
         if !req.path.starts_with('/') {
             return Err(NodeError::invalid("path", format!("{:?} must be an absolute path in the sandbox", req.path)).into());
         }
         match self.route(&req.sandbox_id).await? {
-            Route::Remote { addr } => Ok(Response::new(Box::pin(self.worker(&addr)?.get_archive(req).await?.into_inner()))),
+            Route::Remote { addr } => {
+                Ok(Response::new(Box::pin(self.worker(&addr)?.get_archive(onward(req, &token)).await?.into_inner())))
+            }
             Route::Local { container, .. } => {
                 let (id, path) = (req.sandbox_id.clone(), req.path.clone());
                 let stream = self.host.docker.get_archive(&container, &req.path).flat_map(move |r| {

@@ -88,6 +88,8 @@ impl TestNode {
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, TestNode>,
+    /// API token the cluster's own CLI calls carry (clusters started with `--auth`).
+    pub token: Option<String>,
 }
 
 /// How a node is brought into the cluster.
@@ -100,7 +102,7 @@ pub enum How<'a> {
 
 impl TestCluster {
     pub fn empty() -> Self {
-        Self { dir: tempfile::tempdir().unwrap(), nodes: BTreeMap::new() }
+        Self { dir: tempfile::tempdir().unwrap(), nodes: BTreeMap::new(), token: None }
     }
 
     /// Starts `n` nodes that form a cluster with `--initial-cluster`; `extra` is added to
@@ -134,7 +136,13 @@ impl TestCluster {
             How::Join(seed) => args.extend(["--join".into(), seed.into()]),
             How::Wait => {}
         }
-        args.extend(extra.iter().map(|s| s.to_string()));
+        // Auth is on by default for nodes; tests other than the auth tests run without it.
+        if extra.contains(&"--auth") {
+            args.extend(extra.iter().filter(|a| **a != "--auth").map(|s| s.to_string()));
+        } else {
+            args.push("--no-auth".into());
+            args.extend(extra.iter().map(|s| s.to_string()));
+        }
         let mut node = TestNode {
             id,
             addr: addr.to_string(),
@@ -155,9 +163,12 @@ impl TestCluster {
         self.nodes.values().map(|n| n.endpoint()).collect::<Vec<_>>().join(",")
     }
 
-    /// Runs the CLI against `endpoint`.
+    /// Runs the CLI against `endpoint`, with the cluster's token if it has one.
     pub fn cli(&self, endpoint: &str, args: &[&str]) -> Output {
-        cli(endpoint, args)
+        match &self.token {
+            Some(t) => cli(endpoint, &[&["--token", t.as_str()], args].concat()),
+            None => cli(endpoint, args),
+        }
     }
 
     /// Runs the CLI with `-o json` against one node and parses stdout; panics on failure.

@@ -9,3 +9,4 @@ mod t30_membership;
 mod t40_bad_input;
 mod t50_dev;
 mod t60_sandbox;
+mod t70_security;

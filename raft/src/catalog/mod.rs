@@ -7,6 +7,7 @@
 mod app;
 mod node;
 mod sandbox;
+mod token;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use app::{App, AppState};
 pub use node::NodeRecord;
 pub use sandbox::{Sandbox, SandboxSpec, SandboxState};
+pub use token::Token;
 
 use crate::command::{Command, Response};
 use crate::NodeId;
@@ -29,6 +31,8 @@ pub struct Catalog {
     pub nodes: BTreeMap<NodeId, NodeRecord>,
     /// Sandboxes by id, final ones included (they are kept for `sandbox show`/`wait`).
     pub sandboxes: BTreeMap<String, Sandbox>,
+    /// Client API tokens by id (hashes only).
+    pub tokens: BTreeMap<String, Token>,
 }
 
 impl Catalog {
@@ -52,6 +56,10 @@ impl Catalog {
                 sandbox::finished(&mut self.sandboxes, &id, generation, failed, exit_code, reason, at_ms)
             }
             Command::TerminateSandbox { id, at_ms } => sandbox::terminate(&mut self.sandboxes, &id, at_ms),
+            Command::CreateToken { id, name, hash, first, at_ms } => {
+                token::create(&mut self.tokens, id, name, hash, first, at_ms)
+            }
+            Command::RevokeToken { id, at_ms } => token::revoke(&mut self.tokens, &id, at_ms),
             Command::ForgetNode { id } => {
                 self.nodes.remove(&id);
                 Response::Empty

@@ -1,0 +1,195 @@
+//! Security: API tokens, and escape attempts from inside sandboxes that must fail.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn tokens_guard_every_node_and_revocation_takes_effect_everywhere() {
+    busybox_image();
+    let mut c = TestCluster::start(3, &["--auth"]);
+    let (ep1, ep2, ep3) = (c.nodes[&1].endpoint(), c.nodes[&2].endpoint(), c.nodes[&3].endpoint());
+    // The first token: no token needed, once.
+    let o = cli(&ep2, &["token", "bootstrap", "admin"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let admin = out(&o).trim().to_string();
+    assert!(admin.starts_with("flt_"), "{admin}");
+    c.token = Some(admin.clone());
+    c.wait_leader(Duration::from_secs(20));
+    let o = cli(&ep1, &["token", "bootstrap", "again"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("already has tokens"), "{}", err(&o));
+
+    // No token, a made-up token, a malformed one: refused on Control and Worker alike.
+    for token in [None, Some("flt_0123456789abcdef_00"), Some("garbage")] {
+        let args: Vec<&str> = match token {
+            Some(t) => vec!["--token", t, "cluster", "status"],
+            None => vec!["cluster", "status"],
+        };
+        let o = cli(&ep3, &args);
+        assert_eq!(o.status.code(), Some(1), "{token:?}");
+        assert!(err(&o).contains("unauthenticated"), "{token:?}: {}", err(&o));
+    }
+    let o = cli(&ep1, &["sandbox", "exec", "sb-any", "--", "true"]);
+    assert!(err(&o).contains("unauthenticated"), "{}", err(&o));
+
+    // With the token: writes through one node, exec proxied through another.
+    let dir = c.dir.path().to_path_buf();
+    let spec = write_app(&dir, "secured");
+    let o = c.cli(&ep2, &["app", "deploy", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = c.cli(&ep1, &["sandbox", "create", "--wait"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let sb = out(&o).trim().to_string();
+    for ep in [&ep1, &ep2, &ep3] {
+        let o = c.cli(ep, &["sandbox", "exec", &sb, "--", "echo", "ok"]);
+        assert_eq!(out(&o), "ok\n", "via {ep}: {}", err(&o));
+    }
+
+    // A second token works until it is revoked, then fails on every node.
+    let o = c.cli(&ep1, &["-o", "json", "token", "create", "ci"]);
+    let created: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (ci, ci_id) = (created["secret"].as_str().unwrap().to_string(), created["token"]["id"].as_str().unwrap().to_string());
+    assert!(cli(&ep3, &["--token", &ci, "app", "list"]).status.success());
+    let listed = c.json(2, &["token", "ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&ci), "token ls must not show secrets");
+    let o = c.cli(&ep1, &["token", "revoke", &ci_id]);
+    assert!(o.status.success(), "{}", err(&o));
+    let revoked = Instant::now();
+    for ep in [&ep1, &ep2, &ep3] {
+        while cli(ep, &["--token", &ci, "app", "list"]).status.success() {
+            assert!(revoked.elapsed() < Duration::from_secs(1), "revoked token still works on {ep}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("revocation effective on all nodes after {:?}", revoked.elapsed());
+    assert!(c.cli(&ep3, &["app", "list"]).status.success(), "the admin token still works");
+}
+
+/// Escape attempts run inside a sandbox of `runtime`; every one must fail.
+fn escape_suite(runtime: &str) {
+    busybox_image();
+    let mut c = TestCluster::start(1, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let ep = c.nodes[&1].endpoint();
+    let mut flags = vec!["sandbox", "create", "--wait", "--memory", "64", "--runtime", runtime];
+    if runtime == "runsc" {
+        flags.push("--block-network");
+    }
+    let o = cli(&ep, &flags);
+    assert!(o.status.success(), "{}", err(&o));
+    let id = out(&o).trim().to_string();
+    let sh = |cmd: &str| cli(&ep, &["sandbox", "exec", &id, "--timeout", "20", "--", "sh", "-c", cmd]);
+    let attempts = [
+        ("mount a filesystem (CAP_SYS_ADMIN)", "mount -t tmpfs none /mnt"),
+        ("add a network interface (CAP_NET_ADMIN)", "ip link add evil type dummy"),
+        ("reach the engine socket", "ls /var/run/docker.sock || ls /run/docker.sock"),
+        ("write the image layer", "echo x > /bin/evil"),
+        ("create a device node (CAP_MKNOD)", "mknod /work/sda b 8 0"),
+        ("change the hostname (CAP_SYS_ADMIN)", "hostname evil"),
+        ("load a kernel module", "insmod /work/nothing.ko"),
+    ];
+    for (what, cmd) in attempts {
+        let o = sh(cmd);
+        assert_ne!(o.status.code(), Some(0), "{runtime}: {what} succeeded: {}", out(&o));
+    }
+    // Raw sockets and ptrace are not in the capability set.
+    let caps = out(&sh("grep CapEff /proc/self/status"));
+    let eff = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap_or("ffffffff"), 16).unwrap();
+    for (bit, name) in [(13, "NET_RAW"), (19, "SYS_PTRACE"), (21, "SYS_ADMIN"), (12, "NET_ADMIN"), (16, "SYS_MODULE")] {
+        assert_eq!(eff & (1 << bit), 0, "{runtime}: CAP_{name} is effective: {caps}");
+    }
+    // Limits hold and the node stays up.
+    let hog = sh("x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done");
+    assert_ne!(hog.status.code(), Some(0));
+    let _ = sh("f() { f | f & }; f; sleep 5");
+    let o = c.cli(&ep, &["-o", "json", "cluster", "status"]);
+    assert!(o.status.success(), "{runtime}: the node went down: {}", err(&o));
+    // A tar with `..` entries cannot write outside the sandbox.
+    let marker = format!("/tmp/flotilla-escape-{}-{runtime}", std::process::id());
+    let tar = evil_tar(&format!("../../../../..{marker}"));
+    rt().block_on(async {
+        let client = flotilla::Client::connect([ep.as_str()]).await.unwrap();
+        let sb = client.sandbox_from_id(&id).await.unwrap();
+        let _ = sb.put_archive("/work", tar).await;
+    });
+    assert!(!std::path::Path::new(&marker).exists(), "{runtime}: a tar wrote {marker} on the host");
+    // `cp` to a path that climbs out of /work lands in the read-only image, and is refused.
+    let local = c.dir.path().join("payload");
+    std::fs::write(&local, "x").unwrap();
+    let o = cli(&ep, &["sandbox", "cp", local.to_str().unwrap(), &format!("{id}:/work/../../etc")]);
+    assert_ne!(o.status.code(), Some(0), "{runtime}: cp into /etc succeeded");
+}
+
+/// A tar whose one entry is named `name` verbatim (the tar crate refuses `..` in paths it
+/// builds, so the name is written into the header by hand).
+fn evil_tar(name: &str) -> Vec<u8> {
+    let mut header = tar::Header::new_old();
+    let bytes = name.as_bytes();
+    header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+    header.set_size(5);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&header, &b"owned"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn escape_attempts_fail_under_runc() {
+    escape_suite("runc");
+}
+
+#[test]
+fn escape_attempts_fail_under_gvisor() {
+    escape_suite("runsc");
+}
+
+#[test]
+fn blocked_sandboxes_cannot_reach_other_sandboxes_or_the_node() {
+    busybox_image();
+    let mut c = TestCluster::start(1, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let ep = c.nodes[&1].endpoint();
+    let create = |flags: &[&str]| {
+        let o = cli(&ep, &[&["sandbox", "create", "--wait"], flags].concat());
+        assert!(o.status.success(), "{}", err(&o));
+        out(&o).trim().to_string()
+    };
+    let server = create(&[]);
+    let blocked = create(&["--block-network"]);
+    let open = create(&[]);
+    // A server in one sandbox on its network address.
+    // busybox httpd daemonizes, so it outlives the exec that started it.
+    let o = cli(&ep, &["sandbox", "exec", &server, "--", "sh", "-c", "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && httpd -p 8080 -h /tmp/www"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let ip = out(&cli(&ep, &["sandbox", "exec", &server, "--", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1"]));
+    let ip = ip.trim();
+    assert!(!ip.is_empty());
+    let probe = |from: &str, target: &str| {
+        let get = format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} 8080");
+        cli(&ep, &["sandbox", "exec", from, "--timeout", "10", "--", "sh", "-c", &get])
+    };
+    // A networked sandbox can reach it (so the probe itself works)...
+    let reached = probe(&open, ip);
+    assert!(out(&reached).contains("hello"), "control probe failed: {}", err(&reached));
+    // ...a blocked one cannot, nor the node's gRPC port on the host.
+    assert!(!out(&probe(&blocked, ip)).contains("hello"));
+    let port = c.nodes[&1].addr.rsplit_once(':').unwrap().1.to_string();
+    let o = cli(&ep, &["sandbox", "exec", &blocked, "--timeout", "10", "--", "sh", "-c", &format!("nc -z -w 2 172.17.0.1 {port}")]);
+    assert_ne!(o.status.code(), Some(0));
+    // Sandboxes do not see each other's processes or files.
+    cli(&ep, &["sandbox", "exec", &server, "--", "sh", "-c", "echo secret > /work/secret"]);
+    let o = cli(&ep, &["sandbox", "exec", &open, "--", "ps"]);
+    assert!(!out(&o).contains("httpd"), "another sandbox's process is visible: {}", out(&o));
+    let o = cli(&ep, &["sandbox", "exec", &open, "--", "cat", "/work/secret"]);
+    assert_ne!(o.status.code(), Some(0), "another sandbox's file is readable: {}", out(&o));
+}
