@@ -129,7 +129,8 @@ mod tests {
             tags: Default::default(),
         };
         for (i, (cpu, mem)) in [(1.0, 100), (1.0, 200), (3.0, 300)].into_iter().enumerate() {
-            let cmd = Command::CreateSandbox { id: format!("sb-{i}"), name: None, spec: spec(cpu, mem), node: 1, at_ms: 0 };
+            let cmd =
+                Command::CreateSandbox { id: format!("sb-{i}"), name: None, spec: spec(cpu, mem), node: 1, request_id: None, at_ms: 0 };
             assert!(matches!(c.apply(cmd), Response::Sandbox(_)));
         }
         // A final sandbox no longer reserves anything.

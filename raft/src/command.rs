@@ -33,8 +33,16 @@ pub enum Command {
         memory_mib: u64,
         at_ms: i64,
     },
-    /// Record a new sandbox, placed by the leader on `node`.
-    CreateSandbox { id: String, name: Option<String>, spec: SandboxSpec, node: NodeId, at_ms: i64 },
+    /// Record a new sandbox, placed by the leader on `node`. A `request_id` seen before
+    /// answers with the sandbox it created (a client retry), creating nothing.
+    CreateSandbox {
+        id: String,
+        name: Option<String>,
+        spec: SandboxSpec,
+        node: NodeId,
+        request_id: Option<String>,
+        at_ms: i64,
+    },
     /// The hosting node started the sandbox's container.
     SandboxStarted { id: String, generation: u64, container_id: String, at_ms: i64 },
     /// The sandbox ended on its node (its command exited, a timeout, or it could not start).
@@ -119,7 +127,7 @@ pub enum Proposal {
     /// Remove a node from the voters and learners.
     RemoveNode { id: NodeId },
     /// Create a sandbox: the leader picks its id and node, then proposes `CreateSandbox`.
-    CreateSandbox { name: Option<String>, spec: SandboxSpec },
+    CreateSandbox { name: Option<String>, spec: SandboxSpec, request_id: Option<String> },
 }
 
 /// What the leader answers to a [`Proposal`] once it is committed.

@@ -140,7 +140,12 @@ impl SandboxBuilder {
     /// Creates the sandbox. By default returns once it runs; a sandbox that failed to start
     /// is an error with the reason (e.g. the image is missing on its node).
     pub async fn create(self) -> Result<Sandbox> {
-        let req = pb::CreateSandboxRequest { spec: Some(self.spec), name: self.name, wait_running: self.wait };
+        let req = pb::CreateSandboxRequest {
+            spec: Some(self.spec),
+            name: self.name,
+            wait_running: self.wait,
+            request_id: uuid::Uuid::new_v4().to_string(),
+        };
         let info: SandboxInfo = self
             .client
             .control(|mut c| {

@@ -31,13 +31,14 @@ impl Cluster {
             }
             Proposal::AddNode { id, addr } => self.add_node(id, addr).await,
             Proposal::RemoveNode { id } => self.remove_node(id).await,
-            Proposal::CreateSandbox { name, spec } => {
+            Proposal::CreateSandbox { name, spec, request_id } => {
                 // Placement reads the applied catalog, so concurrent creates must not choose
                 // before the previous one is applied, or they would all pick the same node.
                 let _placing = self.placement_lock.lock().await;
                 let node = self.place(spec.cpu, spec.memory_mib).await?;
                 let id = format!("sb-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-                let cmd = Command::CreateSandbox { id, name, spec, node, at_ms: chrono::Utc::now().timestamp_millis() };
+                let at_ms = chrono::Utc::now().timestamp_millis();
+                let cmd = Command::CreateSandbox { id, name, spec, node, request_id, at_ms };
                 let resp = self.raft.client_write(cmd).await.map_err(|e| self.write_error(e))?;
                 Ok(ProposalReply::Write(resp.data))
             }

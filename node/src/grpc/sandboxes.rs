@@ -65,18 +65,23 @@ async fn lookup(cluster: &Cluster, key: &str) -> Result<Sandbox, Status> {
 }
 
 /// Waits until `pred` holds for sandbox `id` on this node's catalog, or `timeout` passes;
-/// returns the record as it then is.
+/// returns the record as it then is. A record this node has not applied yet is waited for
+/// (the caller knows it was committed).
 async fn wait_until(cluster: &Cluster, id: &str, timeout: Duration, pred: impl Fn(&Sandbox) -> bool) -> Result<Sandbox, Status> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut metrics = cluster.raft.metrics();
     loop {
-        let sb = find(cluster, id).ok_or_else(|| Status::not_found(format!("sandbox {id:?} not found")))?;
-        if pred(&sb) {
-            return Ok(sb);
+        let sb = find(cluster, id);
+        if let Some(sb) = &sb {
+            if pred(sb) {
+                return Ok(sb.clone());
+            }
         }
         tokio::select! {
             _ = metrics.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => return Ok(sb),
+            _ = tokio::time::sleep_until(deadline) => {
+                return sb.ok_or_else(|| Status::unavailable(format!("sandbox {id} not applied on this node in time")));
+            }
         }
     }
 }
@@ -84,7 +89,11 @@ async fn wait_until(cluster: &Cluster, id: &str, timeout: Duration, pred: impl F
 impl ControlService {
     pub(super) async fn create_sandbox_(&self, req: pb::CreateSandboxRequest) -> Result<pb::Sandbox, Status> {
         let (name, spec) = validate::sandbox(&req)?;
-        let reply = self.cluster.propose(Proposal::CreateSandbox { name, spec }).await?;
+        if req.request_id.len() > 128 {
+            return Err(NodeError::invalid("request_id", "at most 128 characters").into());
+        }
+        let request_id = (!req.request_id.is_empty()).then(|| req.request_id.clone());
+        let reply = self.cluster.propose(Proposal::CreateSandbox { name, spec, request_id }).await?;
         let sb = match reply {
             ProposalReply::Write(CatalogResponse::Sandbox(sb)) => sb,
             ProposalReply::Write(CatalogResponse::Rejected(r)) => return Err(NodeError::from(r).into()),
@@ -95,9 +104,7 @@ impl ControlService {
             return Ok(to_pb(sb));
         }
         // This node may not have applied the entry yet: wait for it, then for the state.
-        let sb = wait_until(&self.cluster, &sb.id.clone(), CREATE_WAIT, |s| s.state != flotilla_raft::SandboxState::Pending)
-            .await
-            .or_else(|e| if e.code() == tonic::Code::NotFound { Ok(sb) } else { Err(e) })?;
+        let sb = wait_until(&self.cluster, &sb.id, CREATE_WAIT, |s| s.state != flotilla_raft::SandboxState::Pending).await?;
         Ok(to_pb(sb))
     }
 

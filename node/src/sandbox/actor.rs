@@ -142,6 +142,7 @@ impl State {
     }
 
     fn finish(&mut self, exit_code: i64, reason: &str) {
+        self.host.mark_ended(&self.record.id);
         self.host.report(Command::SandboxFinished {
             id: self.record.id.clone(),
             generation: self.record.generation,
@@ -209,6 +210,7 @@ impl Actor for SandboxActor {
                     other => format!("could not start on node {}: {other}", state.host.cluster.id),
                 };
                 tracing::warn!(sandbox = %state.record.id, %reason, "sandbox failed");
+                state.host.mark_ended(&state.record.id);
                 state.host.report(Command::SandboxFinished {
                     id: state.record.id.clone(),
                     generation: state.record.generation,

@@ -142,8 +142,15 @@ async fn stream_output(
                     }
                 }
                 let msg = if is_stdout { exec_output::Output::Stdout(buf) } else { exec_output::Output::Stderr(buf) };
-                if out.send(output(msg)).await.is_err() || ended {
-                    // Ended, or the client went away (then the process finishes on its own).
+                if out.send(output(msg)).await.is_err() {
+                    // The client went away: like a hung-up terminal, the command goes too, so
+                    // nothing runs on unwatched and unbounded by its timeout.
+                    if let Err(e) = host.docker.kill_exec(exec_id).await {
+                        tracing::warn!(error = %e, "could not kill exec of a departed client");
+                    }
+                    return false;
+                }
+                if ended {
                     return false;
                 }
             }

@@ -82,6 +82,9 @@ pub struct SandboxHost {
     actors: Arc<Mutex<HashMap<String, ActorRef<actor::SandboxMsg>>>>,
     /// Sandboxes whose actor is being spawned (creating a container takes a while).
     starting: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Sandboxes whose actor reported their end; not restarted while that report is on its
+    /// way into the catalog (the reconciler forgets them once the record is final).
+    ended: Arc<Mutex<std::collections::HashSet<String>>>,
     execs: Arc<Mutex<ExecLog>>,
 }
 
@@ -93,7 +96,16 @@ struct ExecLog {
 
 impl SandboxHost {
     pub fn new(docker: Docker, cluster: Cluster, instance: String, pool: std::sync::Arc<pool::WarmPool>) -> Self {
-        Self { docker, cluster, instance, pool, actors: Default::default(), starting: Default::default(), execs: Default::default() }
+        Self {
+            docker,
+            cluster,
+            instance,
+            pool,
+            actors: Default::default(),
+            starting: Default::default(),
+            ended: Default::default(),
+            execs: Default::default(),
+        }
     }
 
     /// The label selector for this node's containers.
@@ -116,8 +128,22 @@ impl SandboxHost {
         self.actors.lock().expect("actors lock").remove(id);
     }
 
-    /// Marks `id` as being started; false if it already is, or already has an actor.
+    /// Records that the sandbox's end was reported by this node.
+    fn mark_ended(&self, id: &str) {
+        self.ended.lock().expect("ended lock").insert(id.to_string());
+    }
+
+    /// Forgets ended sandboxes that are no longer among `live` (their final record applied).
+    fn forget_ended(&self, live: &std::collections::HashSet<&str>) {
+        self.ended.lock().expect("ended lock").retain(|id| live.contains(id.as_str()));
+    }
+
+    /// Marks `id` as being started; false if it already is, already has an actor, or has
+    /// just ended here.
     fn begin_start(&self, id: &str) -> bool {
+        if self.ended.lock().expect("ended lock").contains(id) {
+            return false;
+        }
         let live = self.actors.lock().expect("actors lock").get(id).is_some_and(|a| a.get_status() != ractor::ActorStatus::Stopped);
         !live && self.starting.lock().expect("starting lock").insert(id.to_string())
     }

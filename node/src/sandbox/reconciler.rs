@@ -51,6 +51,7 @@ fn mine(host: &SandboxHost) -> Vec<Sandbox> {
 async fn pass(host: &SandboxHost) {
     let live = mine(host);
     let live_ids: HashSet<&str> = live.iter().map(|s| s.id.as_str()).collect();
+    host.forget_ended(&live_ids);
     for id in host.hosted() {
         if !live_ids.contains(id.as_str()) {
             host.notify(&id, SandboxMsg::Stop);

@@ -161,6 +161,7 @@ mod tests {
             spec: Some(pb::SandboxSpec { image: "flotilla/busybox".into(), ..Default::default() }),
             name: None,
             wait_running: false,
+            request_id: String::new(),
         }
     }
 

@@ -232,6 +232,18 @@ impl Drop for TestCluster {
         for n in self.nodes.values_mut() {
             n.kill();
         }
+        // Nodes leave sandbox and warm-pool containers running on purpose (a restarted node
+        // adopts them); a test's nodes are gone for good, so remove what they left.
+        for id in self.nodes.keys() {
+            let Ok(instance) = std::fs::read_to_string(self.dir.path().join(format!("n{id}/instance_id"))) else { continue };
+            let label = format!("label=flotilla.instance={}", instance.trim());
+            if let Ok(o) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
+                let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+                if !ids.is_empty() {
+                    let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+                }
+            }
+        }
     }
 }
 

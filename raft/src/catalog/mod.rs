@@ -46,8 +46,8 @@ impl Catalog {
             Command::RegisterNode { id, addr, cpus, memory_mib, at_ms } => {
                 node::register(&mut self.nodes, id, addr, cpus, memory_mib, at_ms)
             }
-            Command::CreateSandbox { id, name, spec, node, at_ms } => {
-                sandbox::create(&mut self.sandboxes, id, name, spec, node, at_ms)
+            Command::CreateSandbox { id, name, spec, node, request_id, at_ms } => {
+                sandbox::create(&mut self.sandboxes, id, name, spec, node, request_id, at_ms)
             }
             Command::SandboxStarted { id, generation, container_id, at_ms } => {
                 sandbox::started(&mut self.sandboxes, &id, generation, container_id, at_ms)

@@ -72,6 +72,8 @@ pub struct Sandbox {
     pub spec: SandboxSpec,
     /// The node that hosts it.
     pub node: NodeId,
+    /// The client's id for the create request, to recognise a retry.
+    pub request_id: Option<String>,
     /// Bumped each time the sandbox is (re)assigned; reports from an older generation are
     /// stale and refused.
     pub generation: u64,
@@ -94,8 +96,14 @@ pub(super) fn create(
     name: Option<String>,
     spec: SandboxSpec,
     node: NodeId,
+    request_id: Option<String>,
     at_ms: i64,
 ) -> Response {
+    if let Some(rid) = &request_id {
+        if let Some(existing) = sandboxes.values().find(|s| s.request_id.as_ref() == Some(rid)) {
+            return Response::Sandbox(existing.clone());
+        }
+    }
     if id.is_empty() || sandboxes.contains_key(&id) {
         return Response::Rejected(Rejection::Invalid { field: "id".into(), message: format!("{id:?} is empty or taken") });
     }
@@ -109,6 +117,7 @@ pub(super) fn create(
         name,
         spec,
         node,
+        request_id,
         generation: 1,
         state: SandboxState::Pending,
         container_id: None,
@@ -218,7 +227,7 @@ mod tests {
     }
 
     fn create(id: &str, name: Option<&str>) -> Command {
-        Command::CreateSandbox { id: id.into(), name: name.map(Into::into), spec: spec(), node: 1, at_ms: 10 }
+        Command::CreateSandbox { id: id.into(), name: name.map(Into::into), spec: spec(), node: 1, request_id: None, at_ms: 10 }
     }
 
     fn sandbox(r: Response) -> Sandbox {
@@ -274,6 +283,22 @@ mod tests {
             c.apply(Command::TerminateSandbox { id: "nope".into(), at_ms: 9 }),
             Response::Rejected(Rejection::SandboxNotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_retried_create_returns_the_first_sandbox() {
+        let mut c = Catalog::default();
+        let with_rid = |id: &str| Command::CreateSandbox {
+            id: id.into(),
+            name: None,
+            spec: spec(),
+            node: 1,
+            request_id: Some("req-1".into()),
+            at_ms: 10,
+        };
+        let first = sandbox(c.apply(with_rid("sb-1")));
+        assert_eq!(sandbox(c.apply(with_rid("sb-2"))), first);
+        assert_eq!(c.sandboxes.len(), 1);
     }
 
     #[test]
