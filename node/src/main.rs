@@ -7,6 +7,8 @@ mod cluster;
 mod config;
 mod data_dir;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod grpc;
 mod http;
 mod placement;

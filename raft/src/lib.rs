@@ -49,3 +49,6 @@ pub type NodeId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
 /// Membership entry for a node: its Peer gRPC address (`host:port`).
 pub type Node = openraft::BasicNode;
+
+#[cfg(test)]
+mod codec_fuzz;

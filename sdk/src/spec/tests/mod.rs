@@ -29,3 +29,4 @@ fn invalid_of(text: &str) -> (String, String) {
         other => panic!("expected an Invalid error for\n{text}\ngot {other:?}"),
     }
 }
+mod fuzz;
