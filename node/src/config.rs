@@ -71,8 +71,19 @@ pub struct Config {
     pub raft: RaftOptions,
     /// Whether clients must present an API token (see `auth`).
     pub auth: bool,
+    /// TLS for every service and for calls to peers; `None` serves plaintext.
+    pub tls: Option<TlsFiles>,
     /// Pre-started containers to keep per image (the warm pool), e.g. `flotilla/busybox` = 4.
     pub warm_pool: BTreeMap<String, usize>,
+}
+
+/// PEM files for TLS. The node serves with `cert`/`key` and trusts peers whose certificates
+/// chain to `ca`; the certificate must name the node's advertised host (DNS or IP SAN).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// The `--config` file. Every key is optional; flags win over the file.
@@ -90,6 +101,9 @@ pub struct FileConfig {
     pub cluster_secret_file: Option<PathBuf>,
     /// Require client API tokens (default true for `flotilla node`).
     pub auth: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
     #[serde(default)]
     pub raft: RaftOptions,
     /// Image -> number of pre-started containers.
@@ -99,6 +113,15 @@ pub struct FileConfig {
 
 /// Most pre-started containers one image may keep on a node.
 pub const MAX_WARM_PER_IMAGE: usize = 64;
+
+/// Builds the TLS settings from the three optional paths: all or none.
+pub fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>, ca: Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+        _ => Err(err("tls-cert", "TLS needs --tls-cert, --tls-key and --tls-ca together")),
+    }
+}
 
 /// Parses `IMAGE=N` for `--warm-pool`.
 pub fn parse_warm(s: &str) -> Result<(String, usize), String> {
@@ -197,6 +220,13 @@ impl Config {
         if r.snapshot_every == 0 {
             return Err(err("raft.snapshot_every", "must be 1 or more"));
         }
+        if let Some(tls) = &self.tls {
+            for (field, path) in [("tls-cert", &tls.cert), ("tls-key", &tls.key), ("tls-ca", &tls.ca)] {
+                if !path.is_file() {
+                    return Err(err(field, format!("{} is not a readable file", path.display())));
+                }
+            }
+        }
         for (image, &n) in &self.warm_pool {
             if image.is_empty() || n > MAX_WARM_PER_IMAGE {
                 return Err(err("warm-pool", format!("{image:?}={n}: at most {MAX_WARM_PER_IMAGE} per image")));
@@ -232,6 +262,7 @@ mod tests {
             cluster_secret: None,
             raft: RaftOptions::default(),
             auth: true,
+            tls: None,
             warm_pool: BTreeMap::new(),
         }
     }

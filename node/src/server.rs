@@ -50,7 +50,15 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let (log_store, state_machine) = store::open(&data_dir.raft())?;
     let view = state_machine.view();
 
-    let secret = ClusterSecret::new(config.cluster_secret.clone());
+    let mut secret = ClusterSecret::new(config.cluster_secret.clone());
+    let mut server_tls = None;
+    if let Some(tls) = &config.tls {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+        let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+        server_tls = Some(tonic::transport::ServerTlsConfig::new().identity(identity));
+        secret = secret.with_tls_ca(read(&tls.ca)?);
+        info!("TLS on for clients and peers");
+    }
     let raft_config = openraft::Config {
         cluster_name: "flotilla".into(),
         heartbeat_interval: config.raft.heartbeat_ms,
@@ -93,7 +101,11 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     // The server stops on its own signal, after Raft: peers keep getting answers (errors)
     // while this node's Raft winds down.
     let (stop_serving_tx, stop_serving_rx) = watch::channel(false);
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = server_tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .add_service(InterceptedService::new(
             ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20),
             auth::interceptor(cluster.view.clone(), config.auth),

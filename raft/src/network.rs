@@ -53,14 +53,36 @@ impl tonic::service::Interceptor for SecretInterceptor {
     }
 }
 
-/// The cluster secret as configured; empty means none.
+/// How this node reaches and proves itself to peers: the cluster secret (empty means
+/// none) and, when TLS is configured, the CA that peers' certificates must chain to.
 #[derive(Clone, Default)]
-pub struct ClusterSecret(Option<Arc<str>>);
+pub struct ClusterSecret(Option<Arc<str>>, Option<Arc<Vec<u8>>>);
 
 impl ClusterSecret {
     /// `None` or an empty string disables peer authentication.
     pub fn new(secret: Option<String>) -> Self {
-        Self(secret.filter(|s| !s.is_empty()).map(Into::into))
+        Self(secret.filter(|s| !s.is_empty()).map(Into::into), None)
+    }
+
+    /// Peers are reached over TLS and must present a certificate signed by this CA (PEM).
+    pub fn with_tls_ca(mut self, ca_pem: Vec<u8>) -> Self {
+        self.1 = Some(Arc::new(ca_pem));
+        self
+    }
+
+    /// A channel to `addr` (`host:port`), over TLS when a CA is configured. Lazy: creating
+    /// it never fails on a dead peer.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let scheme = if self.1.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
+        if let Some(ca) = &self.1 {
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca.as_slice()))
+                .domain_name(host);
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        Ok(endpoint.connect_lazy())
     }
 
     /// Whether a call's presented secret matches. Constant-time in the secret's length.
@@ -78,10 +100,7 @@ impl ClusterSecret {
     /// A client for the Peer service at `addr` (`host:port`). Connects lazily: the first call
     /// makes the connection, so creating a client never fails on a dead peer.
     pub fn client(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = self.channel(addr)?;
         let secret = self.0.as_ref().map(|s| s.parse().expect("secret must be ASCII; validated in config"));
         Ok(PeerClient::with_interceptor(channel, SecretInterceptor { secret }))
             .map(|c| c.max_decoding_message_size(64 << 20))
@@ -99,6 +118,12 @@ pub struct PeerPool {
 impl PeerPool {
     pub fn new(secret: ClusterSecret) -> Self {
         Self { secret, clients: Default::default() }
+    }
+
+    /// A plain channel to another node's services (e.g. its Worker service), over TLS when
+    /// the cluster uses it.
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        self.secret.channel(addr)
     }
 
     /// The client for `addr`, created on first use.

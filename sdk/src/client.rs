@@ -7,7 +7,7 @@ use flotilla_proto::control::control_client::ControlClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::{Error, Result};
 
@@ -26,6 +26,8 @@ pub struct ClientOptions {
     pub retry_for: Duration,
     /// API token (`flt_…`), sent as `authorization: Bearer …` on every call.
     pub token: Option<String>,
+    /// CA certificate (PEM) for `https://` endpoints: the nodes' certificates must chain to it.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for ClientOptions {
@@ -37,6 +39,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(60),
             retry_for: Duration::from_secs(10),
             token: None,
+            tls_ca: None,
         }
     }
 }
@@ -113,6 +116,12 @@ impl Client {
                 .connect_timeout(options.connect_timeout)
                 .timeout(options.request_timeout)
                 .tcp_nodelay(true);
+            let endpoint = match &options.tls_ca {
+                Some(ca) if url.starts_with("https://") => endpoint
+                    .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+                    .map_err(|err| Error::InvalidArgument(format!("tls_ca: {err}")))?,
+                _ => endpoint,
+            };
             channels.push(InterceptedService::new(endpoint.connect_lazy(), TokenInterceptor(token.clone())));
             names.push(url);
         }

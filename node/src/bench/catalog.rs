@@ -113,6 +113,7 @@ async fn failover(cluster: &mut Cluster, kills: usize) -> anyhow::Result<Vec<Dur
         request_timeout: Duration::from_secs(5),
         retry_for: Duration::ZERO,
         token: None,
+        tls_ca: None,
     };
     let all = Client::connect_with(cluster.endpoints.clone(), options).await?;
     let mut times = Vec::new();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{parse_initial_cluster, parse_warm, Config, ConfigError, FileConfig, Start};
+use crate::config::{parse_initial_cluster, parse_warm, tls_files, Config, ConfigError, FileConfig, Start};
 use crate::data_dir::DataDir;
 
 /// `flotilla dev`: a single-node cluster with embedded storage, in the foreground.
@@ -40,6 +40,7 @@ impl DevArgs {
             cluster_secret: None,
             raft: Default::default(),
             auth: self.auth,
+            tls: None,
             warm_pool: self.warm_pool.iter().cloned().collect(),
         }
         .validate()
@@ -86,6 +87,15 @@ pub struct NodeArgs {
     /// Serve clients without API tokens (auth is on by default for nodes).
     #[arg(long)]
     no_auth: bool,
+    /// TLS certificate (PEM) this node serves with; needs --tls-key and --tls-ca.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that peers' certificates must chain to.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
 }
 
 /// Resolves `HOST:PORT` (a name or an IP) to the address to bind.
@@ -162,7 +172,12 @@ impl NodeArgs {
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());
         let auth = !self.no_auth && file.auth.unwrap_or(true);
-        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft, auth, warm_pool }
+        let tls = tls_files(
+            self.tls_cert.clone().or(file.tls_cert),
+            self.tls_key.clone().or(file.tls_key),
+            self.tls_ca.clone().or(file.tls_ca),
+        )?;
+        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft, auth, tls, warm_pool }
             .validate()
     }
 }

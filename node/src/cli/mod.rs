@@ -26,6 +26,9 @@ pub struct Cli {
     /// API token for clusters that require one.
     #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) to trust for https:// endpoints.
+    #[arg(long, global = true, env = "FLOTILLA_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -86,7 +89,11 @@ impl Cli {
     }
 
     async fn client(&self) -> anyhow::Result<flotilla::Client> {
-        let options = flotilla::ClientOptions { token: self.token.clone(), ..Default::default() };
+        let tls_ca = match &self.tls_ca {
+            Some(p) => Some(std::fs::read(p).map_err(|e| flotilla::Error::InvalidArgument(format!("tls-ca: {}: {e}", p.display())))?),
+            None => None,
+        };
+        let options = flotilla::ClientOptions { token: self.token.clone(), tls_ca, ..Default::default() };
         Ok(flotilla::Client::connect_with(&self.endpoint, options).await?)
     }
 }

@@ -58,10 +58,7 @@ impl WorkerService {
         if let Some(c) = workers.get(addr) {
             return Ok(c.clone());
         }
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(e.to_string()))?
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = self.host.cluster.peers.channel(addr).map_err(|e| Status::internal(e.to_string()))?;
         let c = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
         workers.insert(addr.to_string(), c.clone());
         Ok(c)

@@ -193,3 +193,64 @@ fn blocked_sandboxes_cannot_reach_other_sandboxes_or_the_node() {
     let o = cli(&ep, &["sandbox", "exec", &open, "--", "cat", "/work/secret"]);
     assert_ne!(o.status.code(), Some(0), "another sandbox's file is readable: {}", out(&o));
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn make_certs(dir: &std::path::Path, tag: &str) -> (String, String, String) {
+    let p = |f: &str| dir.join(format!("{tag}-{f}")).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl").args(args).output().expect("openssl CLI");
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN=flotilla-test-ca-{tag}"), "-keyout", &p("ca.key"), "-out", &p("ca.crt")]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", &p("node.key"), "-out", &p("node.csr")]);
+    std::fs::write(p("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&["x509", "-req", "-in", &p("node.csr"), "-CA", &p("ca.crt"), "-CAkey", &p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", &p("ext"), "-out", &p("node.crt")]);
+    (p("node.crt"), p("node.key"), p("ca.crt"))
+}
+
+#[test]
+fn tls_protects_clients_and_peers() {
+    busybox_image();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = make_certs(dir.path(), "good");
+    let (_, _, other_ca) = make_certs(dir.path(), "other");
+    let c = TestCluster::start(3, &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca]);
+    let https: Vec<String> = c.nodes.values().map(|n| format!("https://{}", n.addr)).collect();
+    let tls = |ep: &str, args: &[&str]| cli(ep, &[&["--tls-ca", ca.as_str()], args].concat());
+    // The nodes elect a leader over TLS (Raft and probes run on the Peer service).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = tls(&https[0], &["-o", "json", "cluster", "status"]);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        if s["leader"].as_u64().is_some() && s["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["status"] == "up")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TLS cluster: {}\n{}", err(&o), c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Writes are forwarded between nodes and reads served everywhere, all over TLS.
+    let spec = write_app(c.dir.path(), "tls-app");
+    let o = tls(&https[1], &["app", "deploy", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = tls(&https[2], &["-o", "json", "app", "show", "tls-app"]);
+    assert!(o.status.success(), "{}", err(&o));
+    // Exec proxied from one node to the host of the sandbox, over TLS.
+    let o = tls(&https[0], &["sandbox", "create", "--wait"]);
+    let sb = out(&o).trim().to_string();
+    for ep in &https {
+        let o = tls(ep, &["sandbox", "exec", &sb, "--", "echo", "sealed"]);
+        assert_eq!(out(&o), "sealed\n", "via {ep}: {}", err(&o));
+    }
+    // Plaintext clients and clients trusting another CA get nowhere.
+    let plain = cli(&format!("http://{}", c.nodes[&1].addr), &["cluster", "status"]);
+    assert_ne!(plain.status.code(), Some(0));
+    let wrong = cli(&https[0], &["--tls-ca", &other_ca, "cluster", "status"]);
+    assert_ne!(wrong.status.code(), Some(0));
+    // Half a TLS configuration is a precise config error.
+    let o = std::process::Command::new(BIN)
+        .args(["node", "--data-dir", dir.path().join("x").to_str().unwrap(), "--listen", "127.0.0.1:1", "--bootstrap", "--tls-cert", &cert])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("tls"), "{}", err(&o));
+}
