@@ -220,6 +220,14 @@ impl Config {
         if r.snapshot_every == 0 {
             return Err(err("raft.snapshot_every", "must be 1 or more"));
         }
+        if self.auth && self.cluster_secret.is_none() {
+            return Err(err(
+                "cluster-secret-file",
+                "client tokens are on, so a cluster secret is required (--cluster-secret-file or \
+                 FLOTILLA_CLUSTER_SECRET): without one, anything that reaches the port can write through \
+                 the node-to-node service and bypass tokens. Pass --no-auth for an open cluster.",
+            ));
+        }
         if let Some(tls) = &self.tls {
             for (field, path) in [("tls-cert", &tls.cert), ("tls-key", &tls.key), ("tls-ca", &tls.ca)] {
                 if !path.is_file() {
@@ -259,7 +267,7 @@ mod tests {
             advertise: "127.0.0.1:7100".into(),
             http: None,
             start: Start::Bootstrap,
-            cluster_secret: None,
+            cluster_secret: Some("s3cret".into()),
             raft: RaftOptions::default(),
             auth: true,
             tls: None,
@@ -274,6 +282,17 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(base().validate().unwrap(), base());
+    }
+
+    #[test]
+    fn tokens_without_a_cluster_secret_are_refused() {
+        let mut c = base();
+        c.cluster_secret = None;
+        assert_eq!(field_of(c), "cluster-secret-file");
+        let mut open = base();
+        open.cluster_secret = None;
+        open.auth = false;
+        assert!(open.validate().is_ok());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct DevArgs {
 
 impl DevArgs {
     pub fn config(&self) -> Result<Config, ConfigError> {
+        // A dev node has no peers; with tokens on it still needs a secret so the node-to-node
+        // service cannot be used to bypass them: one is made and kept in the data dir.
+        let cluster_secret = if self.auth { Some(dev_secret(&self.data_dir)?) } else { None };
         Config {
             node_id: 1,
             data_dir: self.data_dir.clone(),
@@ -37,7 +40,7 @@ impl DevArgs {
             advertise: self.listen.to_string(),
             http: Some(self.http),
             start: Start::Bootstrap,
-            cluster_secret: None,
+            cluster_secret,
             raft: Default::default(),
             auth: self.auth,
             tls: None,
@@ -96,6 +99,21 @@ pub struct NodeArgs {
     /// CA (PEM) that peers' certificates must chain to.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+}
+
+/// The dev node's own cluster secret, made on first use in `data_dir/cluster_secret` (0600).
+fn dev_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
+    let path = data_dir.join("cluster_secret");
+    if path.is_file() {
+        return Config::read_secret(&path);
+    }
+    let io = |e: std::io::Error| missing("data-dir", &format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let secret = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, format!("{secret}\n")).map_err(io)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(secret)
 }
 
 /// Resolves `HOST:PORT` (a name or an IP) to the address to bind.
@@ -167,7 +185,8 @@ impl NodeArgs {
         };
         let cluster_secret = match self.cluster_secret_file.clone().or(file.cluster_secret_file) {
             Some(path) => Some(Config::read_secret(&path)?),
-            None => None,
+            // From the environment (e.g. docker-compose), never from argv where `ps` shows it.
+            None => std::env::var("FLOTILLA_CLUSTER_SECRET").ok().filter(|s| !s.is_empty()),
         };
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());

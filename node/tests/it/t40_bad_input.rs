@@ -119,7 +119,7 @@ fn bad_node_flags_and_a_busy_data_dir() {
     let data = dir.path().join("d");
     let node = |extra: &[&str]| {
         Command::new(BIN)
-            .args(["node", "--data-dir", data.to_str().unwrap()])
+            .args(["node", "--no-auth", "--data-dir", data.to_str().unwrap()])
             .args(extra)
             .env("RUST_LOG", "off")
             .output()
@@ -141,7 +141,7 @@ fn bad_node_flags_and_a_busy_data_dir() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut first = Command::new(BIN)
-        .args(["node", "--data-dir", data.to_str().unwrap(), "--listen", &listen, "--bootstrap"])
+        .args(["node", "--no-auth", "--data-dir", data.to_str().unwrap(), "--listen", &listen, "--bootstrap"])
         .env("RUST_LOG", "off")
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -14,7 +14,9 @@ fn err(o: &std::process::Output) -> String {
 #[test]
 fn tokens_guard_every_node_and_revocation_takes_effect_everywhere() {
     busybox_image();
-    let mut c = TestCluster::start(3, &["--auth"]);
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "peer-secret\n").unwrap();
+    let mut c = TestCluster::start(3, &["--auth", "--cluster-secret-file", secret.path().to_str().unwrap()]);
     let (ep1, ep2, ep3) = (c.nodes[&1].endpoint(), c.nodes[&2].endpoint(), c.nodes[&3].endpoint());
     // The first token: no token needed, once.
     let o = cli(&ep2, &["token", "bootstrap", "admin"]);
@@ -39,6 +41,14 @@ fn tokens_guard_every_node_and_revocation_takes_effect_everywhere() {
     }
     let o = cli(&ep1, &["sandbox", "exec", "sb-any", "--", "true"]);
     assert!(err(&o).contains("unauthenticated"), "{}", err(&o));
+    // Tokens on without a cluster secret would leave the node-to-node service open: refused.
+    let o = std::process::Command::new(BIN)
+        .args(["node", "--data-dir", c.dir.path().join("nosecret").to_str().unwrap(), "--listen", "127.0.0.1:1", "--bootstrap"])
+        .env_remove("FLOTILLA_CLUSTER_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("cluster-secret-file"), "{}", err(&o));
 
     // With the token: writes through one node, exec proxied through another.
     let dir = c.dir.path().to_path_buf();
