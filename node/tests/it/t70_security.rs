@@ -111,6 +111,16 @@ fn escape_suite(runtime: &str) {
         let o = sh(cmd);
         assert_ne!(o.status.code(), Some(0), "{runtime}: {what} succeeded: {}", out(&o));
     }
+    // Raw sockets: arping needs a packet socket, which needs CAP_NET_RAW.
+    let iface = if runtime == "runsc" { "lo" } else { "eth0" };
+    let o = sh(&format!("arping -c 1 -w 1 -I {iface} 127.0.0.1"));
+    assert_ne!(o.status.code(), Some(0), "{runtime}: a raw socket was opened");
+    if runtime == "runc" {
+        assert!(err(&o).contains("not permitted"), "{runtime}: {}", err(&o));
+    }
+    // The host's processes (the node among them) are out of sight, so out of ptrace's reach.
+    let ps = out(&sh("ps -o comm"));
+    assert!(!ps.contains("flotilla") && !ps.contains("dockerd"), "{runtime}: host processes visible: {ps}");
     // Raw sockets and ptrace are not in the capability set.
     let caps = out(&sh("grep CapEff /proc/self/status"));
     let eff = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap_or("ffffffff"), 16).unwrap();
@@ -132,6 +142,16 @@ fn escape_suite(runtime: &str) {
         let _ = sb.put_archive("/work", tar).await;
     });
     assert!(!std::path::Path::new(&marker).exists(), "{runtime}: a tar wrote {marker} on the host");
+    // Nor can a tar that plants a symlink to a host folder and then writes through it.
+    let host_dir = c.dir.path().join(format!("symlink-target-{runtime}"));
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let tar = symlink_tar(host_dir.to_str().unwrap());
+    rt().block_on(async {
+        let client = flotilla::Client::connect([ep.as_str()]).await.unwrap();
+        let sb = client.sandbox_from_id(&id).await.unwrap();
+        let _ = sb.put_archive("/work", tar).await;
+    });
+    assert!(!host_dir.join("owned").exists(), "{runtime}: a tar wrote through a symlink onto the host");
     // `cp` to a path that climbs out of /work lands in the read-only image, and is refused.
     let local = c.dir.path().join("payload");
     std::fs::write(&local, "x").unwrap();
@@ -150,6 +170,21 @@ fn evil_tar(name: &str) -> Vec<u8> {
     header.set_cksum();
     let mut b = tar::Builder::new(Vec::new());
     b.append(&header, &b"owned"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// A tar that makes `esc` a symlink to `target`, then writes `esc/owned`.
+fn symlink_tar(target: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    b.append_link(&mut link, "esc", target).unwrap();
+    let mut file = tar::Header::new_gnu();
+    file.set_size(5);
+    file.set_mode(0o644);
+    b.append_data(&mut file, "esc/owned", &b"owned"[..]).unwrap();
     b.into_inner().unwrap()
 }
 
