@@ -133,17 +133,33 @@ impl Client {
         })
     }
 
-    /// The channel to try first, and the others in order after it, for calls the caller
-    /// retries itself (streams).
-    pub(crate) fn channels(&self) -> Vec<(usize, Authed)> {
-        let n = self.inner.channels.len();
-        let start = self.inner.preferred.load(Ordering::Relaxed);
-        (0..n).map(|k| ((start + k) % n, self.inner.channels[(start + k) % n].clone())).collect()
-    }
-
-    /// How long to keep retrying unavailable endpoints.
-    pub(crate) fn retry_for(&self) -> Duration {
-        self.inner.options.retry_for
+    /// Runs `call` with each endpoint's channel in turn, the preferred one first, until one
+    /// succeeds or fails with something other than "unavailable", retrying the whole list
+    /// until `retry_for` has passed. For calls on services other than Control (streams,
+    /// bootstrap), which read their whole answer inside `call`.
+    pub(crate) async fn on_endpoints<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Authed) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let inner = &self.inner;
+        let n = inner.channels.len();
+        let deadline = tokio::time::Instant::now() + inner.options.retry_for;
+        loop {
+            let start = inner.preferred.load(Ordering::Relaxed);
+            let mut last = Error::Unavailable("no endpoint answered".into());
+            for k in 0..n {
+                match call(inner.channels[(start + k) % n].clone()).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) if e.is_retryable() => last = e,
+                    Err(e) => return Err(e),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The endpoints this client tries, in order.

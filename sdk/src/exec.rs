@@ -91,31 +91,19 @@ impl ExecBuilder {
 
     async fn open(mut self, stdin: bool) -> Result<ExecProcess> {
         self.start.stdin = stdin;
-        let deadline = tokio::time::Instant::now() + self.client.retry_for();
-        loop {
-            let mut last = Error::Unavailable("no endpoint".into());
-            for (_, channel) in self.client.channels() {
-                let (tx, rx) = mpsc::channel(STDIN_BUFFER);
-                let start = ExecInput { input: Some(exec_input::Input::Start(self.start.clone())) };
-                tx.send(start).await.map_err(|_| Error::Internal("stdin channel closed".into()))?;
-                let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
-                match w.exec(ReceiverStream::new(rx)).await {
-                    Ok(resp) => {
-                        return Ok(ExecProcess { stdin: stdin.then_some(tx), output: resp.into_inner(), exit: None })
-                    }
-                    Err(status) => {
-                        last = status.into();
-                        if !last.is_retryable() {
-                            return Err(last);
-                        }
-                    }
+        let start = self.start;
+        self.client
+            .on_endpoints(|channel| {
+                let start = ExecInput { input: Some(exec_input::Input::Start(start.clone())) };
+                async move {
+                    let (tx, rx) = mpsc::channel(STDIN_BUFFER);
+                    tx.send(start).await.map_err(|_| Error::Internal("stdin channel closed".into()))?;
+                    let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
+                    let output = w.exec(ReceiverStream::new(rx)).await?.into_inner();
+                    Ok(ExecProcess { stdin: stdin.then_some(tx), output, exit: None })
                 }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(last);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            })
+            .await
     }
 }
 

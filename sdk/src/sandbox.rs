@@ -277,46 +277,34 @@ impl Sandbox {
         }
         chunks[0].sandbox_id = self.id.clone();
         chunks[0].path = dir.to_string();
-        let mut last = Error::Unavailable("no endpoint".into());
-        for (_, channel) in self.client.channels() {
-            let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
-            match w.put_archive(futures::stream::iter(chunks.clone())).await {
-                Ok(r) => return Ok(r.into_inner().bytes),
-                Err(s) => {
-                    last = s.into();
-                    if !last.is_retryable() {
-                        return Err(last);
-                    }
+        self.client
+            .on_endpoints(|channel| {
+                let chunks = chunks.clone();
+                async move {
+                    let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
+                    Ok(w.put_archive(futures::stream::iter(chunks)).await?.into_inner().bytes)
                 }
-            }
-        }
-        Err(last)
+            })
+            .await
     }
 
     /// A file or folder of the sandbox as a tar archive.
     pub async fn get_archive(&self, path: &str) -> Result<Vec<u8>> {
         let req = GetArchiveRequest { sandbox_id: self.id.clone(), path: path.to_string() };
-        let mut last = Error::Unavailable("no endpoint".into());
-        for (_, channel) in self.client.channels() {
-            let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
-            match w.get_archive(req.clone()).await {
-                Ok(r) => {
-                    let mut stream = r.into_inner();
+        self.client
+            .on_endpoints(|channel| {
+                let req = req.clone();
+                async move {
+                    let mut w = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
+                    let mut stream = w.get_archive(req).await?.into_inner();
                     let mut out = Vec::new();
                     while let Some(chunk) = stream.message().await? {
                         out.extend_from_slice(&chunk.data);
                     }
-                    return Ok(out);
+                    Ok(out)
                 }
-                Err(s) => {
-                    last = s.into();
-                    if !last.is_retryable() {
-                        return Err(last);
-                    }
-                }
-            }
-        }
-        Err(last)
+            })
+            .await
     }
 
     /// Copies a local file or folder into folder `dir` of the sandbox, keeping its name.

@@ -40,25 +40,11 @@ impl Client {
     pub async fn bootstrap_token(&self, name: &str) -> Result<NewToken> {
         let req = pb::CreateTokenRequest { name: name.to_string() };
         // Like every call, retried over the endpoints while the cluster is still electing.
-        let deadline = tokio::time::Instant::now() + self.retry_for();
-        loop {
-            let mut last = Error::Unavailable("no endpoint".into());
-            for (_, channel) in self.channels() {
-                match BootstrapClient::new(channel).bootstrap_token(req.clone()).await {
-                    Ok(r) => return created(r.into_inner()),
-                    Err(s) => {
-                        last = s.into();
-                        if !last.is_retryable() {
-                            return Err(last);
-                        }
-                    }
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(last);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        self.on_endpoints(|channel| {
+            let req = req.clone();
+            async move { created(BootstrapClient::new(channel).bootstrap_token(req).await?.into_inner()) }
+        })
+        .await
     }
 
     /// Creates another token.

@@ -99,16 +99,31 @@ impl Docker {
     /// still running. Call it after the output stream ended; it allows the engine up to 2 s
     /// to record the exit.
     pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
-        let deadline = tokio::time::Instant::now() + EXIT_CODE_GRACE;
+        self.inspect_exec_until(exec_id, EXIT_CODE_GRACE, |inspect, late| {
+            let running = inspect.running.unwrap_or(false);
+            (!running || late).then(|| inspect.exit_code.filter(|_| !running))
+        })
+        .await
+    }
+
+    /// Inspects exec `exec_id` every few ms until `settled` gives an answer; `late` tells
+    /// `settled` that `grace` has passed and it must answer now. The engine updates an
+    /// exec's record (exit code, pid) a moment after the fact, hence the polling.
+    pub(super) async fn inspect_exec_until<T>(
+        &self,
+        exec_id: &str,
+        grace: Duration,
+        settled: impl Fn(&bollard::models::ExecInspectResponse, bool) -> Option<T>,
+    ) -> Result<T, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + grace;
         loop {
             let inspect = self
                 .inner
                 .inspect_exec(exec_id)
                 .await
                 .map_err(|e| RuntimeError::for_container(exec_id, e))?;
-            let running = inspect.running.unwrap_or(false);
-            if !running || tokio::time::Instant::now() >= deadline {
-                return Ok(inspect.exit_code.filter(|_| !running));
+            if let Some(answer) = settled(&inspect, tokio::time::Instant::now() >= deadline) {
+                return Ok(answer);
             }
             tokio::time::sleep(EXIT_CODE_POLL).await;
         }

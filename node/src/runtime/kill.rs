@@ -12,9 +12,6 @@ use super::{Docker, RuntimeError};
 /// How long [`Docker::kill_exec`] waits for the engine to record a new exec's pid.
 const PID_GRACE: Duration = Duration::from_secs(2);
 
-/// Pause between two pid polls.
-const PID_POLL: Duration = Duration::from_millis(10);
-
 impl Docker {
     /// SIGKILLs the process of exec `exec_id` (its process group first, so children it
     /// started go too). A process that has already exited is not an error.
@@ -39,29 +36,16 @@ impl Docker {
     /// a moment after the process starts (its output can come first), so a running exec
     /// without a pid is asked about again for up to [`PID_GRACE`].
     async fn exec_host_pid(&self, exec_id: &str) -> Result<Option<Pid>, RuntimeError> {
-        let deadline = tokio::time::Instant::now() + PID_GRACE;
-        loop {
-            let inspect = self
-                .inner
-                .inspect_exec(exec_id)
-                .await
-                .map_err(|e| RuntimeError::for_container(exec_id, e))?;
+        self.inspect_exec_until(exec_id, PID_GRACE, |inspect, late| {
             if !inspect.running.unwrap_or(false) {
-                return Ok(None);
+                return Some(Ok(None));
             }
-            let pid = inspect
-                .pid
-                .and_then(|p| i32::try_from(p).ok())
-                .and_then(Pid::from_raw);
-            match pid {
-                Some(pid) => return Ok(Some(pid)),
-                None if tokio::time::Instant::now() >= deadline => {
-                    return Err(RuntimeError::Engine(format!(
-                        "exec {exec_id} has no host pid"
-                    )))
-                }
-                None => tokio::time::sleep(PID_POLL).await,
+            match inspect.pid.and_then(|p| i32::try_from(p).ok()).and_then(Pid::from_raw) {
+                Some(pid) => Some(Ok(Some(pid))),
+                None if late => Some(Err(RuntimeError::Engine(format!("exec {exec_id} has no host pid")))),
+                None => None,
             }
-        }
+        })
+        .await?
     }
 }
