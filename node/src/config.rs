@@ -306,7 +306,8 @@ mod tests {
 
     #[test]
     fn rejected_configs_name_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut Config)>, &str)> = vec![
+        type Case = (Box<dyn Fn(&mut Config)>, &'static str);
+        let cases: Vec<Case> = vec![
             (Box::new(|c| c.node_id = 0), "node-id"),
             (Box::new(|c| c.advertise = "0.0.0.0:7100".into()), "advertise"),
             (Box::new(|c| c.advertise = "nohost".into()), "advertise"),

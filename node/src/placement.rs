@@ -92,7 +92,8 @@ mod tests {
 
     #[test]
     fn placement_table() {
-        let cases: Vec<(&str, Vec<Candidate>, f64, u64, Result<NodeId, ()>)> = vec![
+        type Case = (&'static str, Vec<Candidate>, f64, u64, Result<NodeId, ()>);
+        let cases: Vec<Case> = vec![
             ("empty cluster", vec![], 0.5, 128, Err(())),
             ("one node that fits", vec![node(1, 2.0, 1024, 0.0, 0)], 0.5, 128, Ok(1)),
             ("exact fit", vec![node(1, 2.0, 1024, 1.5, 896)], 0.5, 128, Ok(1)),

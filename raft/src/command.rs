@@ -85,7 +85,10 @@ impl Command {
     }
 }
 
-/// The outcome of applying a [`Command`], the same on every node.
+/// The outcome of applying a [`Command`], the same on every node. Variants carry whole
+/// records (a sandbox with its spec is the largest); responses are short-lived, so they are
+/// not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// Membership changes and other entries with no catalog result.
@@ -131,6 +134,7 @@ pub enum Proposal {
 }
 
 /// What the leader answers to a [`Proposal`] once it is committed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ProposalReply {
     Write(Response),

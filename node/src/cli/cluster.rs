@@ -27,7 +27,7 @@ impl ClusterCmd {
                 print(format, &status, |s| {
                     let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
                     println!("leader {leader}  term {}  (answered by node {})", s.term, s.answered_by);
-                    println!("{:<4} {:<24} {:<9} {}", "ID", "ADDRESS", "ROLE", "STATUS");
+                    println!("ID   ADDRESS                  ROLE      STATUS");
                     for n in &s.nodes {
                         println!("{:<4} {:<24} {:<9} {}", n.id, n.addr, n.role, n.status);
                     }

@@ -133,6 +133,7 @@ pub(super) fn create(
 
 /// Looks a sandbox up for a report from its node: unknown ids, stale generations and final
 /// sandboxes are refused.
+#[allow(clippy::result_large_err)] // the Err is the Response `apply` returns anyway
 fn live<'a>(
     sandboxes: &'a mut BTreeMap<String, Sandbox>,
     id: &str,

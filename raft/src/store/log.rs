@@ -1,4 +1,7 @@
 //! The Raft log, vote and committed index in sled.
+// openraft's `StorageIOError` is large and is what its storage traits return; boxing it in
+// our helpers would only move the cost.
+#![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
