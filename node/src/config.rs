@@ -230,7 +230,7 @@ impl Config {
         }
         if let Some(tls) = &self.tls {
             for (field, path) in [("tls-cert", &tls.cert), ("tls-key", &tls.key), ("tls-ca", &tls.ca)] {
-                if !path.is_file() {
+                if !path.is_file() || std::fs::File::open(path).is_err() {
                     return Err(err(field, format!("{} is not a readable file", path.display())));
                 }
             }

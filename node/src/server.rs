@@ -139,8 +139,9 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     tokio::spawn(register(cluster.clone(), resources, shutdown_rx.clone()).in_current_span());
     tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
     println!(
-        "flotilla node {} ready: endpoint http://{} (data dir {})",
+        "flotilla node {} ready: endpoint {}://{} (data dir {})",
         config.node_id,
+        if config.tls.is_some() { "https" } else { "http" },
         config.advertise,
         config.data_dir.display()
     );

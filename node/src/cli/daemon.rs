@@ -110,9 +110,10 @@ fn dev_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
     let io = |e: std::io::Error| missing("data-dir", &format!("{}: {e}", path.display()));
     std::fs::create_dir_all(data_dir).map_err(io)?;
     let secret = uuid::Uuid::new_v4().simple().to_string();
-    std::fs::write(&path, format!("{secret}\n")).map_err(io)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+    writeln!(file, "{secret}").map_err(io)?;
     Ok(secret)
 }
 
@@ -186,7 +187,7 @@ impl NodeArgs {
         let cluster_secret = match self.cluster_secret_file.clone().or(file.cluster_secret_file) {
             Some(path) => Some(Config::read_secret(&path)?),
             // From the environment (e.g. docker-compose), never from argv where `ps` shows it.
-            None => std::env::var("FLOTILLA_CLUSTER_SECRET").ok().filter(|s| !s.is_empty()),
+            None => std::env::var("FLOTILLA_CLUSTER_SECRET").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
         };
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());

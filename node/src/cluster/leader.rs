@@ -35,6 +35,14 @@ impl Cluster {
                 // Placement reads the applied catalog, so concurrent creates must not choose
                 // before the previous one is applied, or they would all pick the same node.
                 let _placing = self.placement_lock.lock().await;
+                // A retry of a create that already happened answers with that sandbox, even
+                // on a cluster that is now full.
+                if let Some(rid) = &request_id {
+                    let done = self.view.read(|c| c.sandboxes.values().find(|s| s.request_id.as_ref() == Some(rid)).cloned());
+                    if let Some(sb) = done {
+                        return Ok(ProposalReply::Write(flotilla_raft::Response::Sandbox(sb)));
+                    }
+                }
                 let node = self.place(spec.cpu, spec.memory_mib).await?;
                 let id = format!("sb-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
                 let at_ms = chrono::Utc::now().timestamp_millis();
