@@ -89,6 +89,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         peers: PeerPool::new(secret.clone()),
         liveness: Liveness::default(),
         placement_lock: Default::default(),
+        batcher: Cluster::batcher_for(&raft, config.node_id),
     };
     let resources = Resources::detect();
     let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());

@@ -65,6 +65,9 @@ pub enum Command {
     /// Drop a removed node's record. Proposed by the leader after it removed the node from
     /// the Raft membership; a no-op if there is no record.
     ForgetNode { id: NodeId },
+    /// Several commands proposed as one entry by the leader's write batcher; applied in
+    /// order, each as if it were its own entry. Batches do not nest.
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -81,6 +84,7 @@ impl Command {
             | Command::CreateToken { at_ms, .. }
             | Command::RevokeToken { at_ms, .. } => *at_ms = now_ms,
             Command::ForgetNode { .. } => {}
+            Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
         }
     }
 }
@@ -97,6 +101,8 @@ pub enum Response {
     Node(NodeRecord),
     Sandbox(Sandbox),
     Token(Token),
+    /// One response per command of a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
     /// The command was invalid for the catalog as it stood; nothing changed.
     Rejected(Rejection),
 }

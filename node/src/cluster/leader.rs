@@ -12,13 +12,22 @@ use super::Cluster;
 use crate::placement;
 use crate::error::NodeError;
 
+/// openraft's write error as the node's: "not leader" and "stopped" are retryable.
+pub fn write_error(id: NodeId, e: WriteError) -> NodeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NodeError::NotLeader(id),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => NodeError::Membership(c.to_string()),
+        RaftError::Fatal(f) => NodeError::Stopped(f.to_string()),
+    }
+}
+
 /// How long placement waits for a first registered, live node.
 const NO_NODES_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a joining node may take to catch up as a learner before the add fails.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
-type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Node>>;
+use super::batcher::WriteError;
 
 impl Cluster {
     /// Carries out a proposal on this node, which must be the leader.
@@ -26,8 +35,7 @@ impl Cluster {
         match proposal {
             Proposal::Write(mut cmd) => {
                 cmd.stamp(chrono::Utc::now().timestamp_millis());
-                let resp = self.raft.client_write(cmd).await.map_err(|e| self.write_error(e))?;
-                Ok(ProposalReply::Write(resp.data))
+                Ok(ProposalReply::Write(self.batcher.submit(cmd).await?))
             }
             Proposal::AddNode { id, addr } => self.add_node(id, addr).await,
             Proposal::RemoveNode { id } => self.remove_node(id).await,
@@ -80,11 +88,7 @@ impl Cluster {
     }
 
     fn write_error(&self, e: WriteError) -> NodeError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NodeError::NotLeader(self.id),
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => NodeError::Membership(c.to_string()),
-            RaftError::Fatal(f) => NodeError::Stopped(f.to_string()),
-        }
+        write_error(self.id, e)
     }
 
     fn membership_reply(&self) -> ProposalReply {

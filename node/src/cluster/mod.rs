@@ -11,6 +11,7 @@
 //! Peer `ReadIndex` and waits until it has applied it. A read that starts after a write was
 //! acknowledged anywhere therefore sees it.
 
+mod batcher;
 mod leader;
 pub mod liveness;
 
@@ -45,6 +46,8 @@ pub struct Cluster {
     pub liveness: Liveness,
     /// Held by the leader from choosing a node for a workload until that choice is applied.
     pub placement_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Batches this node's catalog writes while it leads.
+    pub batcher: batcher::Batcher,
 }
 
 /// This node's view of the group, copied out of openraft's metrics.
@@ -63,6 +66,11 @@ pub struct GroupView {
 }
 
 impl Cluster {
+    /// Starts the write batcher for `raft` (see [`batcher`]).
+    pub fn batcher_for(raft: &Raft, id: NodeId) -> batcher::Batcher {
+        batcher::Batcher::start(raft.clone(), leader::write_error, id)
+    }
+
     /// A copy of the current Raft metrics that matter here. Never holds the metrics borrow.
     pub fn group(&self) -> GroupView {
         let m = self.raft.metrics().borrow().clone();

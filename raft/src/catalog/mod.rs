@@ -18,7 +18,7 @@ pub use node::NodeRecord;
 pub use sandbox::{Sandbox, SandboxSpec, SandboxState};
 pub use token::Token;
 
-use crate::command::{Command, Response};
+use crate::command::{Command, Rejection, Response};
 use crate::NodeId;
 
 /// Everything replicated by Raft, identical on every node at the same applied index.
@@ -60,10 +60,45 @@ impl Catalog {
                 token::create(&mut self.tokens, id, name, hash, first, at_ms)
             }
             Command::RevokeToken { id, at_ms } => token::revoke(&mut self.tokens, &id, at_ms),
+            Command::Batch(cmds) => Response::Batch(
+                cmds.into_iter()
+                    .map(|c| match c {
+                        Command::Batch(_) => Response::Rejected(Rejection::Invalid {
+                            field: "batch".into(),
+                            message: "batches do not nest".into(),
+                        }),
+                        c => self.apply(c),
+                    })
+                    .collect(),
+            ),
             Command::ForgetNode { id } => {
                 self.nodes.remove(&id);
                 Response::Empty
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_applies_in_order_like_separate_entries() {
+        let deploy = |rid: &str| Command::DeployApp {
+            name: "etl".into(),
+            functions: vec!["f".into()],
+            spec_json: "{}".into(),
+            request_id: rid.into(),
+            at_ms: 1,
+        };
+        let cmds = vec![deploy("r1"), Command::StopApp { name: "nope".into(), at_ms: 1 }, deploy("r2"), Command::Batch(vec![])];
+        let mut one = Catalog::default();
+        let Response::Batch(batched) = one.apply(Command::Batch(cmds.clone())) else { panic!("not a batch response") };
+        let mut other = Catalog::default();
+        let separate: Vec<Response> = cmds.into_iter().take(3).map(|c| other.apply(c)).collect();
+        assert_eq!(&batched[..3], &separate[..]);
+        assert!(matches!(batched[3], Response::Rejected(Rejection::Invalid { .. })));
+        assert_eq!(one, other);
     }
 }
