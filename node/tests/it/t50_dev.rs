@@ -62,3 +62,39 @@ fn http_get(addr: &str, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn dev_with_auth_keeps_its_own_secret_and_needs_tokens() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join(".flotilla");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let ep = format!("http://{listen}");
+    let mut dev = Command::new(BIN)
+        .args(["dev", "--auth", "--data-dir", data.to_str().unwrap(), "--listen", &listen, "--http", &http])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let token = (0..100)
+        .find_map(|_| {
+            let o = cli(&ep, &["token", "bootstrap"]);
+            if o.status.success() {
+                return Some(String::from_utf8_lossy(&o.stdout).trim().to_string());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        })
+        .expect("token bootstrap on the dev node");
+    let without = cli(&ep, &["cluster", "status"]);
+    let with = cli(&ep, &["--token", &token, "cluster", "status"]);
+    let _ = dev.kill();
+    let _ = dev.wait();
+    assert_eq!(without.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("unauthenticated"));
+    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    let secret = data.join("cluster_secret");
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the dev cluster secret must be private");
+}

@@ -381,3 +381,26 @@ fn python_base_image_builds_without_a_registry() {
     let o = exec(&ep, &id, &["python3", "-c", "import sys; print(sum(range(10)), sys.version_info[0])"]);
     assert_eq!((o.status.code(), out(&o).as_str()), (Some(0), "45 3\n"), "{}", err(&o));
 }
+
+#[test]
+fn an_exec_whose_client_leaves_is_killed() {
+    let (_c, ep) = single();
+    let id = create(&ep, &[]);
+    rt().block_on(async {
+        let client = flotilla::Client::connect([ep.as_str()]).await.unwrap();
+        let sb = client.sandbox_from_id(&id).await.unwrap();
+        let mut p = sb.exec(["sh", "-c", "while true; do echo tick; sleep 0.1; done"]).spawn().await.unwrap();
+        assert!(p.next_event().await.unwrap().is_some(), "the loop started");
+        drop(p);
+        // The node notices at the next output and kills the loop.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ps = sb.exec(["ps", "-o", "args"]).output().await.unwrap();
+            if !String::from_utf8_lossy(&ps.stdout).contains("while true") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the abandoned exec is still running");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
