@@ -23,14 +23,33 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, config())?)
 }
 
-/// Decodes a value; trailing bytes are an error.
+/// Most bytes a value decoded from the network may claim. bincode allocates what a length
+/// prefix announces before reading it, so without a bound a few crafted bytes from a peer
+/// could ask for exabytes and abort the node (found by the property tests). Peer messages are
+/// at most 64 MiB on the wire (the gRPC limit), so nothing legitimate needs more.
+pub const UNTRUSTED_LIMIT: usize = 64 << 20;
+
+/// Decodes a value read from our own disk; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, read) = bincode::serde::decode_from_slice(bytes, config())?;
-    if read != bytes.len() {
+    check_consumed(read, bytes.len())?;
+    Ok(value)
+}
+
+/// Decodes a value that came from another process (a peer's RPC), with allocations bounded
+/// by [`UNTRUSTED_LIMIT`]; trailing bytes are an error.
+pub fn decode_untrusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, read) = bincode::serde::decode_from_slice(bytes, config().with_limit::<UNTRUSTED_LIMIT>())?;
+    check_consumed(read, bytes.len())?;
+    Ok(value)
+}
+
+fn check_consumed(read: usize, len: usize) -> Result<(), CodecError> {
+    if read != len {
         return Err(CodecError::Decode(bincode::error::DecodeError::OtherString(format!(
             "{} trailing bytes",
-            bytes.len() - read
+            len - read
         ))));
     }
-    Ok(value)
+    Ok(())
 }

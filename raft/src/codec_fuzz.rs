@@ -1,10 +1,12 @@
-//! Property tests: bytes from the network never panic the decoder. The Peer service decodes
-//! whatever a peer (or an attacker with the cluster secret) sends.
+//! Property tests: bytes from the network never panic (or abort) the decoder. The Peer
+//! service decodes whatever a peer (or an attacker with the cluster secret) sends. These
+//! found that unbounded bincode decoding aborts on a forged length prefix; network bytes now
+//! go through `decode_untrusted`.
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use proptest::prelude::*;
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode_untrusted as decode, encode};
 use crate::{Command, NodeId, Proposal, TypeConfig};
 
 proptest! {
@@ -15,6 +17,14 @@ proptest! {
         let _ = decode::<AppendEntriesRequest<TypeConfig>>(&bytes);
         let _ = decode::<VoteRequest<NodeId>>(&bytes);
         let _ = decode::<InstallSnapshotRequest<TypeConfig>>(&bytes);
+    }
+
+    #[test]
+    fn a_forged_huge_length_is_an_error_not_an_abort(tag in 0u8..8) {
+        // Variant tag, then a varint length of 2^63 for the first String field.
+        let mut bytes = vec![tag, 0xfd];
+        bytes.extend_from_slice(&(1u64 << 63).to_le_bytes());
+        prop_assert!(decode::<Command>(&bytes).is_err());
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl PeerConnection {
             Ok(Ok(reply)) => reply.into_inner(),
         };
         let result: Result<Resp, RaftError<NodeId, E>> =
-            codec::decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            codec::decode_untrusted(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -233,18 +233,18 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
 /// Serves an AppendEntries payload: decode, hand to Raft, encode the result.
 pub async fn serve_append_entries(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let req: AppendEntriesRequest<TypeConfig> = codec::decode(payload)?;
+    let req: AppendEntriesRequest<TypeConfig> = codec::decode_untrusted(payload)?;
     codec::encode(&raft.append_entries(req).await)
 }
 
 /// Serves a Vote payload.
 pub async fn serve_vote(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let req: VoteRequest<NodeId> = codec::decode(payload)?;
+    let req: VoteRequest<NodeId> = codec::decode_untrusted(payload)?;
     codec::encode(&raft.vote(req).await)
 }
 
 /// Serves one InstallSnapshot chunk.
 pub async fn serve_install_snapshot(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let req: InstallSnapshotRequest<TypeConfig> = codec::decode(payload)?;
+    let req: InstallSnapshotRequest<TypeConfig> = codec::decode_untrusted(payload)?;
     codec::encode(&raft.install_snapshot(req).await)
 }

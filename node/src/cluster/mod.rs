@@ -120,7 +120,7 @@ impl Cluster {
             tonic::Code::Unavailable if status.message().contains("connect") => unreachable(status.to_string()),
             _ => NodeError::Forwarded(status),
         })?;
-        codec::decode(&reply.into_inner().reply).map_err(|e| NodeError::Internal(e.to_string()))
+        codec::decode_untrusted(&reply.into_inner().reply).map_err(|e| NodeError::Internal(e.to_string()))
     }
 
     /// Proposes a catalog command and returns its response; a catalog rejection is an error.

@@ -54,7 +54,7 @@ impl Peer for PeerService {
     }
 
     async fn forward(&self, req: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
-        let proposal: Proposal = codec::decode(&req.into_inner().proposal).map_err(bad_payload)?;
+        let proposal: Proposal = codec::decode_untrusted(&req.into_inner().proposal).map_err(bad_payload)?;
         let reply = self.cluster.lead(proposal).await?;
         let reply = codec::encode(&reply).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ForwardReply { reply }))
