@@ -48,7 +48,9 @@ pub fn check(view: &CatalogView, presented: Option<&str>) -> Result<(), Status> 
     let id = bearer.strip_prefix("flt_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id).unwrap_or("");
     let digest = hash(bearer);
     let ok = view.read(|c| {
-        c.tokens.get(id).is_some_and(|t| t.revoked_at_ms.is_none() && constant_time_eq(t.hash.as_bytes(), digest.as_bytes()))
+        c.tokens
+            .get(id)
+            .is_some_and(|t| t.revoked_at_ms.is_none() && constant_time_eq(t.hash.as_bytes(), digest.as_bytes()))
     });
     if ok {
         Ok(())

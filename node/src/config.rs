@@ -115,7 +115,11 @@ pub struct FileConfig {
 pub const MAX_WARM_PER_IMAGE: usize = 64;
 
 /// Builds the TLS settings from the three optional paths: all or none.
-pub fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>, ca: Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+pub fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
     match (cert, key, ca) {
         (None, None, None) => Ok(None),
         (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
@@ -154,9 +158,8 @@ impl FileConfig {
 pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
     let mut members = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| err("initial-cluster", format!("{part:?} is not ID=HOST:PORT")))?;
+        let (id, addr) =
+            part.split_once('=').ok_or_else(|| err("initial-cluster", format!("{part:?} is not ID=HOST:PORT")))?;
         let id: NodeId =
             id.trim().parse().map_err(|_| err("initial-cluster", format!("{id:?} is not a node id (a number)")))?;
         check_host_port("initial-cluster", addr.trim())?;
@@ -325,7 +328,12 @@ mod tests {
             (Box::new(|c| c.raft.election_timeout_min_ms = 100), "raft.election_timeout_min_ms"),
             (Box::new(|c| c.raft.election_timeout_max_ms = 600), "raft.election_timeout_max_ms"),
             (Box::new(|c| c.raft.snapshot_every = 0), "raft.snapshot_every"),
-            (Box::new(|c| { c.warm_pool.insert("flotilla/busybox".into(), 1000); }), "warm-pool"),
+            (
+                Box::new(|c| {
+                    c.warm_pool.insert("flotilla/busybox".into(), 1000);
+                }),
+                "warm-pool",
+            ),
         ];
         for (mutate, field) in cases {
             let mut c = base();

@@ -22,7 +22,9 @@ pub enum DataDirError {
     Io { path: String, source: std::io::Error },
     #[error("data dir {path} is in use by another flotilla process ({holder}); stop it or pick another --data-dir")]
     Locked { path: String, holder: String },
-    #[error("data dir {path} belongs to node {found}, not node {wanted}; pick the matching --node-id or another --data-dir")]
+    #[error(
+        "data dir {path} belongs to node {found}, not node {wanted}; pick the matching --node-id or another --data-dir"
+    )]
     WrongNode { path: String, found: NodeId, wanted: NodeId },
 }
 
@@ -32,7 +34,13 @@ impl DataDir {
         let shown = path.display().to_string();
         let io = |source| DataDirError::Io { path: shown.clone(), source };
         std::fs::create_dir_all(path).map_err(io)?;
-        let mut lock = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path.join("LOCK")).map_err(io)?;
+        let mut lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path.join("LOCK"))
+            .map_err(io)?;
         if lock.try_lock().is_err() {
             let holder = std::fs::read_to_string(path.join("LOCK"))
                 .ok()
@@ -46,9 +54,10 @@ impl DataDir {
         let id_file = path.join("node_id");
         match std::fs::read_to_string(&id_file) {
             Ok(text) => {
-                let found: NodeId = text.trim().parse().map_err(|_| {
-                    io(std::io::Error::other(format!("{} does not hold a node id", id_file.display())))
-                })?;
+                let found: NodeId = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| io(std::io::Error::other(format!("{} does not hold a node id", id_file.display()))))?;
                 if found != node_id {
                     return Err(DataDirError::WrongNode { path: shown, found, wanted: node_id });
                 }

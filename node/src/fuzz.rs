@@ -23,21 +23,23 @@ fn any_spec() -> impl Strategy<Value = pb::SandboxSpec> {
         any::<bool>(),
         "\\PC{0,8}",
     )
-        .prop_map(|(image, command, env, workdir, cpu, memory_mib, timeout_s, idle_timeout_s, block_network, runtime)| {
-            pb::SandboxSpec {
-                image,
-                command,
-                env,
-                workdir,
-                cpu,
-                memory_mib,
-                timeout_s,
-                idle_timeout_s,
-                block_network,
-                runtime,
-                tags: HashMap::new(),
-            }
-        })
+        .prop_map(
+            |(image, command, env, workdir, cpu, memory_mib, timeout_s, idle_timeout_s, block_network, runtime)| {
+                pb::SandboxSpec {
+                    image,
+                    command,
+                    env,
+                    workdir,
+                    cpu,
+                    memory_mib,
+                    timeout_s,
+                    idle_timeout_s,
+                    block_network,
+                    runtime,
+                    tags: HashMap::new(),
+                }
+            },
+        )
 }
 
 proptest! {

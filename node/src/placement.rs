@@ -33,7 +33,9 @@ pub struct Candidate {
 pub enum PlacementError {
     #[error("no live node is registered")]
     NoNodes,
-    #[error("no node has {cpu} CPU and {memory_mib} MiB free (largest free: {best_cpu:.2} CPU, {best_memory_mib} MiB)")]
+    #[error(
+        "no node has {cpu} CPU and {memory_mib} MiB free (largest free: {best_cpu:.2} CPU, {best_memory_mib} MiB)"
+    )]
     NoRoom { cpu: f64, memory_mib: u64, best_cpu: f64, best_memory_mib: u64 },
 }
 
@@ -45,7 +47,8 @@ pub fn place(candidates: &[Candidate], cpu: f64, memory_mib: u64) -> Result<Node
     let score = |c: &Candidate| {
         let free_cpu = c.cpus - c.used_cpu - cpu;
         let free_mem = c.memory_mib as f64 - c.used_memory_mib as f64 - memory_mib as f64;
-        (free_cpu >= -1e-9 && free_mem >= 0.0).then(|| (free_cpu / c.cpus.max(1e-9)).min(free_mem / (c.memory_mib.max(1) as f64)))
+        (free_cpu >= -1e-9 && free_mem >= 0.0)
+            .then(|| (free_cpu / c.cpus.max(1e-9)).min(free_mem / (c.memory_mib.max(1) as f64)))
     };
     candidates
         .iter()
@@ -55,7 +58,10 @@ pub fn place(candidates: &[Candidate], cpu: f64, memory_mib: u64) -> Result<Node
         .ok_or_else(|| {
             let best = candidates
                 .iter()
-                .max_by(|a, b| (a.memory_mib - a.used_memory_mib.min(a.memory_mib)).cmp(&(b.memory_mib - b.used_memory_mib.min(b.memory_mib))))
+                .max_by(|a, b| {
+                    (a.memory_mib - a.used_memory_mib.min(a.memory_mib))
+                        .cmp(&(b.memory_mib - b.used_memory_mib.min(b.memory_mib)))
+                })
                 .expect("candidates is not empty");
             PlacementError::NoRoom {
                 cpu,
@@ -75,9 +81,14 @@ pub fn candidates(catalog: &Catalog, live: impl Fn(NodeId) -> bool) -> Vec<Candi
         .filter(|n| live(n.id))
         .map(|n| {
             let mine = catalog.sandboxes.values().filter(|s| s.node == n.id && !s.state.is_final());
-            let (used_cpu, used_memory_mib) =
-                mine.fold((0.0, 0), |(c, m), s| (c + s.spec.cpu, m + s.spec.memory_mib));
-            Candidate { id: n.id, cpus: n.cpus as f64 * CPU_OVERCOMMIT, memory_mib: n.memory_mib, used_cpu, used_memory_mib }
+            let (used_cpu, used_memory_mib) = mine.fold((0.0, 0), |(c, m), s| (c + s.spec.cpu, m + s.spec.memory_mib));
+            Candidate {
+                id: n.id,
+                cpus: n.cpus as f64 * CPU_OVERCOMMIT,
+                memory_mib: n.memory_mib,
+                used_cpu,
+                used_memory_mib,
+            }
         })
         .collect()
 }
@@ -99,10 +110,22 @@ mod tests {
             ("exact fit", vec![node(1, 2.0, 1024, 1.5, 896)], 0.5, 128, Ok(1)),
             ("memory full", vec![node(1, 2.0, 1024, 0.0, 1000)], 0.5, 128, Err(())),
             ("cpu full", vec![node(1, 2.0, 1024, 1.8, 0)], 0.5, 128, Err(())),
-            ("spread to the emptier node", vec![node(1, 2.0, 1024, 1.0, 512), node(2, 2.0, 1024, 0.0, 0)], 0.5, 128, Ok(2)),
+            (
+                "spread to the emptier node",
+                vec![node(1, 2.0, 1024, 1.0, 512), node(2, 2.0, 1024, 0.0, 0)],
+                0.5,
+                128,
+                Ok(2),
+            ),
             ("skip the full node", vec![node(1, 2.0, 1024, 2.0, 0), node(2, 2.0, 1024, 1.5, 900)], 0.25, 64, Ok(2)),
             ("tie goes to the lower id", vec![node(3, 2.0, 1024, 0.0, 0), node(2, 2.0, 1024, 0.0, 0)], 0.5, 128, Ok(2)),
-            ("bigger node wins by fraction", vec![node(1, 2.0, 1024, 0.0, 0), node(2, 8.0, 8192, 0.0, 0)], 1.0, 512, Ok(2)),
+            (
+                "bigger node wins by fraction",
+                vec![node(1, 2.0, 1024, 0.0, 0), node(2, 8.0, 8192, 0.0, 0)],
+                1.0,
+                512,
+                Ok(2),
+            ),
         ];
         for (name, nodes, cpu, mem, want) in cases {
             assert_eq!(place(&nodes, cpu, mem).map_err(|_| ()), want, "{name}");
@@ -130,8 +153,14 @@ mod tests {
             tags: Default::default(),
         };
         for (i, (cpu, mem)) in [(1.0, 100), (1.0, 200), (3.0, 300)].into_iter().enumerate() {
-            let cmd =
-                Command::CreateSandbox { id: format!("sb-{i}"), name: None, spec: spec(cpu, mem), node: 1, request_id: None, at_ms: 0 };
+            let cmd = Command::CreateSandbox {
+                id: format!("sb-{i}"),
+                name: None,
+                spec: spec(cpu, mem),
+                node: 1,
+                request_id: None,
+                at_ms: 0,
+            };
             assert!(matches!(c.apply(cmd), Response::Sandbox(_)));
         }
         // A final sandbox no longer reserves anything.

@@ -25,10 +25,10 @@ use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn, Instrument};
 
+use crate::auth;
 use crate::cluster::{self, Cluster, Liveness};
 use crate::config::{Config, Start};
 use crate::data_dir::DataDir;
-use crate::auth;
 use crate::grpc::{self, BootstrapService, ControlService, PeerService, WorkerService};
 use crate::resources::Resources;
 use crate::runtime::Docker;
@@ -72,14 +72,9 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         ..Default::default()
     }
     .validate()?;
-    let raft = Raft::new(
-        config.node_id,
-        Arc::new(raft_config),
-        PeerNetwork::new(secret.clone()),
-        log_store,
-        state_machine,
-    )
-    .await?;
+    let raft =
+        Raft::new(config.node_id, Arc::new(raft_config), PeerNetwork::new(secret.clone()), log_store, state_machine)
+            .await?;
 
     let cluster = Cluster {
         id: config.node_id,
@@ -121,12 +116,15 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
             grpc::authenticate(secret.clone()),
         ))
         // No Nagle: small Raft and client messages must not wait for delayed ACKs.
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), {
-            let mut rx = stop_serving_rx;
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            }
-        });
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            {
+                let mut rx = stop_serving_rx;
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }
+            },
+        );
     let server = tokio::spawn(server.in_current_span());
     info!(listen = %config.listen, advertise = %config.advertise, auth = config.auth, "serving Control, Worker and Peer");
 
@@ -184,7 +182,9 @@ async fn start_membership(config: &Config, cluster: &Cluster, shutdown: watch::R
     match &config.start {
         Start::Bootstrap => {
             info!("bootstrapping a one-node cluster");
-            let members = [(config.node_id, Node::new(config.advertise.clone()))].into_iter().collect::<std::collections::BTreeMap<_, _>>();
+            let members = [(config.node_id, Node::new(config.advertise.clone()))]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>();
             cluster.raft.initialize(members).await?;
         }
         Start::InitialCluster(members) => {
@@ -217,10 +217,12 @@ async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool
     let bytes = codec::encode(&proposal).expect("proposal encodes");
     loop {
         let result = async {
-            let mut seed_client = cluster.peers.get(&seed).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            let mut seed_client =
+                cluster.peers.get(&seed).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
             let ping = seed_client.ping(PingRequest { from: cluster.id }).await?.into_inner();
             let leader = if ping.leader_addr.is_empty() { seed.clone() } else { ping.leader_addr };
-            let mut leader_client = cluster.peers.get(&leader).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+            let mut leader_client =
+                cluster.peers.get(&leader).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
             let mut req = tonic::Request::new(ForwardRequest { proposal: bytes.clone() });
             req.set_timeout(Duration::from_secs(60));
             leader_client.forward(req).await

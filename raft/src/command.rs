@@ -26,13 +26,7 @@ pub enum Command {
     /// Stop an app: it stays in the catalog, marked stopped. Stopping twice is a no-op.
     StopApp { name: String, at_ms: i64 },
     /// A node announces itself and its capacity when it starts (idempotent).
-    RegisterNode {
-        id: NodeId,
-        addr: String,
-        cpus: u32,
-        memory_mib: u64,
-        at_ms: i64,
-    },
+    RegisterNode { id: NodeId, addr: String, cpus: u32, memory_mib: u64, at_ms: i64 },
     /// Record a new sandbox, placed by the leader on `node`. A `request_id` seen before
     /// answers with the sandbox it created (a client retry), creating nothing.
     CreateSandbox {

@@ -74,7 +74,8 @@ impl ClusterSecret {
     /// it never fails on a dead peer.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let scheme = if self.1.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
+        let mut endpoint =
+            Endpoint::from_shared(format!("{scheme}://{addr}"))?.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
         if let Some(ca) = &self.1 {
             let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
             let tls = tonic::transport::ClientTlsConfig::new()

@@ -172,7 +172,10 @@ impl Client {
     /// (e.g. through a published port); then the hint is not used.
     fn leader_index<T>(&self, resp: &tonic::Response<T>) -> Option<usize> {
         let leader = resp.metadata().get(LEADER_HEADER)?.to_str().ok()?;
-        self.inner.endpoints.iter().position(|e| e.split_once("://").map_or(e.as_str(), |(_, rest)| rest).trim_end_matches('/') == leader)
+        self.inner
+            .endpoints
+            .iter()
+            .position(|e| e.split_once("://").map_or(e.as_str(), |(_, rest)| rest).trim_end_matches('/') == leader)
     }
 
     /// Runs `call` against the endpoints in turn until one answers with something other than

@@ -42,12 +42,7 @@ pub struct ExecBuilder {
 
 impl ExecBuilder {
     pub(crate) fn new(client: Client, sandbox_id: String, command: Vec<String>) -> Self {
-        let start = ExecStart {
-            sandbox_id,
-            exec_id: uuid::Uuid::new_v4().to_string(),
-            command,
-            ..Default::default()
-        };
+        let start = ExecStart { sandbox_id, exec_id: uuid::Uuid::new_v4().to_string(), command, ..Default::default() };
         Self { client, start }
     }
 

@@ -34,5 +34,5 @@ pub use cluster::{ClusterStatus, GpuInfo, Membership, NodeInfo};
 pub use error::{Error, Result};
 pub use exec::{ExecBuilder, ExecEvent, ExecProcess, ExecResult};
 pub use sandbox::{Sandbox, SandboxBuilder, SandboxInfo};
-pub use token::{NewToken, TokenInfo};
 pub use spec::AppSpec;
+pub use token::{NewToken, TokenInfo};

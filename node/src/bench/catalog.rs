@@ -70,7 +70,8 @@ async fn etcd_run(cluster: &Cluster, clients: usize, duration: Duration, value_l
     let mut handles = Vec::new();
     for i in 0..clients {
         let endpoint = cluster.endpoints[i % cluster.endpoints.len()].clone();
-        handles.push(KvClient::new(tonic::transport::Endpoint::from_shared(endpoint)?.tcp_nodelay(true).connect_lazy()));
+        handles
+            .push(KvClient::new(tonic::transport::Endpoint::from_shared(endpoint)?.tcp_nodelay(true).connect_lazy()));
     }
     let handles = std::sync::Arc::new(handles);
     let value = vec![b'x'; value_len];
@@ -145,14 +146,18 @@ fn row(label: &str, f: &Figures) -> String {
 pub async fn run(args: &CatalogArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds);
     let value_len = serde_json::to_string(&spec(0))?.len();
-    println!("flotilla bench catalog: 3 nodes each, loopback, fsync on, {}s per run, {value_len}-byte writes", args.seconds);
+    println!(
+        "flotilla bench catalog: 3 nodes each, loopback, fsync on, {}s per run, {value_len}-byte writes",
+        args.seconds
+    );
 
     let mut flotilla = Cluster::flotilla(3, &[])?;
     flotilla_ready(&flotilla).await?;
     let etcd = if args.no_etcd {
         None
     } else {
-        let c = Cluster::etcd(&args.etcd).with_context(|| format!("etcd binary {:?} (apt-get install etcd-server)", args.etcd))?;
+        let c = Cluster::etcd(&args.etcd)
+            .with_context(|| format!("etcd binary {:?} (apt-get install etcd-server)", args.etcd))?;
         etcd_ready(&c).await?;
         Some(c)
     };
@@ -168,12 +173,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<()> {
         println!("{}", row("flotilla", &f));
         if let Some(etcd) = &etcd {
             let e = etcd_run(etcd, clients, duration, value_len).await?;
-            println!(
-                "{}   {:>14.2} {:>13.2}",
-                row("etcd", &e),
-                f.ops_per_s / e.ops_per_s,
-                f.p50_ms / e.p50_ms
-            );
+            println!("{}   {:>14.2} {:>13.2}", row("etcd", &e), f.ops_per_s / e.ops_per_s, f.p50_ms / e.p50_ms);
         }
     }
     drop(etcd);

@@ -73,7 +73,12 @@ impl Cluster {
             // Benchmarks measure the data path; they run the nodes without client tokens.
             args.extend(["--initial-cluster".to_string(), initial.clone(), "--no-auth".to_string()]);
             args.extend(extra.iter().map(|s| s.to_string()));
-            procs.push(Proc { program: exe.clone(), args, log: dir.path().join(format!("flotilla-{}.log", i + 1)), child: None });
+            procs.push(Proc {
+                program: exe.clone(),
+                args,
+                log: dir.path().join(format!("flotilla-{}.log", i + 1)),
+                child: None,
+            });
         }
         let endpoints = addrs.iter().map(|a| format!("http://{a}")).collect();
         let mut c = Cluster { procs, endpoints, _dir: dir };
@@ -108,7 +113,12 @@ impl Cluster {
                 "--initial-cluster-token=flotilla-bench".to_string(),
                 "--log-level=error".to_string(),
             ];
-            procs.push(Proc { program: etcd.to_path_buf(), args, log: dir.path().join(format!("etcd-{}.log", i + 1)), child: None });
+            procs.push(Proc {
+                program: etcd.to_path_buf(),
+                args,
+                log: dir.path().join(format!("etcd-{}.log", i + 1)),
+                child: None,
+            });
         }
         let endpoints = ports.iter().map(|(c, _)| format!("http://127.0.0.1:{c}")).collect();
         let mut c = Cluster { procs, endpoints, _dir: dir };
@@ -123,7 +133,9 @@ impl Cluster {
         let n = self.endpoints.len();
         wait_until(Duration::from_secs(30), "flotilla cluster", || async {
             match client.cluster_status().await {
-                Ok(s) => s.leader.is_some() && s.nodes.len() == n && s.nodes.iter().all(|n| n.status == "up" && n.cpus > 0),
+                Ok(s) => {
+                    s.leader.is_some() && s.nodes.len() == n && s.nodes.iter().all(|n| n.status == "up" && n.cpus > 0)
+                }
                 Err(_) => false,
             }
         })

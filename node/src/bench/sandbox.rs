@@ -69,7 +69,8 @@ fn raw_spec(i: usize) -> ContainerSpec {
 }
 
 async fn raw_exec(docker: &Docker, id: &str, cmd: &[&str]) -> anyhow::Result<(u64, i64)> {
-    let spec = ExecSpec { cmd: cmd.iter().map(|s| s.to_string()).collect(), env: Vec::new(), workdir: None, stdin: false };
+    let spec =
+        ExecSpec { cmd: cmd.iter().map(|s| s.to_string()).collect(), env: Vec::new(), workdir: None, stdin: false };
     let mut p = docker.exec(id, &spec).await?;
     let mut bytes = 0;
     while let Some(chunk) = p.output.next().await {
@@ -113,7 +114,10 @@ async fn flotilla_start(client: &Client, n: usize, before_each: impl AsyncFn()) 
 
 /// Pooled containers of this cluster that are ready.
 async fn pooled(docker: &Docker) -> usize {
-    docker.list_named(crate::sandbox::pool::LABEL_POOL).await.map_or(0, |l| l.iter().filter(|c| c.name.starts_with("flotilla-pool-")).count())
+    docker
+        .list_named(crate::sandbox::pool::LABEL_POOL)
+        .await
+        .map_or(0, |l| l.iter().filter(|c| c.name.starts_with("flotilla-pool-")).count())
 }
 
 pub async fn run(args: &SandboxArgs) -> anyhow::Result<()> {
@@ -188,12 +192,12 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<()> {
     println!("{}", ratio("cold create -> first exec done", &cold_exec, &raw));
     println!("{}", ratio("warm create -> first exec done", &warm_exec, &raw));
     println!("{}", ratio("exec round trip", &fl, &rw));
-    println!(
-        "{:<44} {:>9.2} ms over raw",
-        "exec round trip p50 overhead",
-        fl.quantile(0.5) - rw.quantile(0.5)
-    );
+    println!("{:<44} {:>9.2} ms over raw", "exec round trip p50 overhead", fl.quantile(0.5) - rw.quantile(0.5));
     println!();
-    println!("stdout throughput of one exec ({} MB): flotilla {fl_mbps:.0} MB/s, raw API {raw_mbps:.0} MB/s, ratio {:.2}", THROUGHPUT_BYTES / 1_000_000, fl_mbps / raw_mbps);
+    println!(
+        "stdout throughput of one exec ({} MB): flotilla {fl_mbps:.0} MB/s, raw API {raw_mbps:.0} MB/s, ratio {:.2}",
+        THROUGHPUT_BYTES / 1_000_000,
+        fl_mbps / raw_mbps
+    );
     Ok(())
 }

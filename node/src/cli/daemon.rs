@@ -175,11 +175,11 @@ impl NodeArgs {
             Some(id) => id,
             None => match (&start, DataDir::recorded_node_id(&data_dir)) {
                 (_, Some(id)) => id,
-                (Start::InitialCluster(members), None) => members
-                    .iter()
-                    .find(|(_, addr)| **addr == advertise)
-                    .map(|(id, _)| *id)
-                    .ok_or_else(|| missing("node-id", "is required: --initial-cluster lists no node at --advertise"))?,
+                (Start::InitialCluster(members), None) => {
+                    members.iter().find(|(_, addr)| **addr == advertise).map(|(id, _)| *id).ok_or_else(|| {
+                        missing("node-id", "is required: --initial-cluster lists no node at --advertise")
+                    })?
+                }
                 (Start::Bootstrap, None) => 1,
                 _ => return Err(missing("node-id", "is required to join a cluster")),
             },
@@ -187,7 +187,9 @@ impl NodeArgs {
         let cluster_secret = match self.cluster_secret_file.clone().or(file.cluster_secret_file) {
             Some(path) => Some(Config::read_secret(&path)?),
             // From the environment (e.g. docker-compose), never from argv where `ps` shows it.
-            None => std::env::var("FLOTILLA_CLUSTER_SECRET").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+            None => {
+                std::env::var("FLOTILLA_CLUSTER_SECRET").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+            }
         };
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());
@@ -197,7 +199,19 @@ impl NodeArgs {
             self.tls_key.clone().or(file.tls_key),
             self.tls_ca.clone().or(file.tls_ca),
         )?;
-        Config { node_id, data_dir, listen, advertise, http, start, cluster_secret, raft: file.raft, auth, tls, warm_pool }
-            .validate()
+        Config {
+            node_id,
+            data_dir,
+            listen,
+            advertise,
+            http,
+            start,
+            cluster_secret,
+            raft: file.raft,
+            auth,
+            tls,
+            warm_pool,
+        }
+        .validate()
     }
 }

@@ -66,7 +66,11 @@ impl ImageCmd {
             }
             ImageCmd::Import { name, rootfs } => {
                 if !rootfs.is_file() {
-                    return Err(flotilla::Error::InvalidArgument(format!("rootfs: {} is not a file", rootfs.display())).into());
+                    return Err(flotilla::Error::InvalidArgument(format!(
+                        "rootfs: {} is not a file",
+                        rootfs.display()
+                    ))
+                    .into());
                 }
                 docker.import_rootfs(name, rootfs, &[]).await?;
                 print(format, &Built { image: name.clone() }, |b| println!("{}", b.image))

@@ -21,7 +21,13 @@ pub use output::Format;
 #[command(name = "flotilla", version, about)]
 pub struct Cli {
     /// Node endpoints to talk to, comma-separated; any node works and they are tried in turn.
-    #[arg(long, global = true, env = "FLOTILLA_ENDPOINT", default_value = "http://127.0.0.1:7100", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_ENDPOINT",
+        default_value = "http://127.0.0.1:7100",
+        value_delimiter = ','
+    )]
     endpoint: Vec<String>,
     /// API token for clusters that require one.
     #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
@@ -90,7 +96,10 @@ impl Cli {
 
     async fn client(&self) -> anyhow::Result<flotilla::Client> {
         let tls_ca = match &self.tls_ca {
-            Some(p) => Some(std::fs::read(p).map_err(|e| flotilla::Error::InvalidArgument(format!("tls-ca: {}: {e}", p.display())))?),
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| flotilla::Error::InvalidArgument(format!("tls-ca: {}: {e}", p.display())))?,
+            ),
             None => None,
         };
         let options = flotilla::ClientOptions { token: self.token.clone(), tls_ca, ..Default::default() };

@@ -135,7 +135,14 @@ impl SandboxCmd {
                 print(format, &list, |list| {
                     println!("{:<20} {:<11} {:<5} {:<20} NAME", "ID", "STATE", "NODE", "IMAGE");
                     for s in list {
-                        println!("{:<20} {:<11} {:<5} {:<20} {}", s.id, s.state, s.node, s.image, s.name.as_deref().unwrap_or(""));
+                        println!(
+                            "{:<20} {:<11} {:<5} {:<20} {}",
+                            s.id,
+                            s.state,
+                            s.node,
+                            s.image,
+                            s.name.as_deref().unwrap_or("")
+                        );
                     }
                 })?;
             }
@@ -257,7 +264,9 @@ async fn copy(client: &Client, src: &str, dst: &str) -> anyhow::Result<()> {
             let sb = client.sandbox_from_id(id).await?;
             let local = PathBuf::from(src);
             if !local.exists() {
-                return Err(flotilla::Error::InvalidArgument(format!("source: {} does not exist", local.display())).into());
+                return Err(
+                    flotilla::Error::InvalidArgument(format!("source: {} does not exist", local.display())).into()
+                );
             }
             sb.copy_in(&local, dir).await?;
         }

@@ -35,7 +35,11 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the batching task for `raft`; it ends when every handle is dropped.
     /// `to_error` maps openraft's write error (not leader, stopped, …) to the node's error.
-    pub fn start(raft: Raft, to_error: fn(flotilla_raft::NodeId, WriteError) -> NodeError, id: flotilla_raft::NodeId) -> Self {
+    pub fn start(
+        raft: Raft,
+        to_error: fn(flotilla_raft::NodeId, WriteError) -> NodeError,
+        id: flotilla_raft::NodeId,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(raft, rx, to_error, id));
         Self { tx }
@@ -50,7 +54,10 @@ impl Batcher {
 }
 
 /// openraft's client write error.
-pub type WriteError = openraft::error::RaftError<flotilla_raft::NodeId, openraft::error::ClientWriteError<flotilla_raft::NodeId, flotilla_raft::Node>>;
+pub type WriteError = openraft::error::RaftError<
+    flotilla_raft::NodeId,
+    openraft::error::ClientWriteError<flotilla_raft::NodeId, flotilla_raft::Node>,
+>;
 
 async fn run(
     raft: Raft,

@@ -9,8 +9,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 
 use super::Cluster;
-use crate::placement;
 use crate::error::NodeError;
+use crate::placement;
 
 /// openraft's write error as the node's: "not leader" and "stopped" are retryable.
 pub fn write_error(id: NodeId, e: WriteError) -> NodeError {
@@ -46,7 +46,8 @@ impl Cluster {
                 // A retry of a create that already happened answers with that sandbox, even
                 // on a cluster that is now full.
                 if let Some(rid) = &request_id {
-                    let done = self.view.read(|c| c.sandboxes.values().find(|s| s.request_id.as_ref() == Some(rid)).cloned());
+                    let done =
+                        self.view.read(|c| c.sandboxes.values().find(|s| s.request_id.as_ref() == Some(rid)).cloned());
                     if let Some(sb) = done {
                         return Ok(ProposalReply::Write(flotilla_raft::Response::Sandbox(sb)));
                     }

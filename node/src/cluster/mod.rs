@@ -138,10 +138,11 @@ impl Cluster {
         let index = if leader == self.id {
             return self.read_index().await.map(|_| ());
         } else {
-            let mut client = self
-                .peers
-                .get(&addr)
-                .map_err(|e| NodeError::LeaderUnreachable { leader, addr: addr.clone(), cause: e.to_string() })?;
+            let mut client = self.peers.get(&addr).map_err(|e| NodeError::LeaderUnreachable {
+                leader,
+                addr: addr.clone(),
+                cause: e.to_string(),
+            })?;
             let mut req = tonic::Request::new(ReadIndexRequest {});
             req.set_timeout(READ_APPLY_WAIT);
             client.read_index(req).await.map_err(NodeError::Forwarded)?.into_inner().index

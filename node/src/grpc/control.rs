@@ -63,8 +63,7 @@ fn parse_spec(spec_json: &str) -> Result<AppSpec, NodeError> {
     if spec_json.trim().is_empty() {
         return Err(NodeError::invalid("spec_json", "must not be empty"));
     }
-    let spec: AppSpec =
-        serde_json::from_str(spec_json).map_err(|e| NodeError::invalid("spec_json", e.to_string()))?;
+    let spec: AppSpec = serde_json::from_str(spec_json).map_err(|e| NodeError::invalid("spec_json", e.to_string()))?;
     spec.validate().map_err(|e| match e {
         SpecError::Invalid { path, message } => NodeError::invalid(path, message),
         other => NodeError::invalid("spec_json", other.to_string()),
@@ -119,10 +118,7 @@ impl Control for ControlService {
         Ok(self.reply(membership(self.cluster.propose(Proposal::AddNode { id, addr }).await?)?))
     }
 
-    async fn remove_node(
-        &self,
-        req: Request<pb::RemoveNodeRequest>,
-    ) -> Result<Response<pb::MembershipReply>, Status> {
+    async fn remove_node(&self, req: Request<pb::RemoveNodeRequest>) -> Result<Response<pb::MembershipReply>, Status> {
         let id = req.into_inner().id;
         Ok(self.reply(membership(self.cluster.propose(Proposal::RemoveNode { id }).await?)?))
     }

@@ -4,12 +4,12 @@
 mod control;
 mod peer;
 mod sandboxes;
-mod tokens;
 mod status;
+mod tokens;
 mod worker;
 
 pub use control::ControlService;
-pub use peer::PeerService;
 pub use peer::authenticate;
+pub use peer::PeerService;
 pub use tokens::BootstrapService;
 pub use worker::WorkerService;

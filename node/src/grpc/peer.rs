@@ -34,15 +34,13 @@ fn bad_payload(e: codec::CodecError) -> Status {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let payload = network::serve_append_entries(&self.cluster.raft, &req.into_inner().payload)
-            .await
-            .map_err(bad_payload)?;
+        let payload =
+            network::serve_append_entries(&self.cluster.raft, &req.into_inner().payload).await.map_err(bad_payload)?;
         Ok(Response::new(RaftMessage { payload }))
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let payload =
-            network::serve_vote(&self.cluster.raft, &req.into_inner().payload).await.map_err(bad_payload)?;
+        let payload = network::serve_vote(&self.cluster.raft, &req.into_inner().payload).await.map_err(bad_payload)?;
         Ok(Response::new(RaftMessage { payload }))
     }
 

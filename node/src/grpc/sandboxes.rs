@@ -51,7 +51,12 @@ fn find(cluster: &Cluster, key: &str) -> Option<Sandbox> {
     cluster.view.read(|c| {
         c.sandboxes.get(key).cloned().or_else(|| {
             let named = |s: &&Sandbox| s.name.as_deref() == Some(key);
-            c.sandboxes.values().filter(named).find(|s| !s.state.is_final()).or_else(|| c.sandboxes.values().filter(named).max_by_key(|s| s.created_at_ms)).cloned()
+            c.sandboxes
+                .values()
+                .filter(named)
+                .find(|s| !s.state.is_final())
+                .or_else(|| c.sandboxes.values().filter(named).max_by_key(|s| s.created_at_ms))
+                .cloned()
         })
     })
 }
@@ -67,7 +72,12 @@ async fn lookup(cluster: &Cluster, key: &str) -> Result<Sandbox, Status> {
 /// Waits until `pred` holds for sandbox `id` on this node's catalog, or `timeout` passes;
 /// returns the record as it then is. A record this node has not applied yet is waited for
 /// (the caller knows it was committed).
-async fn wait_until(cluster: &Cluster, id: &str, timeout: Duration, pred: impl Fn(&Sandbox) -> bool) -> Result<Sandbox, Status> {
+async fn wait_until(
+    cluster: &Cluster,
+    id: &str,
+    timeout: Duration,
+    pred: impl Fn(&Sandbox) -> bool,
+) -> Result<Sandbox, Status> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut metrics = cluster.raft.metrics();
     loop {
@@ -104,7 +114,8 @@ impl ControlService {
             return Ok(to_pb(sb));
         }
         // This node may not have applied the entry yet: wait for it, then for the state.
-        let sb = wait_until(&self.cluster, &sb.id, CREATE_WAIT, |s| s.state != flotilla_raft::SandboxState::Pending).await?;
+        let sb =
+            wait_until(&self.cluster, &sb.id, CREATE_WAIT, |s| s.state != flotilla_raft::SandboxState::Pending).await?;
         Ok(to_pb(sb))
     }
 
@@ -112,7 +123,10 @@ impl ControlService {
         lookup(&self.cluster, key).await.map(to_pb)
     }
 
-    pub(super) async fn list_sandboxes_(&self, req: pb::ListSandboxesRequest) -> Result<pb::ListSandboxesReply, Status> {
+    pub(super) async fn list_sandboxes_(
+        &self,
+        req: pb::ListSandboxesRequest,
+    ) -> Result<pb::ListSandboxesReply, Status> {
         self.cluster.linearizable().await?;
         let sandboxes = self.cluster.view.read(|c| {
             c.sandboxes

@@ -63,7 +63,10 @@ pub struct BootstrapService {
 
 #[tonic::async_trait]
 impl Bootstrap for BootstrapService {
-    async fn bootstrap_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<Response<pb::CreatedToken>, Status> {
+    async fn bootstrap_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreatedToken>, Status> {
         Ok(Response::new(create(&self.cluster, req.into_inner().name, true).await?))
     }
 }

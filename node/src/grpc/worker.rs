@@ -37,8 +37,14 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// Where a sandbox's data plane is served.
 enum Route {
     /// Hosted here; the sandbox's environment and working directory, which execs inherit.
-    Local { container: String, env: std::collections::BTreeMap<String, String>, workdir: Option<String> },
-    Remote { addr: String },
+    Local {
+        container: String,
+        env: std::collections::BTreeMap<String, String>,
+        workdir: Option<String>,
+    },
+    Remote {
+        addr: String,
+    },
 }
 
 pub struct WorkerService {
@@ -78,7 +84,8 @@ impl WorkerService {
             let sb = self.record(id).ok_or_else(|| Status::not_found(format!("sandbox {id:?} not found")))?;
             match sb.state {
                 SandboxState::Running if sb.node == self.host.cluster.id => {
-                    let container = sb.container_id.ok_or_else(|| Status::internal("running sandbox without a container"))?;
+                    let container =
+                        sb.container_id.ok_or_else(|| Status::internal("running sandbox without a container"))?;
                     return Ok(Route::Local { container, env: sb.spec.env, workdir: sb.spec.workdir });
                 }
                 SandboxState::Running | SandboxState::Pending if sb.node != self.host.cluster.id => {
@@ -119,7 +126,8 @@ fn token_of<T>(req: &Request<T>) -> Option<tonic::metadata::MetadataValue<tonic:
 
 /// The rest of a client stream as plain messages, ending at the first error.
 fn forward<T: Send + 'static>(first: T, rest: Streaming<T>) -> impl Stream<Item = T> + Send + 'static {
-    futures::stream::once(async move { first }).chain(rest.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| async move { r.ok() }))
+    futures::stream::once(async move { first })
+        .chain(rest.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| async move { r.ok() }))
 }
 
 #[tonic::async_trait]
@@ -166,23 +174,30 @@ impl Worker for WorkerService {
     async fn put_archive(&self, req: Request<Streaming<ArchiveChunk>>) -> Result<Response<PutArchiveReply>, Status> {
         let token = token_of(&req);
         let mut input = req.into_inner();
-        let first = input.message().await?.ok_or_else(|| Status::invalid_argument("sandbox_id: the stream was empty"))?;
+        let first =
+            input.message().await?.ok_or_else(|| Status::invalid_argument("sandbox_id: the stream was empty"))?;
         if first.sandbox_id.is_empty() {
             return Err(NodeError::invalid("sandbox_id", "is required on the first chunk").into());
         }
         if !first.path.starts_with('/') {
-            return Err(NodeError::invalid("path", format!("{:?} must be an absolute folder in the sandbox", first.path)).into());
+            return Err(NodeError::invalid(
+                "path",
+                format!("{:?} must be an absolute folder in the sandbox", first.path),
+            )
+            .into());
         }
         match self.route(&first.sandbox_id).await? {
-            Route::Remote { addr } => {
-                Ok(Response::new(self.worker(&addr)?.put_archive(onward(forward(first, input), &token)).await?.into_inner()))
-            }
+            Route::Remote { addr } => Ok(Response::new(
+                self.worker(&addr)?.put_archive(onward(forward(first, input), &token)).await?.into_inner(),
+            )),
             Route::Local { container, .. } => {
                 let (dir, mut data) = (first.path.clone(), first.data);
                 while let Some(chunk) = input.message().await? {
                     data.extend_from_slice(&chunk.data);
                     if data.len() > MAX_PUT_BYTES {
-                        return Err(Status::invalid_argument(format!("data: the archive is larger than {MAX_PUT_BYTES} bytes")));
+                        return Err(Status::invalid_argument(format!(
+                            "data: the archive is larger than {MAX_PUT_BYTES} bytes"
+                        )));
                     }
                 }
                 let bytes = data.len() as u64;
@@ -202,7 +217,9 @@ impl Worker for WorkerService {
         let token = token_of(&req);
         let req = req.into_inner();
         if !req.path.starts_with('/') {
-            return Err(NodeError::invalid("path", format!("{:?} must be an absolute path in the sandbox", req.path)).into());
+            return Err(
+                NodeError::invalid("path", format!("{:?} must be an absolute path in the sandbox", req.path)).into()
+            );
         }
         match self.route(&req.sandbox_id).await? {
             Route::Remote { addr } => {
@@ -214,7 +231,9 @@ impl Worker for WorkerService {
                     let chunks: Vec<Result<ArchiveChunk, Status>> = match r {
                         Ok(bytes) => bytes
                             .chunks(CHUNK)
-                            .map(|c| Ok(ArchiveChunk { sandbox_id: String::new(), path: String::new(), data: c.to_vec() }))
+                            .map(|c| {
+                                Ok(ArchiveChunk { sandbox_id: String::new(), path: String::new(), data: c.to_vec() })
+                            })
                             .collect(),
                         Err(e) => vec![Err(Status::not_found(format!("{id}:{path}: {e}")))],
                     };

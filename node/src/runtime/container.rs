@@ -1,11 +1,9 @@
 //! Container lifecycle (create, start, limits, state, wait, kill, remove, list) and file
 //! transfer (tar archives in and out).
 
-
 use bollard::models::{ContainerStateStatusEnum, ContainerUpdateBody};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
@@ -41,10 +39,7 @@ impl Docker {
 
     /// Starts a created container (a no-op when it is already running).
     pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
-        self.inner
-            .start_container(id, None)
-            .await
-            .map_err(|e| RuntimeError::for_container(id, e))
+        self.inner.start_container(id, None).await.map_err(|e| RuntimeError::for_container(id, e))
     }
 
     /// Changes the CPU, memory (swap kept equal to memory) and pids limits of a created or
@@ -60,10 +55,7 @@ impl Docker {
             pids_limit: host.pids_limit,
             ..Default::default()
         };
-        self.inner
-            .update_container(id, update)
-            .await
-            .map_err(|e| RuntimeError::for_container(id, e))
+        self.inner.update_container(id, update).await.map_err(|e| RuntimeError::for_container(id, e))
     }
 
     /// The container's state, or `None` when there is no such container.
@@ -74,10 +66,7 @@ impl Docker {
             Err(e) => return Err(e.into()),
         };
         let state = inspect.state.unwrap_or_default();
-        let exited = matches!(
-            state.status,
-            Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
-        );
+        let exited = matches!(state.status, Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD));
         let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
         Ok(Some(ContainerState {
             running: state.running.unwrap_or(false),
@@ -95,15 +84,9 @@ impl Docker {
             Some(Ok(response)) => Ok(response.status_code),
             // bollard reports a non-zero exit code as an error; an empty message means the
             // wait itself went fine.
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { error, code }))
-                if error.is_empty() =>
-            {
-                Ok(code)
-            }
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { error, code })) if error.is_empty() => Ok(code),
             Some(Err(e)) => Err(RuntimeError::for_container(id, e)),
-            None => Err(RuntimeError::Engine(format!(
-                "wait on {id} ended without an exit code"
-            ))),
+            None => Err(RuntimeError::Engine(format!("wait on {id} ended without an exit code"))),
         }
     }
 
@@ -122,10 +105,7 @@ impl Docker {
     /// Removes the container, killing it if needed, together with its volumes (the `/work`
     /// volume). A container that is already gone (or being removed) is not an error.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         match self.inner.remove_container(id, Some(options)).await {
             Err(e) if is_not_found(&e) || is_conflict_with(&e, "already in progress") => Ok(()),
             other => other.map_err(RuntimeError::from),
@@ -153,11 +133,7 @@ impl Docker {
         path: &str,
     ) -> impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static {
         let what = format!("{id}:{path}");
-        let options = DownloadFromContainerOptionsBuilder::new()
-            .path(path)
-            .build();
-        self.inner
-            .download_from_container(id, Some(options))
-            .map_err(move |e| RuntimeError::for_container(&what, e))
+        let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
+        self.inner.download_from_container(id, Some(options)).map_err(move |e| RuntimeError::for_container(&what, e))
     }
 }

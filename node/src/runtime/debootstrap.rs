@@ -42,10 +42,7 @@ pub(crate) struct ScratchDir {
 
 impl ScratchDir {
     pub(crate) fn create() -> Result<ScratchDir, RuntimeError> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let name = format!("flotilla-rootfs-{}-{nanos}", std::process::id());
         let path = std::env::temp_dir().join(name);
         std::fs::create_dir(&path)?;
@@ -82,10 +79,7 @@ fn has_mounts_under(dir: &Path) -> bool {
 }
 
 /// Runs debootstrap into `target`, forwarding its `I:` lines to `progress`.
-pub(crate) async fn debootstrap(
-    target: &Path,
-    progress: &impl Fn(&str),
-) -> Result<(), RuntimeError> {
+pub(crate) async fn debootstrap(target: &Path, progress: &impl Fn(&str)) -> Result<(), RuntimeError> {
     let mut child = Command::new("debootstrap")
         .args(["--variant=minbase", "--include=python3", SUITE])
         .arg(target)
@@ -96,9 +90,9 @@ pub(crate) async fn debootstrap(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => RuntimeError::ImageBuild(
-                "debootstrap not found: install it with `apt-get install debootstrap`".into(),
-            ),
+            std::io::ErrorKind::NotFound => {
+                RuntimeError::ImageBuild("debootstrap not found: install it with `apt-get install debootstrap`".into())
+            }
             _ => RuntimeError::Io(e),
         })?;
     let (stdout, mut stderr) = match (child.stdout.take(), child.stderr.take()) {
@@ -120,10 +114,7 @@ pub(crate) async fn debootstrap(
     read?;
     let status = child.wait().await?;
     if !status.success() {
-        return Err(RuntimeError::ImageBuild(format!(
-            "debootstrap {SUITE} failed ({status}): {}",
-            errors.trim()
-        )));
+        return Err(RuntimeError::ImageBuild(format!("debootstrap {SUITE} failed ({status}): {}", errors.trim())));
     }
     Ok(())
 }
@@ -167,15 +158,8 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
 /// Packs `rootfs` into the tar file `out` with the system `tar` (keeps owners, modes, hard
 /// links and special files exactly).
 pub(crate) async fn pack_rootfs(rootfs: &Path, out: &Path) -> Result<(), RuntimeError> {
-    let result = Command::new("tar")
-        .arg("--numeric-owner")
-        .arg("-C")
-        .arg(rootfs)
-        .arg("-cf")
-        .arg(out)
-        .arg(".")
-        .output()
-        .await?;
+    let result =
+        Command::new("tar").arg("--numeric-owner").arg("-C").arg(rootfs).arg("-cf").arg(out).arg(".").output().await?;
     if !result.status.success() {
         return Err(RuntimeError::ImageBuild(format!(
             "tar of the rootfs failed: {}",

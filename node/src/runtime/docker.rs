@@ -3,9 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bollard::query_parameters::{
-    CreateImageOptionsBuilder, ListImagesOptions, RemoveImageOptionsBuilder,
-};
+use bollard::query_parameters::{CreateImageOptionsBuilder, ListImagesOptions, RemoveImageOptionsBuilder};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, TryStreamExt};
 use tokio::io::AsyncReadExt;
@@ -43,12 +41,8 @@ impl Docker {
 
     /// Connects to the engine at `host` (`unix://...`, `tcp://...` or `http://...`).
     pub async fn connect_to(host: &str) -> Result<Docker, RuntimeError> {
-        let unreachable = |reason: String| RuntimeError::EngineUnreachable {
-            host: host.to_string(),
-            reason,
-        };
-        let client =
-            bollard::Docker::connect_with_host(host).map_err(|e| unreachable(e.to_string()))?;
+        let unreachable = |reason: String| RuntimeError::EngineUnreachable { host: host.to_string(), reason };
+        let client = bollard::Docker::connect_with_host(host).map_err(|e| unreachable(e.to_string()))?;
         let handshake = async {
             let client = client.negotiate_version().await?;
             client.ping().await?;
@@ -57,10 +51,7 @@ impl Docker {
         match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
             Ok(Ok(inner)) => Ok(Docker { inner }),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
-            Err(_) => Err(unreachable(format!(
-                "no answer within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
         }
     }
 
@@ -79,15 +70,12 @@ impl Docker {
         let summaries = self.inner.list_images(None::<ListImagesOptions>).await?;
         let infos = summaries.into_iter().flat_map(|s| {
             let (id, size, created) = (s.id, s.size, s.created);
-            s.repo_tags
-                .into_iter()
-                .filter(|tag| tag != "<none>:<none>")
-                .map(move |name| ImageInfo {
-                    name,
-                    id: id.clone(),
-                    size_bytes: u64::try_from(size).unwrap_or(0),
-                    created_unix: created,
-                })
+            s.repo_tags.into_iter().filter(|tag| tag != "<none>:<none>").map(move |name| ImageInfo {
+                name,
+                id: id.clone(),
+                size_bytes: u64::try_from(size).unwrap_or(0),
+                created_unix: created,
+            })
         });
         Ok(infos.collect())
     }
@@ -98,15 +86,10 @@ impl Docker {
     /// or `ENV LANG=C.UTF-8` (allowed: CMD, ENTRYPOINT, ENV, EXPOSE, ONBUILD, USER, VOLUME,
     /// WORKDIR). The tar is streamed, never held in memory. An existing `name` is re-pointed
     /// to the new image, and the old one is removed unless something still uses it.
-    pub async fn import_rootfs(
-        &self,
-        name: &str,
-        tar_path: &Path,
-        changes: &[&str],
-    ) -> Result<(), RuntimeError> {
-        let file = tokio::fs::File::open(tar_path).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("opening {}: {e}", tar_path.display()))
-        })?;
+    pub async fn import_rootfs(&self, name: &str, tar_path: &Path, changes: &[&str]) -> Result<(), RuntimeError> {
+        let file = tokio::fs::File::open(tar_path)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", tar_path.display())))?;
         self.import_stream(name, file_chunks(file), changes).await
     }
 
@@ -192,15 +175,9 @@ mod tests {
 
     #[test]
     fn references_split_into_repo_and_tag() {
-        assert_eq!(
-            split_reference("flotilla/busybox"),
-            ("flotilla/busybox", "latest")
-        );
+        assert_eq!(split_reference("flotilla/busybox"), ("flotilla/busybox", "latest"));
         assert_eq!(split_reference("python:3.11"), ("python", "3.11"));
-        assert_eq!(
-            split_reference("host:5000/img"),
-            ("host:5000/img", "latest")
-        );
+        assert_eq!(split_reference("host:5000/img"), ("host:5000/img", "latest"));
         assert_eq!(split_reference("host:5000/img:v1"), ("host:5000/img", "v1"));
     }
 }

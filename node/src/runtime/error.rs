@@ -48,14 +48,10 @@ pub enum RuntimeError {
 impl From<BollardError> for RuntimeError {
     fn from(err: BollardError) -> Self {
         match err {
-            BollardError::DockerResponseServerError {
-                status_code: 409,
-                message,
-            } => RuntimeError::Conflict(message),
-            BollardError::DockerResponseServerError {
-                status_code,
-                message,
-            } => RuntimeError::Engine(format!("HTTP {status_code}: {message}")),
+            BollardError::DockerResponseServerError { status_code: 409, message } => RuntimeError::Conflict(message),
+            BollardError::DockerResponseServerError { status_code, message } => {
+                RuntimeError::Engine(format!("HTTP {status_code}: {message}"))
+            }
             BollardError::IOError { err } => RuntimeError::Io(err),
             other => RuntimeError::Engine(other.to_string()),
         }
@@ -84,13 +80,7 @@ impl RuntimeError {
 
 /// Whether the engine answered 404.
 pub(crate) fn is_not_found(err: &BollardError) -> bool {
-    matches!(
-        err,
-        BollardError::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
+    matches!(err, BollardError::DockerResponseServerError { status_code: 404, .. })
 }
 
 /// Whether the engine answered 409 with a message containing `needle`.

@@ -70,29 +70,13 @@ impl Docker {
             working_dir: spec.workdir.clone(),
             ..Default::default()
         };
-        let exec_id = self
-            .inner
-            .create_exec(id, config)
-            .await
-            .map_err(|e| RuntimeError::for_container(id, e))?
-            .id;
-        let started = self
-            .inner
-            .start_exec(&exec_id, Some(StartExecOptions::default()))
-            .await?;
+        let exec_id = self.inner.create_exec(id, config).await.map_err(|e| RuntimeError::for_container(id, e))?.id;
+        let started = self.inner.start_exec(&exec_id, Some(StartExecOptions::default())).await?;
         let StartExecResults::Attached { output, input } = started else {
-            return Err(RuntimeError::Engine(format!(
-                "exec {exec_id} started detached"
-            )));
+            return Err(RuntimeError::Engine(format!("exec {exec_id} started detached")));
         };
-        let stdin = spec
-            .stdin
-            .then(|| Box::pin(ExecStdin { inner: Some(input) }) as Pin<Box<dyn AsyncWrite + Send>>);
-        Ok(ExecProcess {
-            output: output.filter_map(|item| async { to_output(item) }).boxed(),
-            stdin,
-            exec_id,
-        })
+        let stdin = spec.stdin.then(|| Box::pin(ExecStdin { inner: Some(input) }) as Pin<Box<dyn AsyncWrite + Send>>);
+        Ok(ExecProcess { output: output.filter_map(|item| async { to_output(item) }).boxed(), stdin, exec_id })
     }
 
     /// Exit code of a finished exec (128 + n when signal n killed it), or `None` if it is
@@ -117,11 +101,8 @@ impl Docker {
     ) -> Result<T, RuntimeError> {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let inspect = self
-                .inner
-                .inspect_exec(exec_id)
-                .await
-                .map_err(|e| RuntimeError::for_container(exec_id, e))?;
+            let inspect =
+                self.inner.inspect_exec(exec_id).await.map_err(|e| RuntimeError::for_container(exec_id, e))?;
             if let Some(answer) = settled(&inspect, tokio::time::Instant::now() >= deadline) {
                 return Ok(answer);
             }
@@ -130,13 +111,9 @@ impl Docker {
     }
 }
 
-fn to_output(
-    item: Result<LogOutput, bollard::errors::Error>,
-) -> Option<Result<Output, RuntimeError>> {
+fn to_output(item: Result<LogOutput, bollard::errors::Error>) -> Option<Result<Output, RuntimeError>> {
     match item {
-        Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-            Some(Ok(Output::Stdout(message)))
-        }
+        Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => Some(Ok(Output::Stdout(message))),
         Ok(LogOutput::StdErr { message }) => Some(Ok(Output::Stderr(message))),
         Ok(LogOutput::StdIn { .. }) => None,
         Err(e) => Some(Err(e.into())),
@@ -158,11 +135,7 @@ impl ExecStdin {
 }
 
 impl AsyncWrite for ExecStdin {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.inner.as_mut() {
             Some(inner) => inner.as_mut().poll_write(cx, buf),
             None => Poll::Ready(Err(Self::closed())),

@@ -31,7 +31,12 @@ impl Docker {
         Ok(containers
             .into_iter()
             .filter_map(|c| {
-                let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+                let name = c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default();
                 let labels = c.labels.unwrap_or_default().into_iter().collect();
                 c.id.map(|id| Listed { id, name, labels })
             })

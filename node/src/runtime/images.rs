@@ -45,11 +45,7 @@ const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
 ///
 /// Calls `progress` with a short description of each step. Fails with
 /// [`RuntimeError::ImageBuild`] if `/bin/busybox` is missing or not statically linked.
-pub async fn build_busybox(
-    docker: &Docker,
-    name: &str,
-    progress: impl Fn(&str),
-) -> Result<(), RuntimeError> {
+pub async fn build_busybox(docker: &Docker, name: &str, progress: impl Fn(&str)) -> Result<(), RuntimeError> {
     progress("reading /bin/busybox");
     let binary = read_static_busybox().await?;
     progress("listing busybox applets");
@@ -115,10 +111,7 @@ async fn read_static_busybox() -> Result<Vec<u8>, RuntimeError> {
 
 /// Applet names from `busybox --list`, without `busybox` itself.
 async fn busybox_applets() -> Result<Vec<String>, RuntimeError> {
-    let out = tokio::process::Command::new(BUSYBOX)
-        .arg("--list")
-        .output()
-        .await?;
+    let out = tokio::process::Command::new(BUSYBOX).arg("--list").output().await?;
     if !out.status.success() {
         return Err(RuntimeError::ImageBuild(format!(
             "`{BUSYBOX} --list` failed: {}",
@@ -137,27 +130,13 @@ async fn busybox_applets() -> Result<Vec<String>, RuntimeError> {
 /// Anything that is not a 64-bit little-endian ELF counts as "has one" (unusable).
 fn elf_interpreter_present(binary: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
-    let u16_at = |at: usize| {
-        binary
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |at: usize| {
-        binary
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |at: usize| {
-        binary
-            .get(at..at + 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_le_bytes)
-    };
+    let u16_at = |at: usize| binary.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| binary.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |at: usize| binary.get(at..at + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
     if !binary.starts_with(b"\x7fELF\x02\x01") {
         return true;
     }
-    let (Some(phoff), Some(entsize), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
+    let (Some(phoff), Some(entsize), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
         return true;
     };
     (0..usize::from(count)).any(|i| {
@@ -178,20 +157,8 @@ pub(crate) fn busybox_rootfs(binary: &[u8], applets: &[String]) -> Result<Vec<u8
         symlink(&mut tar, &format!("bin/{applet}"), "busybox")?;
     }
     symlink(&mut tar, "usr/bin", "../bin")?;
-    append(
-        &mut tar,
-        EntryType::Regular,
-        "etc/passwd",
-        0o644,
-        PASSWD.as_bytes(),
-    )?;
-    append(
-        &mut tar,
-        EntryType::Regular,
-        "etc/group",
-        0o644,
-        GROUP.as_bytes(),
-    )?;
+    append(&mut tar, EntryType::Regular, "etc/passwd", 0o644, PASSWD.as_bytes())?;
+    append(&mut tar, EntryType::Regular, "etc/group", 0o644, GROUP.as_bytes())?;
     Ok(tar.into_inner()?)
 }
 
@@ -249,10 +216,7 @@ mod tests {
             })
             .collect();
         for wanted in ["bin", "tmp", "work", "etc", "proc", "sys", "dev"] {
-            assert!(
-                entries.contains(&(wanted.into(), EntryType::Directory)),
-                "{wanted}"
-            );
+            assert!(entries.contains(&(wanted.into(), EntryType::Directory)), "{wanted}");
         }
         assert!(entries.contains(&("bin/sh".into(), EntryType::Symlink)));
         assert!(entries.contains(&("etc/passwd".into(), EntryType::Regular)));

@@ -25,10 +25,7 @@ impl Docker {
         match kill_process(pid, Signal::KILL) {
             Ok(()) => Ok(()),
             Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
-            Err(e) => Err(RuntimeError::Engine(format!(
-                "kill exec {exec_id} (pid {}): {e}",
-                pid.as_raw_nonzero()
-            ))),
+            Err(e) => Err(RuntimeError::Engine(format!("kill exec {exec_id} (pid {}): {e}", pid.as_raw_nonzero()))),
         }
     }
 

@@ -8,16 +8,8 @@ use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Moun
 use super::{ContainerSpec, Limits};
 
 /// Capabilities a sandbox keeps; every other one is dropped.
-pub(crate) const SANDBOX_CAPS: [&str; 8] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "NET_BIND_SERVICE",
-];
+pub(crate) const SANDBOX_CAPS: [&str; 8] =
+    ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"];
 
 /// Main process of a container created without a command. Both busybox and GNU coreutils
 /// `sleep` accept `infinity`.
@@ -40,10 +32,7 @@ const LOG_MAX_SIZE: &str = "10m";
 
 /// The create body for `spec` with all isolation defaults applied.
 pub(crate) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
-    let cmd = spec
-        .cmd
-        .clone()
-        .unwrap_or_else(|| KEEPALIVE_CMD.iter().map(|s| s.to_string()).collect());
+    let cmd = spec.cmd.clone().unwrap_or_else(|| KEEPALIVE_CMD.iter().map(|s| s.to_string()).collect());
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(FLOTILLA_LABEL.0.into(), FLOTILLA_LABEL.1.into());
     ContainerCreateBody {
@@ -93,20 +82,13 @@ pub(crate) fn limits_config(limits: &Limits) -> HostConfig {
 
 /// An anonymous volume at `/work`: created with the container, removed with it (`v=true`).
 fn work_volume() -> Mount {
-    Mount {
-        target: Some(WORK_DIR.into()),
-        typ: Some(MountType::VOLUME),
-        ..Default::default()
-    }
+    Mount { target: Some(WORK_DIR.into()), typ: Some(MountType::VOLUME), ..Default::default() }
 }
 
 fn log_config() -> HostConfigLogConfig {
     HostConfigLogConfig {
         typ: Some("json-file".into()),
-        config: Some(HashMap::from([
-            ("max-size".into(), LOG_MAX_SIZE.into()),
-            ("max-file".into(), "1".into()),
-        ])),
+        config: Some(HashMap::from([("max-size".into(), LOG_MAX_SIZE.into()), ("max-file".into(), "1".into())])),
     }
 }
 
@@ -115,14 +97,7 @@ mod tests {
     use super::*;
 
     fn spec() -> ContainerSpec {
-        ContainerSpec::new(
-            "img",
-            Limits {
-                cpu: 0.5,
-                memory_mib: 64,
-                pids: 32,
-            },
-        )
+        ContainerSpec::new("img", Limits { cpu: 0.5, memory_mib: 64, pids: 32 })
     }
 
     #[test]
@@ -146,13 +121,7 @@ mod tests {
         assert_eq!(mounts[0].source, None, "anonymous volume");
         assert_eq!(body.working_dir.as_deref(), Some("/work"));
         assert_eq!(body.cmd, Some(vec!["sleep".into(), "infinity".into()]));
-        assert_eq!(
-            body.labels
-                .expect("labels")
-                .get("flotilla")
-                .map(String::as_str),
-            Some("1")
-        );
+        assert_eq!(body.labels.expect("labels").get("flotilla").map(String::as_str), Some("1"));
     }
 
     #[test]
@@ -178,14 +147,8 @@ mod tests {
         assert!(ok.validate().is_ok());
         for bad in [
             Limits { cpu: 0.0, ..ok },
-            Limits {
-                cpu: f64::NAN,
-                ..ok
-            },
-            Limits {
-                memory_mib: 0,
-                ..ok
-            },
+            Limits { cpu: f64::NAN, ..ok },
+            Limits { memory_mib: 0, ..ok },
             Limits { pids: 0, ..ok },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");

@@ -24,10 +24,7 @@ impl Limits {
     /// Rejects values the engine would read as "unlimited" (0) or refuse outright.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         if !(self.cpu.is_finite() && self.cpu > 0.0) {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "cpu must be a positive number of cores, got {}",
-                self.cpu
-            )));
+            return Err(RuntimeError::InvalidSpec(format!("cpu must be a positive number of cores, got {}", self.cpu)));
         }
         if self.memory_mib < MIN_MEMORY_MIB {
             return Err(RuntimeError::InvalidSpec(format!(
@@ -36,10 +33,7 @@ impl Limits {
             )));
         }
         if self.pids <= 0 {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "pids must be positive, got {}",
-                self.pids
-            )));
+            return Err(RuntimeError::InvalidSpec(format!("pids must be positive, got {}", self.pids)));
         }
         Ok(())
     }
@@ -115,12 +109,7 @@ impl ExecSpec {
     /// Runs `cmd` with no extra environment, the container's working directory and no stdin.
     #[cfg(test)]
     pub fn new<S: Into<String>>(cmd: impl IntoIterator<Item = S>) -> Self {
-        ExecSpec {
-            cmd: cmd.into_iter().map(Into::into).collect(),
-            env: Vec::new(),
-            workdir: None,
-            stdin: false,
-        }
+        ExecSpec { cmd: cmd.into_iter().map(Into::into).collect(), env: Vec::new(), workdir: None, stdin: false }
     }
 }
 

@@ -179,7 +179,8 @@ impl Actor for SandboxActor {
         };
         match state.adopt_or_create().await {
             Ok(container) => {
-                if state.record.state == SandboxState::Pending || state.record.container_id.as_ref() != Some(&container) {
+                if state.record.state == SandboxState::Pending || state.record.container_id.as_ref() != Some(&container)
+                {
                     state.host.report(Command::SandboxStarted {
                         id: state.record.id.clone(),
                         generation: state.record.generation,
@@ -225,12 +226,18 @@ impl Actor for SandboxActor {
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<SandboxMsg>, msg: SandboxMsg, state: &mut State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SandboxMsg>,
+        msg: SandboxMsg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
         let spec = &state.record.spec;
         match msg {
             SandboxMsg::Tick => {
                 let now = Instant::now();
-                let timed_out = spec.timeout_s > 0 && now.duration_since(state.started) >= Duration::from_secs(spec.timeout_s);
+                let timed_out =
+                    spec.timeout_s > 0 && now.duration_since(state.started) >= Duration::from_secs(spec.timeout_s);
                 let idle = spec.idle_timeout_s > 0
                     && state.active_execs == 0
                     && now.duration_since(state.last_activity) >= Duration::from_secs(spec.idle_timeout_s);

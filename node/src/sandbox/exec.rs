@@ -63,12 +63,14 @@ where
         }
         None => {}
     }
-    let spec = ExecSpec { cmd: req.command.clone(), env: req.env.clone(), workdir: req.workdir.clone(), stdin: req.stdin };
+    let spec =
+        ExecSpec { cmd: req.command.clone(), env: req.env.clone(), workdir: req.workdir.clone(), stdin: req.stdin };
     let process = match host.docker.exec(&container, &spec).await {
         Ok(p) => p,
         Err(e) => {
             host.finish_exec(&req.exec_id, EXIT_TERMINATED);
-            let _ = out.send(Err(Status::failed_precondition(format!("exec in sandbox {}: {e}", req.sandbox_id)))).await;
+            let _ =
+                out.send(Err(Status::failed_precondition(format!("exec in sandbox {}: {e}", req.sandbox_id)))).await;
             return;
         }
     };

@@ -144,7 +144,12 @@ impl SandboxHost {
         if self.ended.lock().expect("ended lock").contains(id) {
             return false;
         }
-        let live = self.actors.lock().expect("actors lock").get(id).is_some_and(|a| a.get_status() != ractor::ActorStatus::Stopped);
+        let live = self
+            .actors
+            .lock()
+            .expect("actors lock")
+            .get(id)
+            .is_some_and(|a| a.get_status() != ractor::ActorStatus::Stopped);
         !live && self.starting.lock().expect("starting lock").insert(id.to_string())
     }
 

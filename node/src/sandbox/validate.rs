@@ -41,9 +41,13 @@ fn check_args(field: &str, args: &[String], env: &BTreeMap<String, String>) -> R
     if args.iter().any(|a| a.contains('\0')) {
         return Err(invalid(field, "arguments must not contain NUL"));
     }
-    let size: usize = args.iter().map(|a| a.len() + 1).sum::<usize>() + env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
+    let size: usize =
+        args.iter().map(|a| a.len() + 1).sum::<usize>() + env.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
     if size > MAX_ARGS_BYTES {
-        return Err(invalid(field, format!("arguments and environment total {size} bytes; the limit is {MAX_ARGS_BYTES}")));
+        return Err(invalid(
+            field,
+            format!("arguments and environment total {size} bytes; the limit is {MAX_ARGS_BYTES}"),
+        ));
     }
     Ok(())
 }
@@ -189,7 +193,12 @@ mod tests {
             (|r| r.spec.as_mut().unwrap().memory_mib = 4, "spec.memory_mib"),
             (|r| r.spec.as_mut().unwrap().timeout_s = MAX_TIMEOUT_S + 1, "spec.timeout_s"),
             (|r| r.spec.as_mut().unwrap().runtime = "kata".into(), "spec.runtime"),
-            (|r| { r.spec.as_mut().unwrap().env.insert("1BAD".into(), "x".into()); }, "spec.env.1BAD"),
+            (
+                |r| {
+                    r.spec.as_mut().unwrap().env.insert("1BAD".into(), "x".into());
+                },
+                "spec.env.1BAD",
+            ),
             (|r| r.spec.as_mut().unwrap().command = vec!["x".repeat(MAX_ARGS_BYTES)], "spec.command"),
             (|r| r.spec.as_mut().unwrap().workdir = Some("rel".into()), "spec.workdir"),
             (|r| r.name = Some("sb-x".into()), "name"),
@@ -204,7 +213,12 @@ mod tests {
 
     #[test]
     fn bad_exec_requests_name_the_field() {
-        let ok = ExecStart { sandbox_id: "sb-1".into(), exec_id: "e1".into(), command: vec!["true".into()], ..Default::default() };
+        let ok = ExecStart {
+            sandbox_id: "sb-1".into(),
+            exec_id: "e1".into(),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
         assert!(exec(&ok).is_ok());
         let cases: Vec<(ExecStart, &str)> = vec![
             (ExecStart { sandbox_id: String::new(), ..ok.clone() }, "sandbox_id"),

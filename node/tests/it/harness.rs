@@ -126,10 +126,11 @@ impl TestCluster {
 
     fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str]) {
         let data_dir = self.dir.path().join(format!("n{id}"));
-        let mut args: Vec<String> = ["node", "--node-id", &id.to_string(), "--data-dir", data_dir.to_str().unwrap(), "--listen", addr]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> =
+            ["node", "--node-id", &id.to_string(), "--data-dir", data_dir.to_str().unwrap(), "--listen", addr]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         match how {
             How::Initial(list) => args.extend(["--initial-cluster".into(), list.into()]),
             How::Bootstrap => args.push("--bootstrap".into()),
@@ -143,13 +144,8 @@ impl TestCluster {
             args.push("--no-auth".into());
             args.extend(extra.iter().map(|s| s.to_string()));
         }
-        let mut node = TestNode {
-            id,
-            addr: addr.to_string(),
-            log: self.dir.path().join(format!("n{id}.log")),
-            args,
-            child: None,
-        };
+        let mut node =
+            TestNode { id, addr: addr.to_string(), log: self.dir.path().join(format!("n{id}.log")), args, child: None };
         node.spawn();
         self.nodes.insert(id, node);
     }
@@ -174,7 +170,11 @@ impl TestCluster {
     /// Runs the CLI with `-o json` against one node and parses stdout; panics on failure.
     pub fn json(&self, id: u64, args: &[&str]) -> Value {
         let out = self.cli(&self.nodes[&id].endpoint(), &[&["-o", "json"], args].concat());
-        assert!(out.status.success(), "flotilla {args:?} on node {id} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "flotilla {args:?} on node {id} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -217,7 +217,11 @@ impl TestCluster {
             .map(|n| {
                 let text = n.log_text();
                 let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                format!("--- node {} log (last 40 lines) ---\n{}", n.id, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                format!(
+                    "--- node {} log (last 40 lines) ---\n{}",
+                    n.id,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -235,7 +239,9 @@ impl Drop for TestCluster {
         // Nodes leave sandbox and warm-pool containers running on purpose (a restarted node
         // adopts them); a test's nodes are gone for good, so remove what they left.
         for id in self.nodes.keys() {
-            let Ok(instance) = std::fs::read_to_string(self.dir.path().join(format!("n{id}/instance_id"))) else { continue };
+            let Ok(instance) = std::fs::read_to_string(self.dir.path().join(format!("n{id}/instance_id"))) else {
+                continue;
+            };
             let label = format!("label=flotilla.instance={}", instance.trim());
             if let Ok(o) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
                 let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
@@ -249,13 +255,7 @@ impl Drop for TestCluster {
 
 /// Runs the CLI against `endpoint` (comma-separated list allowed).
 pub fn cli(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--endpoint")
-        .arg(endpoint)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run flotilla")
+    Command::new(BIN).arg("--endpoint").arg(endpoint).args(args).stdin(Stdio::null()).output().expect("run flotilla")
 }
 
 /// Writes an app spec with `functions` functions named f0, f1, … and returns its path.

@@ -17,9 +17,21 @@ fn bad_app_specs_name_the_problem() {
     let dir = c.dir.path().to_path_buf();
     let cases = [
         ("syntax.toml", "name = \"x\"\n[functions.a\n", "invalid TOML"),
-        ("unknown.toml", "name = \"x\"\n[functions.a]\nimage = \"i\"\ncommand = [\"a\"]\nbogus = 1\n", "functions.a.bogus"),
-        ("minmax.toml", "name = \"x\"\n[functions.a]\nimage = \"i\"\ncommand = [\"a\"]\nmin_containers = 5\nmax_containers = 2\n", "functions.a.max_containers"),
-        ("cron.toml", "name = \"x\"\n[functions.a]\nimage = \"i\"\ncommand = [\"a\"]\nschedule = { cron = \"61 * * * *\" }\n", "functions.a.schedule"),
+        (
+            "unknown.toml",
+            "name = \"x\"\n[functions.a]\nimage = \"i\"\ncommand = [\"a\"]\nbogus = 1\n",
+            "functions.a.bogus",
+        ),
+        (
+            "minmax.toml",
+            "name = \"x\"\n[functions.a]\nimage = \"i\"\ncommand = [\"a\"]\nmin_containers = 5\nmax_containers = 2\n",
+            "functions.a.max_containers",
+        ),
+        (
+            "cron.toml",
+            "name = \"x\"\n[functions.a]\nimage = \"i\"\ncommand = [\"a\"]\nschedule = { cron = \"61 * * * *\" }\n",
+            "functions.a.schedule",
+        ),
         ("noname.toml", "[functions.a]\nimage = \"i\"\ncommand = [\"a\"]\n", "name"),
     ];
     for (file, text, needle) in cases {

@@ -42,7 +42,10 @@ fn exec_output_and_exit_codes() {
     let id = create(&ep, &["--name", "codes"]);
     assert!(id.starts_with("sb-"), "{id}");
     let s = show(&c, &id);
-    assert_eq!((s["state"].as_str(), s["image"].as_str(), s["node"].as_u64()), (Some("running"), Some("flotilla/busybox"), Some(1)));
+    assert_eq!(
+        (s["state"].as_str(), s["image"].as_str(), s["node"].as_u64()),
+        (Some("running"), Some("flotilla/busybox"), Some(1))
+    );
 
     let o = exec(&ep, &id, &["sh", "-c", "echo hi; echo oops >&2"]);
     assert_eq!((o.status.code(), out(&o).as_str(), err(&o).as_str()), (Some(0), "hi\n", "oops\n"));
@@ -54,7 +57,8 @@ fn exec_output_and_exit_codes() {
     assert_eq!(o.status.code(), Some(124));
     assert!(t.elapsed() < Duration::from_secs(10));
     // The name finds the sandbox too; env and workdir apply.
-    let o = cli(&ep, &["sandbox", "exec", "codes", "--env", "A=b", "--workdir", "/tmp", "--", "sh", "-c", "echo $A; pwd"]);
+    let o =
+        cli(&ep, &["sandbox", "exec", "codes", "--env", "A=b", "--workdir", "/tmp", "--", "sh", "-c", "echo $A; pwd"]);
     assert_eq!(out(&o), "b\n/tmp\n");
 }
 
@@ -130,7 +134,10 @@ fn lifetime_timeout_and_idle_timeout() {
         std::thread::sleep(Duration::from_millis(900));
     }
     let w = c.json(1, &["sandbox", "wait", &timed, "--timeout", "20"]);
-    assert_eq!((w["state"].as_str(), w["exit_code"].as_i64(), w["reason"].as_str()), (Some("terminated"), Some(124), Some("timeout")));
+    assert_eq!(
+        (w["state"].as_str(), w["exit_code"].as_i64(), w["reason"].as_str()),
+        (Some("terminated"), Some(124), Some("timeout"))
+    );
     let w = c.json(1, &["sandbox", "wait", &idle, "--timeout", "20"]);
     assert_eq!((w["exit_code"].as_i64(), w["reason"].as_str()), (Some(124), Some("idle timeout")));
     // An entrypoint that exits ends the sandbox with its code.
@@ -141,7 +148,9 @@ fn lifetime_timeout_and_idle_timeout() {
     let t = create(&ep, &[]);
     let s = c.json(1, &["sandbox", "terminate", &t]);
     assert_eq!((s["state"].as_str(), s["exit_code"].as_i64()), (Some("terminated"), Some(137)));
-    c.eventually(Duration::from_secs(10), "container removed", || containers(&format!("flotilla.sandbox={t}")).is_empty());
+    c.eventually(Duration::from_secs(10), "container removed", || {
+        containers(&format!("flotilla.sandbox={t}")).is_empty()
+    });
     let o = exec(&ep, &t, &["true"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("terminated"), "{}", err(&o));
@@ -253,7 +262,17 @@ fn node_restart_adopts_running_sandboxes_and_removes_orphans() {
     assert_eq!(containers(&format!("flotilla.sandbox={id}")), before);
     // A container of this node with no record: an orphan to remove.
     let instance = std::fs::read_to_string(c.dir.path().join("n1/instance_id")).unwrap();
-    let orphan = docker(&["run", "-d", "--label", &format!("flotilla.instance={}", instance.trim()), "--label", "flotilla.sandbox=sb-orphan", "flotilla/busybox", "sleep", "300"]);
+    let orphan = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("flotilla.instance={}", instance.trim()),
+        "--label",
+        "flotilla.sandbox=sb-orphan",
+        "flotilla/busybox",
+        "sleep",
+        "300",
+    ]);
     c.node(1).start();
     c.wait_leader(Duration::from_secs(20));
     assert_eq!(out(&exec(&ep, &id, &["cat", "/work/f"])), "kept\n");
@@ -268,7 +287,9 @@ fn twenty_concurrent_creates_across_three_nodes() {
     let mut c = TestCluster::start(3, &[]);
     c.wait_leader(Duration::from_secs(20));
     c.eventually(Duration::from_secs(15), "all nodes registered", || {
-        c.status(1).is_some_and(|s| s["nodes"].as_array().unwrap().iter().all(|n| n["cpus"].as_u64() > Some(0) && n["status"] == "up"))
+        c.status(1).is_some_and(|s| {
+            s["nodes"].as_array().unwrap().iter().all(|n| n["cpus"].as_u64() > Some(0) && n["status"] == "up")
+        })
     });
     let endpoints = c.endpoints();
     let results = rt().block_on(async {
@@ -303,9 +324,16 @@ fn warm_pool_hands_out_started_containers_with_the_sandbox_limits() {
     let instance = std::fs::read_to_string(c.dir.path().join("n1/instance_id")).unwrap();
     let pooled = |c: &TestCluster| {
         let _ = c;
-        docker(&["ps", "-q", "--filter", &format!("label=flotilla.instance={}", instance.trim()), "--filter", "name=flotilla-pool-"])
-            .lines()
-            .count()
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=flotilla.instance={}", instance.trim()),
+            "--filter",
+            "name=flotilla-pool-",
+        ])
+        .lines()
+        .count()
     };
     c.eventually(Duration::from_secs(20), "the pool to fill", || pooled(&c) == 2);
     let id = create(&ep, &["--cpu", "0.5", "--memory", "64", "--env", "GREETING=hello", "--workdir", "/tmp"]);

@@ -43,7 +43,14 @@ fn tokens_guard_every_node_and_revocation_takes_effect_everywhere() {
     assert!(err(&o).contains("unauthenticated"), "{}", err(&o));
     // Tokens on without a cluster secret would leave the node-to-node service open: refused.
     let o = std::process::Command::new(BIN)
-        .args(["node", "--data-dir", c.dir.path().join("nosecret").to_str().unwrap(), "--listen", "127.0.0.1:1", "--bootstrap"])
+        .args([
+            "node",
+            "--data-dir",
+            c.dir.path().join("nosecret").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:1",
+            "--bootstrap",
+        ])
         .env_remove("FLOTILLA_CLUSTER_SECRET")
         .output()
         .unwrap();
@@ -66,7 +73,8 @@ fn tokens_guard_every_node_and_revocation_takes_effect_everywhere() {
     // A second token works until it is revoked, then fails on every node.
     let o = c.cli(&ep1, &["-o", "json", "token", "create", "ci"]);
     let created: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let (ci, ci_id) = (created["secret"].as_str().unwrap().to_string(), created["token"]["id"].as_str().unwrap().to_string());
+    let (ci, ci_id) =
+        (created["secret"].as_str().unwrap().to_string(), created["token"]["id"].as_str().unwrap().to_string());
     assert!(cli(&ep3, &["--token", &ci, "app", "list"]).status.success());
     let listed = c.json(2, &["token", "ls"]);
     assert_eq!(listed.as_array().unwrap().len(), 2);
@@ -214,9 +222,23 @@ fn blocked_sandboxes_cannot_reach_other_sandboxes_or_the_node() {
     let open = create(&[]);
     // A server in one sandbox on its network address.
     // busybox httpd daemonizes, so it outlives the exec that started it.
-    let o = cli(&ep, &["sandbox", "exec", &server, "--", "sh", "-c", "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && httpd -p 8080 -h /tmp/www"]);
+    let o = cli(
+        &ep,
+        &[
+            "sandbox",
+            "exec",
+            &server,
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && httpd -p 8080 -h /tmp/www",
+        ],
+    );
     assert!(o.status.success(), "{}", err(&o));
-    let ip = out(&cli(&ep, &["sandbox", "exec", &server, "--", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1"]));
+    let ip = out(&cli(
+        &ep,
+        &["sandbox", "exec", &server, "--", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1"],
+    ));
     let ip = ip.trim();
     assert!(!ip.is_empty());
     let probe = |from: &str, target: &str| {
@@ -229,7 +251,10 @@ fn blocked_sandboxes_cannot_reach_other_sandboxes_or_the_node() {
     // ...a blocked one cannot, nor the node's gRPC port on the host.
     assert!(!out(&probe(&blocked, ip)).contains("hello"));
     let port = c.nodes[&1].addr.rsplit_once(':').unwrap().1.to_string();
-    let o = cli(&ep, &["sandbox", "exec", &blocked, "--timeout", "10", "--", "sh", "-c", &format!("nc -z -w 2 172.17.0.1 {port}")]);
+    let o = cli(
+        &ep,
+        &["sandbox", "exec", &blocked, "--timeout", "10", "--", "sh", "-c", &format!("nc -z -w 2 172.17.0.1 {port}")],
+    );
     assert_ne!(o.status.code(), Some(0));
     // Sandboxes do not see each other's processes or files.
     cli(&ep, &["sandbox", "exec", &server, "--", "sh", "-c", "echo secret > /work/secret"]);
@@ -246,10 +271,51 @@ fn make_certs(dir: &std::path::Path, tag: &str) -> (String, String, String) {
         let o = std::process::Command::new("openssl").args(args).output().expect("openssl CLI");
         assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     };
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN=flotilla-test-ca-{tag}"), "-keyout", &p("ca.key"), "-out", &p("ca.crt")]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", &p("node.key"), "-out", &p("node.csr")]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        &format!("/CN=flotilla-test-ca-{tag}"),
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.crt"),
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &p("node.key"),
+        "-out",
+        &p("node.csr"),
+    ]);
     std::fs::write(p("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&["x509", "-req", "-in", &p("node.csr"), "-CA", &p("ca.crt"), "-CAkey", &p("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", &p("ext"), "-out", &p("node.crt")]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("node.csr"),
+        "-CA",
+        &p("ca.crt"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("ext"),
+        "-out",
+        &p("node.crt"),
+    ]);
     (p("node.crt"), p("node.key"), p("ca.crt"))
 }
 
@@ -267,7 +333,9 @@ fn tls_protects_clients_and_peers() {
     loop {
         let o = tls(&https[0], &["-o", "json", "cluster", "status"]);
         let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        if s["leader"].as_u64().is_some() && s["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["status"] == "up")) {
+        if s["leader"].as_u64().is_some()
+            && s["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["status"] == "up"))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no TLS cluster: {}\n{}", err(&o), c.logs());
@@ -293,7 +361,16 @@ fn tls_protects_clients_and_peers() {
     assert_ne!(wrong.status.code(), Some(0));
     // Half a TLS configuration is a precise config error.
     let o = std::process::Command::new(BIN)
-        .args(["node", "--data-dir", dir.path().join("x").to_str().unwrap(), "--listen", "127.0.0.1:1", "--bootstrap", "--tls-cert", &cert])
+        .args([
+            "node",
+            "--data-dir",
+            dir.path().join("x").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:1",
+            "--bootstrap",
+            "--tls-cert",
+            &cert,
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));

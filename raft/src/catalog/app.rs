@@ -170,9 +170,18 @@ mod tests {
         let cases = [
             (Command::StopApp { name: "nope".into(), at_ms: 1 }, Rejection::AppNotFound("nope".into())),
             (deploy_cmd("", "r9", 1), Rejection::Invalid { field: "name".into(), message: "must not be empty".into() }),
-            (deploy_cmd("etl", "", 1), Rejection::Invalid { field: "request_id".into(), message: "must not be empty".into() }),
             (
-                Command::DeployApp { name: "x".into(), functions: vec![], spec_json: "{}".into(), request_id: "r".into(), at_ms: 1 },
+                deploy_cmd("etl", "", 1),
+                Rejection::Invalid { field: "request_id".into(), message: "must not be empty".into() },
+            ),
+            (
+                Command::DeployApp {
+                    name: "x".into(),
+                    functions: vec![],
+                    spec_json: "{}".into(),
+                    request_id: "r".into(),
+                    at_ms: 1,
+                },
                 Rejection::Invalid { field: "functions".into(), message: "an app needs at least one function".into() },
             ),
         ];

@@ -92,7 +92,12 @@ mod tests {
             request_id: rid.into(),
             at_ms: 1,
         };
-        let cmds = vec![deploy("r1"), Command::StopApp { name: "nope".into(), at_ms: 1 }, deploy("r2"), Command::Batch(vec![])];
+        let cmds = vec![
+            deploy("r1"),
+            Command::StopApp { name: "nope".into(), at_ms: 1 },
+            deploy("r2"),
+            Command::Batch(vec![]),
+        ];
         let mut one = Catalog::default();
         let Response::Batch(batched) = one.apply(Command::Batch(cmds.clone())) else { panic!("not a batch response") };
         let mut other = Catalog::default();

@@ -105,7 +105,10 @@ pub(super) fn create(
         }
     }
     if id.is_empty() || sandboxes.contains_key(&id) {
-        return Response::Rejected(Rejection::Invalid { field: "id".into(), message: format!("{id:?} is empty or taken") });
+        return Response::Rejected(Rejection::Invalid {
+            field: "id".into(),
+            message: format!("{id:?} is empty or taken"),
+        });
     }
     if let Some(name) = &name {
         if let Some(other) = sandboxes.values().find(|s| s.name.as_ref() == Some(name) && !s.state.is_final()) {
@@ -228,7 +231,14 @@ mod tests {
     }
 
     fn create(id: &str, name: Option<&str>) -> Command {
-        Command::CreateSandbox { id: id.into(), name: name.map(Into::into), spec: spec(), node: 1, request_id: None, at_ms: 10 }
+        Command::CreateSandbox {
+            id: id.into(),
+            name: name.map(Into::into),
+            spec: spec(),
+            node: 1,
+            request_id: None,
+            at_ms: 10,
+        }
     }
 
     fn sandbox(r: Response) -> Sandbox {
@@ -243,8 +253,16 @@ mod tests {
         let mut c = Catalog::default();
         let sb = sandbox(c.apply(create("sb-1", Some("a"))));
         assert_eq!((sb.state, sb.generation, sb.node), (SandboxState::Pending, 1, 1));
-        let sb = sandbox(c.apply(Command::SandboxStarted { id: "sb-1".into(), generation: 1, container_id: "c1".into(), at_ms: 20 }));
-        assert_eq!((sb.state, sb.started_at_ms, sb.container_id.as_deref()), (SandboxState::Running, Some(20), Some("c1")));
+        let sb = sandbox(c.apply(Command::SandboxStarted {
+            id: "sb-1".into(),
+            generation: 1,
+            container_id: "c1".into(),
+            at_ms: 20,
+        }));
+        assert_eq!(
+            (sb.state, sb.started_at_ms, sb.container_id.as_deref()),
+            (SandboxState::Running, Some(20), Some("c1"))
+        );
         let sb = sandbox(c.apply(Command::SandboxFinished {
             id: "sb-1".into(),
             generation: 1,
@@ -253,7 +271,10 @@ mod tests {
             reason: "timeout".into(),
             at_ms: 30,
         }));
-        assert_eq!((sb.state, sb.exit_code, sb.reason.as_deref()), (SandboxState::Terminated, Some(124), Some("timeout")));
+        assert_eq!(
+            (sb.state, sb.exit_code, sb.reason.as_deref()),
+            (SandboxState::Terminated, Some(124), Some("timeout"))
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub(super) fn create(
         ));
     }
     if id.is_empty() || hash.len() != 64 || tokens.contains_key(&id) {
-        return Response::Rejected(Rejection::Invalid { field: "id".into(), message: "empty, taken, or bad hash".into() });
+        return Response::Rejected(Rejection::Invalid {
+            field: "id".into(),
+            message: "empty, taken, or bad hash".into(),
+        });
     }
     let token = Token { id: id.clone(), name, hash, created_at_ms: at_ms, revoked_at_ms: None };
     tokens.insert(id, token.clone());
@@ -78,6 +81,9 @@ mod tests {
         c.apply(Command::RevokeToken { id: "t1".into(), at_ms: 10 });
         let Response::Token(t) = c.apply(Command::RevokeToken { id: "t1".into(), at_ms: 20 }) else { panic!() };
         assert_eq!(t.revoked_at_ms, Some(10));
-        assert!(matches!(c.apply(Command::RevokeToken { id: "x".into(), at_ms: 1 }), Response::Rejected(Rejection::TokenNotFound(_))));
+        assert!(matches!(
+            c.apply(Command::RevokeToken { id: "x".into(), at_ms: 1 }),
+            Response::Rejected(Rejection::TokenNotFound(_))
+        ));
     }
 }

@@ -43,13 +43,12 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     let meta = db.open_tree("meta").map_err(sled_err)?;
     match meta.get(DATA_VERSION_KEY).map_err(sled_err)? {
         None => {
-            meta.insert(DATA_VERSION_KEY, codec::encode(&DATA_VERSION).expect("u32 encodes"))
-                .map_err(sled_err)?;
+            meta.insert(DATA_VERSION_KEY, codec::encode(&DATA_VERSION).expect("u32 encodes")).map_err(sled_err)?;
             db.flush().map_err(sled_err)?;
         }
         Some(bytes) => {
-            let found: u32 = codec::decode(&bytes)
-                .map_err(|source| OpenError::Corrupt { path: path.clone(), source })?;
+            let found: u32 =
+                codec::decode(&bytes).map_err(|source| OpenError::Corrupt { path: path.clone(), source })?;
             if found != DATA_VERSION {
                 return Err(OpenError::Version { path, found });
             }

@@ -170,11 +170,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             codec::decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.persist(&stored).await?;
-        *self.applied.write().expect("catalog lock poisoned") = Applied {
-            last_applied: meta.last_log_id,
-            membership: meta.last_membership.clone(),
-            catalog,
-        };
+        *self.applied.write().expect("catalog lock poisoned") =
+            Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone(), catalog };
         Ok(())
     }
 

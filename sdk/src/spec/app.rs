@@ -22,8 +22,7 @@ pub struct AppSpec {
 impl AppSpec {
     /// Parses and validates the text of an `app.toml`.
     pub fn from_toml_str(text: &str) -> Result<AppSpec, SpecError> {
-        let deserializer =
-            toml::Deserializer::parse(text).map_err(|e| SpecError::Syntax(e.to_string()))?;
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| SpecError::Syntax(e.to_string()))?;
         let raw: RawApp = serde_path_to_error::deserialize(deserializer).map_err(from_serde)?;
         let spec = raw.into_spec()?;
         spec.validate()?;
@@ -33,10 +32,8 @@ impl AppSpec {
     /// Reads, parses and validates an `app.toml` file.
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<AppSpec, SpecError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SpecError::Io { path: path.display().to_string(), source })?;
         AppSpec::from_toml_str(&text)
     }
 

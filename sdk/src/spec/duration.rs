@@ -7,13 +7,7 @@
 //! `"1h30m"`).
 
 /// Units from largest to smallest, with their length in milliseconds.
-const UNITS: [(&str, u64); 5] = [
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1_000),
-    ("ms", 1),
-];
+const UNITS: [(&str, u64); 5] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
 /// Parses a duration string into milliseconds.
 ///
@@ -34,14 +28,9 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
         if digits == 0 {
             return Err(bad("expected a number"));
         }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| bad("number too large"))?;
+        let number: u64 = rest[..digits].parse().map_err(|_| bad("number too large"))?;
         rest = &rest[digits..];
-        let letters = rest.len()
-            - rest
-                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
-                .len();
+        let letters = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
         let unit = &rest[..letters];
         rest = &rest[letters..];
         if unit.is_empty() {
@@ -51,15 +40,11 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
             return Err(bad(&format!("unknown unit {unit:?}")));
         };
         if pos < next_unit {
-            return Err(bad(
-                "units must go from largest to smallest, each at most once",
-            ));
+            return Err(bad("units must go from largest to smallest, each at most once"));
         }
         next_unit = pos + 1;
-        total = number
-            .checked_mul(UNITS[pos].1)
-            .and_then(|ms| total.checked_add(ms))
-            .ok_or_else(|| bad("too large"))?;
+        total =
+            number.checked_mul(UNITS[pos].1).and_then(|ms| total.checked_add(ms)).ok_or_else(|| bad("too large"))?;
     }
     Ok(total)
 }

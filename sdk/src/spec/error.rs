@@ -41,23 +41,13 @@ impl SpecError {
 
 /// Shorthand for an [`SpecError::Invalid`].
 pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> SpecError {
-    SpecError::Invalid {
-        path: path.into(),
-        message: message.into(),
-    }
+    SpecError::Invalid { path: path.into(), message: message.into() }
 }
 
 /// `parent.key`, quoting `key` the way TOML would when it is not a bare key.
 pub(crate) fn join(parent: &str, key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let key = if bare {
-        key.to_string()
-    } else {
-        format!("{key:?}")
-    };
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare { key.to_string() } else { format!("{key:?}") };
     if parent.is_empty() {
         key
     } else {
@@ -71,11 +61,7 @@ pub(crate) fn index(parent: &str, index: usize) -> String {
 }
 
 /// Checks that an integer lies in `range`, with a message that names the range.
-pub(crate) fn check_range(
-    path: &str,
-    value: i128,
-    range: &RangeInclusive<u64>,
-) -> Result<(), SpecError> {
+pub(crate) fn check_range(path: &str, value: i128, range: &RangeInclusive<u64>) -> Result<(), SpecError> {
     let (lo, hi) = (*range.start(), *range.end());
     if value >= i128::from(lo) && value <= i128::from(hi) {
         return Ok(());
@@ -123,9 +109,7 @@ fn humanize(message: &str) -> String {
         // toml's wording for a unit enum (`mode`, `overlap`, `catch_up`).
         return "invalid type: expected a string".to_string();
     }
-    let mut out = message
-        .replace("expected i64", "expected an integer")
-        .replace("expected f64", "expected a number");
+    let mut out = message.replace("expected i64", "expected an integer").replace("expected f64", "expected a number");
     // "expected struct RawSchedule" names a private type.
     if let Some(at) = out.find("expected struct Raw") {
         out.truncate(at);

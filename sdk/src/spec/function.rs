@@ -58,12 +58,7 @@ pub struct GpuRequest {
 
 impl fmt::Display for GpuRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            self.model.as_deref().unwrap_or("any"),
-            self.count
-        )
+        write!(f, "{}:{}", self.model.as_deref().unwrap_or("any"), self.count)
     }
 }
 
@@ -78,9 +73,7 @@ impl FromStr for GpuRequest {
         if count.is_empty() || !count.chars().all(|c| c.is_ascii_digit()) {
             return Err(bad());
         }
-        let count: u32 = count
-            .parse()
-            .map_err(|_| format!("GPU count must be between 1 and 16 (got {count})"))?;
+        let count: u32 = count.parse().map_err(|_| format!("GPU count must be between 1 and 16 (got {count})"))?;
         check_gpu_model(model).map_err(|_| bad())?;
         let model = (!model.eq_ignore_ascii_case("any")).then(|| model.to_string());
         Ok(GpuRequest { model, count })
@@ -88,16 +81,10 @@ impl FromStr for GpuRequest {
 }
 
 fn check_gpu_model(model: &str) -> Result<(), String> {
-    if !model.is_empty()
-        && model
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !model.is_empty() && model.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         Ok(())
     } else {
-        Err(format!(
-            "GPU model must match [A-Za-z0-9_-]+ (got {model:?})"
-        ))
+        Err(format!("GPU model must match [A-Za-z0-9_-]+ (got {model:?})"))
     }
 }
 
@@ -126,19 +113,12 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// `max` retries with the default delay and backoff (the `retries = N` form).
     pub fn with_max(max: u32) -> Self {
-        RetryPolicy {
-            max,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { max, ..RetryPolicy::default() }
     }
 
     pub(crate) fn validate(&self, path: &str) -> Result<(), SpecError> {
         check_range(&join(path, "max"), self.max.into(), &limits::RETRY_MAX)?;
-        check_range(
-            &join(path, "initial_delay_ms"),
-            self.initial_delay_ms.into(),
-            &limits::RETRY_INITIAL_DELAY_MS,
-        )?;
+        check_range(&join(path, "initial_delay_ms"), self.initial_delay_ms.into(), &limits::RETRY_INITIAL_DELAY_MS)?;
         if !(self.backoff.is_finite() && self.backoff >= limits::RETRY_BACKOFF_MIN) {
             return Err(invalid(
                 join(path, "backoff"),
@@ -221,25 +201,15 @@ impl FunctionSpec {
         image::check_image(&self.image).map_err(|m| invalid(at("image"), m))?;
         self.validate_command(&at("command"))?;
         if !(self.cpu.is_finite() && self.cpu > 0.0 && self.cpu <= limits::CPU_MAX) {
-            return Err(invalid(
-                at("cpu"),
-                format!("must be a finite number > 0 and <= 256 (got {})", self.cpu),
-            ));
+            return Err(invalid(at("cpu"), format!("must be a finite number > 0 and <= 256 (got {})", self.cpu)));
         }
-        check_range(
-            &at("memory_mib"),
-            self.memory_mib.into(),
-            &limits::MEMORY_MIB,
-        )?;
+        check_range(&at("memory_mib"), self.memory_mib.into(), &limits::MEMORY_MIB)?;
         if let Some(gpu) = &self.gpu {
             if let Some(model) = &gpu.model {
                 check_gpu_model(model).map_err(|m| invalid(at("gpu"), m))?;
             }
             if !limits::GPU_COUNT.contains(&u64::from(gpu.count)) {
-                return Err(invalid(
-                    at("gpu"),
-                    format!("GPU count must be between 1 and 16 (got {})", gpu.count),
-                ));
+                return Err(invalid(at("gpu"), format!("GPU count must be between 1 and 16 (got {})", gpu.count)));
             }
         }
         self.validate_scaling(path)?;
@@ -254,11 +224,7 @@ impl FunctionSpec {
         if let Some(schedule) = &self.schedule {
             schedule.validate(&at("schedule"))?;
         }
-        check_range(
-            &at("catch_up_window_s"),
-            self.catch_up_window_s.into(),
-            &limits::CATCH_UP_WINDOW_S,
-        )
+        check_range(&at("catch_up_window_s"), self.catch_up_window_s.into(), &limits::CATCH_UP_WINDOW_S)
     }
 
     fn validate_command(&self, path: &str) -> Result<(), SpecError> {
@@ -276,43 +242,20 @@ impl FunctionSpec {
 
     fn validate_scaling(&self, path: &str) -> Result<(), SpecError> {
         let at = |field: &str| join(path, field);
-        check_range(
-            &at("min_containers"),
-            self.min_containers.into(),
-            &limits::MIN_CONTAINERS,
-        )?;
-        check_range(
-            &at("max_containers"),
-            self.max_containers.into(),
-            &limits::MAX_CONTAINERS,
-        )?;
+        check_range(&at("min_containers"), self.min_containers.into(), &limits::MIN_CONTAINERS)?;
+        check_range(&at("max_containers"), self.max_containers.into(), &limits::MAX_CONTAINERS)?;
         if self.max_containers < self.min_containers {
-            return Err(invalid(
-                at("max_containers"),
-                format!("must be >= min_containers ({})", self.min_containers),
-            ));
+            return Err(invalid(at("max_containers"), format!("must be >= min_containers ({})", self.min_containers)));
         }
-        check_range(
-            &at("buffer_containers"),
-            self.buffer_containers.into(),
-            &limits::BUFFER_CONTAINERS,
-        )?;
+        check_range(&at("buffer_containers"), self.buffer_containers.into(), &limits::BUFFER_CONTAINERS)?;
         if self.buffer_containers > self.max_containers {
             return Err(invalid(
                 at("buffer_containers"),
                 format!("must be <= max_containers ({})", self.max_containers),
             ));
         }
-        check_range(
-            &at("scaledown_window_s"),
-            self.scaledown_window_s.into(),
-            &limits::SCALEDOWN_WINDOW_S,
-        )?;
-        check_range(
-            &at("concurrency"),
-            self.concurrency.into(),
-            &limits::CONCURRENCY,
-        )?;
+        check_range(&at("scaledown_window_s"), self.scaledown_window_s.into(), &limits::SCALEDOWN_WINDOW_S)?;
+        check_range(&at("concurrency"), self.concurrency.into(), &limits::CONCURRENCY)?;
         check_range(&at("timeout_s"), self.timeout_s.into(), &limits::TIMEOUT_S)
     }
 }

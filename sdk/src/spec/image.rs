@@ -38,8 +38,7 @@ pub(crate) fn check_image(image: &str) -> Result<(), String> {
     }
     let mut components: Vec<&str> = name.split('/').collect();
     let first = components[0];
-    if components.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost")
-    {
+    if components.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost") {
         check_domain(first).map_err(bad)?;
         components.remove(0);
     }
@@ -54,9 +53,7 @@ fn check_digest(digest: &str) -> Result<(), String> {
     let (algo, hex) = digest.split_once(':').ok_or_else(why)?;
     let algo_ok = !algo.is_empty()
         && algo.starts_with(|c: char| c.is_ascii_alphabetic())
-        && algo
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+._-".contains(c));
+        && algo.chars().all(|c| c.is_ascii_alphanumeric() || "+._-".contains(c));
     if algo_ok && hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())
     } else {
@@ -67,15 +64,11 @@ fn check_digest(digest: &str) -> Result<(), String> {
 fn check_tag(tag: &str) -> Result<(), String> {
     let ok = (1..=128).contains(&tag.len())
         && !tag.starts_with(['.', '-'])
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "tag {tag:?} must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
-        ))
+        Err(format!("tag {tag:?} must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'"))
     }
 }
 

@@ -17,13 +17,8 @@ pub(crate) fn check_function_name(name: &str) -> Result<(), String> {
 }
 
 fn check_name(name: &str, underscore: bool) -> Result<(), ()> {
-    let allowed = |c: char| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (underscore && c == '_')
-    };
-    let first_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (underscore && c == '_');
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if limits::NAME_LEN.contains(&name.len()) && first_ok && name.chars().all(allowed) {
         Ok(())
     } else {
@@ -34,9 +29,7 @@ fn check_name(name: &str, underscore: bool) -> Result<(), ()> {
 /// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
 pub(crate) fn check_env_key(key: &str) -> Result<(), String> {
     let mut chars = key.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(())
     } else {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::{check_range, invalid, join, SpecError};
 use super::{
-    defaults, limits, parse_duration_ms, AppSpec, CatchUp, FunctionSpec, GpuRequest, Mode, Overlap,
-    RetryPolicy, Schedule,
+    defaults, limits, parse_duration_ms, AppSpec, CatchUp, FunctionSpec, GpuRequest, Mode, Overlap, RetryPolicy,
+    Schedule,
 };
 
 #[derive(Deserialize)]
@@ -97,12 +97,7 @@ struct RawSchedule {
 }
 
 /// An integer field: the default when absent, else range-checked.
-fn int(
-    path: &str,
-    value: Option<i64>,
-    default: u64,
-    range: &RangeInclusive<u64>,
-) -> Result<u64, SpecError> {
+fn int(path: &str, value: Option<i64>, default: u64, range: &RangeInclusive<u64>) -> Result<u64, SpecError> {
     match value {
         None => Ok(default),
         Some(v) => {
@@ -114,12 +109,7 @@ fn int(
 }
 
 /// Like [`int`] for `u32` fields; every `u32` range in [`limits`] fits.
-fn int32(
-    path: &str,
-    value: Option<i64>,
-    default: u32,
-    range: &RangeInclusive<u64>,
-) -> Result<u32, SpecError> {
+fn int32(path: &str, value: Option<i64>, default: u32, range: &RangeInclusive<u64>) -> Result<u32, SpecError> {
     let v = int(path, value, default.into(), range)?;
     u32::try_from(v).map_err(|_| invalid(path, format!("must be <= {} (got {v})", u32::MAX)))
 }
@@ -143,15 +133,10 @@ impl RawFunction {
     fn into_spec(self, path: &str) -> Result<FunctionSpec, SpecError> {
         let at = |field: &str| join(path, field);
         let image = self.image.ok_or_else(|| invalid(at("image"), "required"))?;
-        let command = self
-            .command
-            .ok_or_else(|| invalid(at("command"), "required"))?;
+        let command = self.command.ok_or_else(|| invalid(at("command"), "required"))?;
         let gpu = match self.gpu {
             None => None,
-            Some(text) => Some(
-                text.parse::<GpuRequest>()
-                    .map_err(|m| invalid(at("gpu"), m))?,
-            ),
+            Some(text) => Some(text.parse::<GpuRequest>().map_err(|m| invalid(at("gpu"), m))?),
         };
         let retries = match self.retries {
             None => RetryPolicy::default(),
@@ -166,12 +151,7 @@ impl RawFunction {
             command,
             mode: self.mode.unwrap_or_default(),
             cpu: self.cpu.unwrap_or(defaults::CPU),
-            memory_mib: int(
-                &at("memory_mib"),
-                self.memory_mib,
-                defaults::MEMORY_MIB,
-                &limits::MEMORY_MIB,
-            )?,
+            memory_mib: int(&at("memory_mib"), self.memory_mib, defaults::MEMORY_MIB, &limits::MEMORY_MIB)?,
             gpu,
             min_containers: int32(
                 &at("min_containers"),
@@ -197,18 +177,8 @@ impl RawFunction {
                 defaults::SCALEDOWN_WINDOW_S,
                 &limits::SCALEDOWN_WINDOW_S,
             )?,
-            concurrency: int32(
-                &at("concurrency"),
-                self.concurrency,
-                defaults::CONCURRENCY,
-                &limits::CONCURRENCY,
-            )?,
-            timeout_s: int(
-                &at("timeout_s"),
-                self.timeout_s,
-                defaults::TIMEOUT_S,
-                &limits::TIMEOUT_S,
-            )?,
+            concurrency: int32(&at("concurrency"), self.concurrency, defaults::CONCURRENCY, &limits::CONCURRENCY)?,
+            timeout_s: int(&at("timeout_s"), self.timeout_s, defaults::TIMEOUT_S, &limits::TIMEOUT_S)?,
             retries,
             env: self.env.unwrap_or_default(),
             schedule,
@@ -227,19 +197,11 @@ impl RawFunction {
 impl RawRetries {
     fn into_policy(self, path: &str) -> Result<RetryPolicy, SpecError> {
         match self {
-            RawRetries::Count(max) => Ok(RetryPolicy::with_max(int32(
-                path,
-                Some(max),
-                defaults::RETRY_MAX,
-                &limits::RETRY_MAX,
-            )?)),
+            RawRetries::Count(max) => {
+                Ok(RetryPolicy::with_max(int32(path, Some(max), defaults::RETRY_MAX, &limits::RETRY_MAX)?))
+            }
             RawRetries::Table(t) => Ok(RetryPolicy {
-                max: int32(
-                    &join(path, "max"),
-                    t.max,
-                    defaults::RETRY_MAX,
-                    &limits::RETRY_MAX,
-                )?,
+                max: int32(&join(path, "max"), t.max, defaults::RETRY_MAX, &limits::RETRY_MAX)?,
                 initial_delay_ms: int(
                     &join(path, "initial_delay_ms"),
                     t.initial_delay_ms,
@@ -255,31 +217,23 @@ impl RawRetries {
 impl RawSchedule {
     fn into_schedule(self, path: &str) -> Result<Schedule, SpecError> {
         match (self.cron, self.period) {
-            (Some(_), Some(_)) => Err(invalid(
-                path,
-                "set exactly one of `cron` or `period`, not both",
-            )),
+            (Some(_), Some(_)) => Err(invalid(path, "set exactly one of `cron` or `period`, not both")),
             (None, None) => Err(invalid(path, "set exactly one of `cron` or `period`")),
             (Some(expr), None) => {
                 if self.anchor.is_some() {
                     return Err(invalid(join(path, "anchor"), "only valid with `period`"));
                 }
-                let timezone = self
-                    .timezone
-                    .unwrap_or_else(|| defaults::TIMEZONE.to_string());
+                let timezone = self.timezone.unwrap_or_else(|| defaults::TIMEZONE.to_string());
                 Ok(Schedule::Cron { expr, timezone })
             }
             (None, Some(period)) => {
                 if self.timezone.is_some() {
                     return Err(invalid(join(path, "timezone"), "only valid with `cron`"));
                 }
-                let every_ms =
-                    parse_duration_ms(&period).map_err(|m| invalid(join(path, "period"), m))?;
+                let every_ms = parse_duration_ms(&period).map_err(|m| invalid(join(path, "period"), m))?;
                 let anchor = match self.anchor {
                     None => None,
-                    Some(value) => {
-                        Some(parse_anchor(&value).map_err(|m| invalid(join(path, "anchor"), m))?)
-                    }
+                    Some(value) => Some(parse_anchor(&value).map_err(|m| invalid(join(path, "anchor"), m))?),
                 };
                 Ok(Schedule::Period { every_ms, anchor })
             }
@@ -293,14 +247,9 @@ fn parse_anchor(value: &toml::Value) -> Result<DateTime<Utc>, String> {
     let text = match value {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(d) => d.to_string(),
-        other => {
-            return Err(format!(
-                "expected an RFC 3339 date-time (got {})",
-                other.type_str()
-            ))
-        }
+        other => return Err(format!("expected an RFC 3339 date-time (got {})", other.type_str())),
     };
-    DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("expected an RFC 3339 date-time with an offset, e.g. 2026-01-01T00:00:00Z (got {text:?}: {e})"))
+    DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+        format!("expected an RFC 3339 date-time with an offset, e.g. 2026-01-01T00:00:00Z (got {text:?}: {e})")
+    })
 }

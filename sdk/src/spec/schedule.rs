@@ -39,13 +39,8 @@ pub enum Schedule {
 
 /// Parses a strict 5-field crontab expression (no seconds, no year field).
 pub(crate) fn parse_cron(expr: &str) -> Result<Cron, String> {
-    let parser = CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build();
-    parser
-        .parse(expr)
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+    let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
+    parser.parse(expr).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
 }
 
 /// Parses an IANA time zone name (case-sensitive, as in the tz database).
@@ -65,10 +60,7 @@ impl Schedule {
                 // Patterns such as "0 0 30 2 *" parse but never fire.
                 let probe = DateTime::<Utc>::UNIX_EPOCH;
                 if cron.find_next_occurrence(&probe, false).is_err() {
-                    return Err(invalid(
-                        join(path, "cron"),
-                        format!("cron expression {expr:?} never fires"),
-                    ));
+                    return Err(invalid(join(path, "cron"), format!("cron expression {expr:?} never fires")));
                 }
                 Ok(())
             }
@@ -78,10 +70,7 @@ impl Schedule {
                 } else {
                     Err(invalid(
                         join(path, "period"),
-                        format!(
-                            "must be between 1s and 366d (got {})",
-                            format_duration_ms(*every_ms)
-                        ),
+                        format!("must be between 1s and 366d (got {})", format_duration_ms(*every_ms)),
                     ))
                 }
             }
@@ -94,12 +83,7 @@ impl Schedule {
     /// its own; cron schedules ignore it. Returns fewer than `n` instants (or
     /// none) only when the schedule is invalid or runs out of representable
     /// time; call [`AppSpec::validate`](super::AppSpec::validate) first.
-    pub fn next_fires(
-        &self,
-        after: DateTime<Utc>,
-        n: usize,
-        default_anchor: DateTime<Utc>,
-    ) -> Vec<DateTime<Utc>> {
+    pub fn next_fires(&self, after: DateTime<Utc>, n: usize, default_anchor: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         match self {
             Schedule::Cron { expr, timezone } => cron_fires(expr, timezone, after, n),
             Schedule::Period { every_ms, anchor } => {
@@ -153,9 +137,7 @@ fn wall_to_instant(tz: &Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
             let start = wall.with_second(0)?;
             (1..=48 * 60).find_map(|minutes| {
                 let probe = start.checked_add_signed(TimeDelta::minutes(minutes))?;
-                tz.from_local_datetime(&probe)
-                    .earliest()
-                    .map(|t| t.with_timezone(&Utc))
+                tz.from_local_datetime(&probe).earliest().map(|t| t.with_timezone(&Utc))
             })
         }
     }
@@ -163,12 +145,7 @@ fn wall_to_instant(tz: &Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
 
 /// Period fires: `anchor + k * every_ms` for the smallest k >= 0 that lands
 /// strictly after `after`, then the next ones.
-fn period_fires(
-    every_ms: u64,
-    anchor: DateTime<Utc>,
-    after: DateTime<Utc>,
-    n: usize,
-) -> Vec<DateTime<Utc>> {
+fn period_fires(every_ms: u64, anchor: DateTime<Utc>, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
     let Ok(every) = i64::try_from(every_ms) else {
         return Vec::new();
     };

@@ -76,33 +76,21 @@ async fn output_is_streamed_in_order() {
         |_| {},
         |docker, id| async move {
             let script = "for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done";
-            let mut process = docker
-                .exec(&id, &ExecSpec::new(["sh", "-c", script]))
-                .await
-                .expect("exec");
+            let mut process = docker.exec(&id, &ExecSpec::new(["sh", "-c", script])).await.expect("exec");
             let start = Instant::now();
             let mut chunks = Vec::new();
             while let Some(chunk) = process.output.next().await {
                 let Output::Stdout(bytes) = chunk.expect("chunk") else {
                     panic!("unexpected stderr");
                 };
-                chunks.push((
-                    start.elapsed(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                ));
+                chunks.push((start.elapsed(), String::from_utf8_lossy(&bytes).into_owned()));
             }
             let text: String = chunks.iter().map(|(_, s)| s.as_str()).collect();
             assert_eq!(text, "line1\nline2\nline3\nline4\nline5\n");
             assert_eq!(chunks.len(), 5, "one chunk per line: {chunks:?}");
             let (first, last) = (chunks[0].0, chunks[4].0);
-            assert!(
-                first < Duration::from_millis(800),
-                "first line late: {chunks:?}"
-            );
-            assert!(
-                last - first >= Duration::from_millis(900),
-                "not streamed: {chunks:?}"
-            );
+            assert!(first < Duration::from_millis(800), "first line late: {chunks:?}");
+            assert!(last - first >= Duration::from_millis(900), "not streamed: {chunks:?}");
         },
     )
     .await;
@@ -147,10 +135,7 @@ async fn stdin_is_echoed_and_closed_by_shutdown() {
                 }
             }
             assert_eq!(rest, b"bye");
-            assert_eq!(
-                docker.exec_exit_code(&process.exec_id).await.expect("code"),
-                Some(0)
-            );
+            assert_eq!(docker.exec_exit_code(&process.exec_id).await.expect("code"), Some(0));
         },
     )
     .await;
@@ -197,10 +182,7 @@ async fn concurrent_execs_in_one_container() {
                 assert_eq!(ran.out(), format!("{i}\n"));
                 assert_eq!(ran.code, Some(0));
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(6),
-                "ran one after another"
-            );
+            assert!(start.elapsed() < Duration::from_secs(6), "ran one after another");
         },
     )
     .await;
@@ -213,16 +195,10 @@ async fn exec_needs_a_command_and_a_running_container() {
         |_| {},
         |docker, id| async move {
             let empty = ExecSpec::new(Vec::<String>::new());
-            assert!(matches!(
-                docker.exec(&id, &empty).await,
-                Err(RuntimeError::InvalidSpec(_))
-            ));
+            assert!(matches!(docker.exec(&id, &empty).await, Err(RuntimeError::InvalidSpec(_))));
             docker.kill(&id, "SIGKILL").await.expect("kill");
             docker.wait(&id).await.expect("wait");
-            let err = docker
-                .exec(&id, &ExecSpec::new(["true"]))
-                .await
-                .expect_err("stopped");
+            let err = docker.exec(&id, &ExecSpec::new(["true"])).await.expect_err("stopped");
             assert!(matches!(err, RuntimeError::Conflict(_)), "{err:?}");
         },
     )
@@ -235,25 +211,17 @@ async fn kill_exec_ends_a_running_exec() {
         "kill-exec",
         |_| {},
         |docker, id| async move {
-            let mut process = docker
-                .exec(&id, &ExecSpec::new(["sh", "-c", "echo started; sleep 60"]))
-                .await
-                .expect("exec");
+            let mut process =
+                docker.exec(&id, &ExecSpec::new(["sh", "-c", "echo started; sleep 60"])).await.expect("exec");
             let first = process.output.next().await.expect("output").expect("chunk");
             assert_eq!(first, Output::Stdout("started\n".into()));
             let start = Instant::now();
             docker.kill_exec(&process.exec_id).await.expect("kill exec");
             while process.output.next().await.is_some() {}
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "output did not end"
-            );
+            assert!(start.elapsed() < Duration::from_secs(5), "output did not end");
             let code = docker.exec_exit_code(&process.exec_id).await.expect("code");
             assert_eq!(code, Some(137));
-            docker
-                .kill_exec(&process.exec_id)
-                .await
-                .expect("killing a finished exec is fine");
+            docker.kill_exec(&process.exec_id).await.expect("killing a finished exec is fine");
             assert_eq!(sh(&docker, &id, "echo alive").await.out(), "alive\n");
         },
     )

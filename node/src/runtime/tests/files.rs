@@ -11,26 +11,17 @@ use crate::runtime::{Docker, RuntimeError};
 /// A tar with `hello.txt` and `d/a.txt`, `d/sub/b.txt`.
 fn sample_tar() -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
-    for (path, data) in [
-        ("hello.txt", "hello\n"),
-        ("d/a.txt", "a\n"),
-        ("d/sub/b.txt", "b\n"),
-    ] {
+    for (path, data) in [("hello.txt", "hello\n"), ("d/a.txt", "a\n"), ("d/sub/b.txt", "b\n")] {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
-        tar.append_data(&mut header, path, data.as_bytes())
-            .expect("append");
+        tar.append_data(&mut header, path, data.as_bytes()).expect("append");
     }
     tar.into_inner().expect("tar")
 }
 
 /// Regular files of a tar stream read out of a container: path -> content.
-async fn read_back(
-    docker: &Docker,
-    id: &str,
-    path: &str,
-) -> Result<BTreeMap<String, String>, RuntimeError> {
+async fn read_back(docker: &Docker, id: &str, path: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
     let chunks: Vec<bytes::Bytes> = docker.get_archive(id, path).try_collect().await?;
     let bytes = chunks.concat();
     let mut archive = tar::Archive::new(bytes.as_slice());
@@ -53,39 +44,15 @@ async fn put_archive_then_get_archive_of_a_file_and_a_directory() {
         "archive",
         |_| {},
         |docker, id| async move {
-            docker
-                .put_archive(&id, "/work", sample_tar())
-                .await
-                .expect("put");
-            assert_eq!(
-                sh(&docker, &id, "cat /work/hello.txt").await.out(),
-                "hello\n"
-            );
-            let file = read_back(&docker, &id, "/work/hello.txt")
-                .await
-                .expect("get file");
-            assert_eq!(
-                file,
-                BTreeMap::from([("hello.txt".into(), "hello\n".into())])
-            );
+            docker.put_archive(&id, "/work", sample_tar()).await.expect("put");
+            assert_eq!(sh(&docker, &id, "cat /work/hello.txt").await.out(), "hello\n");
+            let file = read_back(&docker, &id, "/work/hello.txt").await.expect("get file");
+            assert_eq!(file, BTreeMap::from([("hello.txt".into(), "hello\n".into())]));
             let dir = read_back(&docker, &id, "/work/d").await.expect("get dir");
-            assert_eq!(
-                dir,
-                BTreeMap::from([
-                    ("d/a.txt".into(), "a\n".into()),
-                    ("d/sub/b.txt".into(), "b\n".into()),
-                ])
-            );
-            let output = sh(
-                &docker,
-                &id,
-                "mkdir -p /work/out && echo made > /work/out/r.txt",
-            )
-            .await;
+            assert_eq!(dir, BTreeMap::from([("d/a.txt".into(), "a\n".into()), ("d/sub/b.txt".into(), "b\n".into()),]));
+            let output = sh(&docker, &id, "mkdir -p /work/out && echo made > /work/out/r.txt").await;
             assert_eq!(output.code, Some(0));
-            let made = read_back(&docker, &id, "/work/out/r.txt")
-                .await
-                .expect("get");
+            let made = read_back(&docker, &id, "/work/out/r.txt").await.expect("get");
             assert_eq!(made.get("r.txt").map(String::as_str), Some("made\n"));
         },
     )
@@ -99,15 +66,9 @@ async fn archive_errors_name_what_is_missing() {
         |_| {},
         |docker, id| async move {
             let missing = read_back(&docker, &id, "/work/nope").await;
-            assert!(
-                matches!(missing, Err(RuntimeError::NotFound(_))),
-                "{missing:?}"
-            );
+            assert!(matches!(missing, Err(RuntimeError::NotFound(_))), "{missing:?}");
             let no_dir = docker.put_archive(&id, "/work/nope", sample_tar()).await;
-            assert!(
-                matches!(no_dir, Err(RuntimeError::NotFound(_))),
-                "{no_dir:?}"
-            );
+            assert!(matches!(no_dir, Err(RuntimeError::NotFound(_))), "{no_dir:?}");
             let read_only = docker.put_archive(&id, "/bin", sample_tar()).await;
             assert!(read_only.is_err(), "read-only rootfs refuses archives");
         },

@@ -39,9 +39,7 @@ async fn capabilities_are_reduced_and_no_new_privileges() {
         |_| {},
         |docker, id| async move {
             let status = sh(&docker, &id, "cat /proc/self/status").await.out();
-            let expected = SANDBOX_CAPS
-                .iter()
-                .fold(0u64, |m, c| m | 1 << cap_number(c));
+            let expected = SANDBOX_CAPS.iter().fold(0u64, |m, c| m | 1 << cap_number(c));
             for field in ["CapEff", "CapPrm", "CapBnd"] {
                 let value = u64::from_str_radix(status_field(&status, field), 16).expect("hex");
                 assert_eq!(value, expected, "{field}: {value:#x}, want {expected:#x}");
@@ -63,23 +61,9 @@ async fn root_filesystem_is_read_only_but_work_and_tmp_are_writable() {
         |docker, id| async move {
             let denied = sh(&docker, &id, "echo x > /bin/x").await;
             assert_ne!(denied.code, Some(0));
-            assert!(
-                denied.err().contains("Read-only file system"),
-                "{}",
-                denied.err()
-            );
-            let ok = sh(
-                &docker,
-                &id,
-                "echo w > /work/x && echo t > /tmp/x && cat /work/x /tmp/x",
-            )
-            .await;
-            assert_eq!(
-                (ok.code, ok.out()),
-                (Some(0), "w\nt\n".into()),
-                "{}",
-                ok.err()
-            );
+            assert!(denied.err().contains("Read-only file system"), "{}", denied.err());
+            let ok = sh(&docker, &id, "echo w > /work/x && echo t > /tmp/x && cat /work/x /tmp/x").await;
+            assert_eq!((ok.code, ok.out()), (Some(0), "w\nt\n".into()), "{}", ok.err());
             let socket = sh(&docker, &id, "ls /var/run/docker.sock /run/docker.sock").await;
             assert_ne!(socket.code, Some(0), "engine socket must not be mounted");
         },
@@ -103,11 +87,7 @@ async fn blocked_network_has_only_loopback() {
         |_| {},
         |docker, id| async move {
             let ran = sh(&docker, &id, "ls /sys/class/net").await;
-            assert!(
-                ran.out().contains("eth0"),
-                "networked sandbox: {}",
-                ran.out()
-            );
+            assert!(ran.out().contains("eth0"), "networked sandbox: {}", ran.out());
         },
     )
     .await;
@@ -120,10 +100,7 @@ const HOG: &str = "a=xxxxxxxxxxxxxxxx; while :; do a=$a$a; done";
 
 #[tokio::test]
 async fn memory_hog_in_exec_is_oom_killed_and_container_survives() {
-    let limits = Limits {
-        memory_mib: 64,
-        ..super::small_limits()
-    };
+    let limits = Limits { memory_mib: 64, ..super::small_limits() };
     with_sandbox(
         "oom-exec",
         |s| s.limits = limits,
@@ -157,11 +134,7 @@ async fn memory_hog_as_main_process_reports_oom() {
 
 #[tokio::test]
 async fn fork_bomb_is_contained_by_the_pids_limit() {
-    let limits = Limits {
-        cpu: 0.5,
-        memory_mib: 128,
-        pids: 64,
-    };
+    let limits = Limits { cpu: 0.5, memory_mib: 128, pids: 64 };
     with_sandbox(
         "forkbomb",
         |s| s.limits = limits,
@@ -171,29 +144,16 @@ async fn fork_bomb_is_contained_by_the_pids_limit() {
             // engine stops waiting for the bomb's copies of stdout.
             let start = Instant::now();
             let ran = sh(&docker, &id, "f() { f | f & }; f; echo launched").await;
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "exec did not return"
-            );
+            assert!(start.elapsed() < Duration::from_secs(20), "exec did not return");
             assert_eq!((ran.code, ran.out()), (Some(0), "launched\n".into()));
-            assert!(
-                ran.err().contains("can't fork"),
-                "the limit was hit: {}",
-                ran.err()
-            );
-            let top = docker
-                .inner
-                .top_processes(&id, None::<TopOptions>)
-                .await
-                .expect("top");
+            assert!(ran.err().contains("can't fork"), "the limit was hit: {}", ran.err());
+            let top = docker.inner.top_processes(&id, None::<TopOptions>).await.expect("top");
             let count = top.processes.unwrap_or_default().len();
             assert!(count <= 64, "{count} processes despite pids=64");
             let state = docker.state(&id).await.expect("state").expect("exists");
             assert!(state.running);
             // The host still forks fine.
-            let host = std::process::Command::new("true")
-                .status()
-                .expect("host fork");
+            let host = std::process::Command::new("true").status().expect("host fork");
             assert!(host.success());
         },
     )
@@ -220,10 +180,7 @@ async fn orphans_are_reaped() {
 
 #[tokio::test]
 async fn cpu_limit_caps_cpu_time() {
-    let limits = Limits {
-        cpu: 0.25,
-        ..super::small_limits()
-    };
+    let limits = Limits { cpu: 0.25, ..super::small_limits() };
     with_sandbox(
         "cpu",
         |s| s.limits = limits,
@@ -234,10 +191,7 @@ async fn cpu_limit_caps_cpu_time() {
             let children = ran.out().lines().nth(1).unwrap_or_default().to_string();
             let seconds: f64 = children.split_whitespace().map(parse_times).sum();
             assert!(seconds > 0.2, "the loop did spin: {children}");
-            assert!(
-                seconds < 1.0,
-                "children used {seconds} s of CPU in 2 s with cpu=0.25: {children}"
-            );
+            assert!(seconds < 1.0, "children used {seconds} s of CPU in 2 s with cpu=0.25: {children}");
         },
     )
     .await;
@@ -245,9 +199,6 @@ async fn cpu_limit_caps_cpu_time() {
 
 /// Parses `0m1.230s` as printed by the shell's `times`.
 fn parse_times(t: &str) -> f64 {
-    let (min, sec) = t
-        .trim_end_matches('s')
-        .split_once('m')
-        .unwrap_or(("0", "0"));
+    let (min, sec) = t.trim_end_matches('s').split_once('m').unwrap_or(("0", "0"));
     min.parse::<f64>().unwrap_or(0.0) * 60.0 + sec.parse::<f64>().unwrap_or(0.0)
 }

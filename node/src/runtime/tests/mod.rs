@@ -32,12 +32,8 @@ static IMAGE_BUILT: OnceCell<()> = OnceCell::const_new();
 
 /// A connection to the engine, with `flotilla/busybox` built (once per process).
 pub(super) async fn docker() -> Docker {
-    let docker = Docker::connect()
-        .await
-        .expect("these tests need a reachable Docker engine");
-    IMAGE_BUILT
-        .get_or_init(|| build_once_per_run(&docker))
-        .await;
+    let docker = Docker::connect().await.expect("these tests need a reachable Docker engine");
+    IMAGE_BUILT.get_or_init(|| build_once_per_run(&docker)).await;
     docker
 }
 
@@ -58,9 +54,7 @@ async fn build_once_per_run(docker: &Docker) {
         file.lock().expect("lock marker file");
         file
     });
-    let built = lock
-        .as_ref()
-        .is_some_and(|file| file.metadata().map(|m| m.len() > 0).unwrap_or(false));
+    let built = lock.as_ref().is_some_and(|file| file.metadata().map(|m| m.len() > 0).unwrap_or(false));
     if !built {
         build_busybox(docker, IMAGE, |step| eprintln!("build_busybox: {step}"))
             .await
@@ -79,11 +73,7 @@ pub(super) fn unique(tag: &str) -> String {
 }
 
 pub(super) fn small_limits() -> Limits {
-    Limits {
-        cpu: 1.0,
-        memory_mib: 128,
-        pids: 128,
-    }
+    Limits { cpu: 1.0, memory_mib: 128, pids: 128 }
 }
 
 /// A keepalive busybox spec named `name`, labelled `flotilla.test=<name>`.
@@ -96,11 +86,8 @@ pub(super) fn spec(name: &str) -> ContainerSpec {
 
 /// Creates and starts a sandbox from `spec` (after `configure`), runs `body` with its id,
 /// then removes it, whatever `body` did (panic or timeout included).
-pub(super) async fn with_sandbox<F, Fut>(
-    tag: &str,
-    configure: impl FnOnce(&mut ContainerSpec),
-    body: F,
-) where
+pub(super) async fn with_sandbox<F, Fut>(tag: &str, configure: impl FnOnce(&mut ContainerSpec), body: F)
+where
     F: FnOnce(Docker, String) -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -110,9 +97,7 @@ pub(super) async fn with_sandbox<F, Fut>(
     let id = docker.create(&spec).await.expect("create");
     let outcome = async {
         docker.start(&id).await.expect("start");
-        tokio::time::timeout(TEST_TIMEOUT, body(docker.clone(), id.clone()))
-            .await
-            .expect("test body timed out");
+        tokio::time::timeout(TEST_TIMEOUT, body(docker.clone(), id.clone())).await.expect("test body timed out");
     };
     let outcome = AssertUnwindSafe(outcome).catch_unwind().await;
     docker.remove(&id).await.expect("remove");
@@ -148,15 +133,8 @@ pub(super) async fn run_spec(docker: &Docker, id: &str, spec: &ExecSpec) -> Ran 
             Output::Stderr(b) => stderr.extend_from_slice(&b),
         }
     }
-    let code = docker
-        .exec_exit_code(&process.exec_id)
-        .await
-        .expect("exit code");
-    Ran {
-        stdout,
-        stderr,
-        code,
-    }
+    let code = docker.exec_exit_code(&process.exec_id).await.expect("exit code");
+    Ran { stdout, stderr, code }
 }
 
 /// Runs a shell script with `sh -c`.

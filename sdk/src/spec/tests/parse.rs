@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 
 use super::super::{
-    defaults, AppSpec, CatchUp, FunctionSpec, GpuRequest, Mode, Overlap, RetryPolicy, Schedule,
-    SpecError,
+    defaults, AppSpec, CatchUp, FunctionSpec, GpuRequest, Mode, Overlap, RetryPolicy, Schedule, SpecError,
 };
 use super::app_with;
 
@@ -42,34 +41,21 @@ fn contract_expected() -> AppSpec {
         mode: Mode::Exec,
         cpu: 0.5,
         memory_mib: 256,
-        gpu: Some(GpuRequest {
-            model: None,
-            count: 1,
-        }),
+        gpu: Some(GpuRequest { model: None, count: 1 }),
         min_containers: 0,
         max_containers: 4,
         buffer_containers: 0,
         scaledown_window_s: 60,
         concurrency: 1,
         timeout_s: 60,
-        retries: RetryPolicy {
-            max: 2,
-            initial_delay_ms: 1000,
-            backoff: 2.0,
-        },
+        retries: RetryPolicy { max: 2, initial_delay_ms: 1000, backoff: 2.0 },
         env: BTreeMap::from([("KEY".to_string(), "value".to_string())]),
-        schedule: Some(Schedule::Cron {
-            expr: "*/5 * * * *".into(),
-            timezone: "UTC".into(),
-        }),
+        schedule: Some(Schedule::Cron { expr: "*/5 * * * *".into(), timezone: "UTC".into() }),
         overlap: Overlap::Allow,
         catch_up: CatchUp::Latest,
         catch_up_window_s: 3600,
     };
-    AppSpec {
-        name: "etl".into(),
-        functions: BTreeMap::from([("tick".to_string(), tick)]),
-    }
+    AppSpec { name: "etl".into(), functions: BTreeMap::from([("tick".to_string(), tick)]) }
 }
 
 #[test]
@@ -109,13 +95,7 @@ schedule = { period = "1h30m", anchor = 2026-01-01T00:00:00+01:00 }"#,
     assert_eq!(tick.mode, Mode::Worker);
     assert_eq!(tick.overlap, Overlap::BufferOne);
     assert_eq!(tick.catch_up, CatchUp::All);
-    assert_eq!(
-        tick.gpu,
-        Some(GpuRequest {
-            model: Some("H100".into()),
-            count: 2
-        })
-    );
+    assert_eq!(tick.gpu, Some(GpuRequest { model: Some("H100".into()), count: 2 }));
     assert_eq!(
         tick.schedule,
         Some(Schedule::Period {
@@ -125,10 +105,7 @@ schedule = { period = "1h30m", anchor = 2026-01-01T00:00:00+01:00 }"#,
     );
     let json = serde_json::to_string_pretty(&spec).unwrap();
     assert!(json.contains("\"overlap\": \"buffer_one\""), "{json}");
-    assert!(
-        json.contains("\"anchor\": \"2025-12-31T23:00:00Z\""),
-        "{json}"
-    );
+    assert!(json.contains("\"anchor\": \"2025-12-31T23:00:00Z\""), "{json}");
     assert_eq!(serde_json::from_str::<AppSpec>(&json).unwrap(), spec);
 }
 
@@ -140,14 +117,7 @@ fn omitted_keys_take_their_defaults() {
     assert_eq!(expected.cpu, 0.5);
     assert_eq!(expected.memory_mib, 256);
     assert_eq!(expected.max_containers, 4);
-    assert_eq!(
-        expected.retries,
-        RetryPolicy {
-            max: 0,
-            initial_delay_ms: 1000,
-            backoff: 2.0
-        }
-    );
+    assert_eq!(expected.retries, RetryPolicy { max: 0, initial_delay_ms: 1000, backoff: 2.0 });
     assert_eq!(expected.catch_up, CatchUp::None);
     assert_eq!(expected.catch_up_window_s, 3600);
     assert_eq!(expected.overlap, Overlap::Allow);
@@ -156,58 +126,21 @@ fn omitted_keys_take_their_defaults() {
 #[test]
 fn retries_accepts_both_forms() {
     let cases: &[(&str, RetryPolicy)] = &[
-        (
-            "retries = 3",
-            RetryPolicy {
-                max: 3,
-                initial_delay_ms: 1000,
-                backoff: 2.0,
-            },
-        ),
-        (
-            "retries = 0",
-            RetryPolicy {
-                max: 0,
-                initial_delay_ms: 1000,
-                backoff: 2.0,
-            },
-        ),
+        ("retries = 3", RetryPolicy { max: 3, initial_delay_ms: 1000, backoff: 2.0 }),
+        ("retries = 0", RetryPolicy { max: 0, initial_delay_ms: 1000, backoff: 2.0 }),
         (
             "retries = { max = 2, initial_delay_ms = 250, backoff = 1.5 }",
-            RetryPolicy {
-                max: 2,
-                initial_delay_ms: 250,
-                backoff: 1.5,
-            },
+            RetryPolicy { max: 2, initial_delay_ms: 250, backoff: 1.5 },
         ),
-        (
-            "retries = { max = 5 }",
-            RetryPolicy {
-                max: 5,
-                initial_delay_ms: 1000,
-                backoff: 2.0,
-            },
-        ),
-        (
-            "retries = { backoff = 1 }",
-            RetryPolicy {
-                max: 0,
-                initial_delay_ms: 1000,
-                backoff: 1.0,
-            },
-        ),
+        ("retries = { max = 5 }", RetryPolicy { max: 5, initial_delay_ms: 1000, backoff: 2.0 }),
+        ("retries = { backoff = 1 }", RetryPolicy { max: 0, initial_delay_ms: 1000, backoff: 1.0 }),
         (
             "[functions.tick.retries]\nmax = 4\ninitial_delay_ms = 0",
-            RetryPolicy {
-                max: 4,
-                initial_delay_ms: 0,
-                backoff: 2.0,
-            },
+            RetryPolicy { max: 4, initial_delay_ms: 0, backoff: 2.0 },
         ),
     ];
     for (line, expected) in cases {
-        let spec =
-            AppSpec::from_toml_str(&app_with(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let spec = AppSpec::from_toml_str(&app_with(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
         assert_eq!(&spec.functions["tick"].retries, expected, "{line}");
     }
 }
@@ -217,32 +150,14 @@ fn schedule_forms() {
     let cases: &[(&str, Schedule)] = &[
         (
             r#"schedule = { cron = "0 9 * * MON-FRI" }"#,
-            Schedule::Cron {
-                expr: "0 9 * * MON-FRI".into(),
-                timezone: defaults::TIMEZONE.into(),
-            },
+            Schedule::Cron { expr: "0 9 * * MON-FRI".into(), timezone: defaults::TIMEZONE.into() },
         ),
         (
             r#"schedule = { cron = "0 9 * * *", timezone = "Europe/Berlin" }"#,
-            Schedule::Cron {
-                expr: "0 9 * * *".into(),
-                timezone: "Europe/Berlin".into(),
-            },
+            Schedule::Cron { expr: "0 9 * * *".into(), timezone: "Europe/Berlin".into() },
         ),
-        (
-            r#"schedule = { period = "10s" }"#,
-            Schedule::Period {
-                every_ms: 10_000,
-                anchor: None,
-            },
-        ),
-        (
-            r#"schedule = { period = "1500ms" }"#,
-            Schedule::Period {
-                every_ms: 1_500,
-                anchor: None,
-            },
-        ),
+        (r#"schedule = { period = "10s" }"#, Schedule::Period { every_ms: 10_000, anchor: None }),
+        (r#"schedule = { period = "1500ms" }"#, Schedule::Period { every_ms: 1_500, anchor: None }),
         (
             r#"schedule = { period = "2d", anchor = "2026-03-01T12:00:00Z" }"#,
             Schedule::Period {
@@ -252,13 +167,8 @@ fn schedule_forms() {
         ),
     ];
     for (line, expected) in cases {
-        let spec =
-            AppSpec::from_toml_str(&app_with(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!(
-            spec.functions["tick"].schedule.as_ref(),
-            Some(expected),
-            "{line}"
-        );
+        let spec = AppSpec::from_toml_str(&app_with(line)).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(spec.functions["tick"].schedule.as_ref(), Some(expected), "{line}");
     }
 }
 
@@ -271,33 +181,11 @@ fn gpu_request_parses_and_displays() {
         ("a10g_24gb-x:16", Some("a10g_24gb-x"), 16),
     ] {
         let gpu: GpuRequest = text.parse().unwrap();
-        assert_eq!(
-            gpu,
-            GpuRequest {
-                model: model.map(String::from),
-                count
-            }
-        );
+        assert_eq!(gpu, GpuRequest { model: model.map(String::from), count });
     }
-    assert_eq!(
-        GpuRequest {
-            model: None,
-            count: 1
-        }
-        .to_string(),
-        "any:1"
-    );
-    assert_eq!(
-        GpuRequest {
-            model: Some("H100".into()),
-            count: 2
-        }
-        .to_string(),
-        "H100:2"
-    );
-    for bad in [
-        "H100", ":1", "H100:", "H100:x", "H 100:1", "H100:-1", "H100:1:2",
-    ] {
+    assert_eq!(GpuRequest { model: None, count: 1 }.to_string(), "any:1");
+    assert_eq!(GpuRequest { model: Some("H100".into()), count: 2 }.to_string(), "H100:2");
+    for bad in ["H100", ":1", "H100:", "H100:x", "H 100:1", "H100:-1", "H100:1:2"] {
         assert!(bad.parse::<GpuRequest>().is_err(), "{bad}");
     }
 }
@@ -318,23 +206,8 @@ fn durations_parse_and_format() {
     for (text, ms) in cases {
         assert_eq!(parse_duration_ms(text), Ok(ms), "{text}");
     }
-    for bad in [
-        "",
-        "10",
-        "s",
-        "1.5h",
-        "-1s",
-        "1 h",
-        "30m1h",
-        "1h1h",
-        "1w",
-        "10S",
-        "99999999999999999999d",
-    ] {
-        assert!(
-            parse_duration_ms(bad).is_err(),
-            "{bad:?} should be rejected"
-        );
+    for bad in ["", "10", "s", "1.5h", "-1s", "1 h", "30m1h", "1h1h", "1w", "10S", "99999999999999999999d"] {
+        assert!(parse_duration_ms(bad).is_err(), "{bad:?} should be rejected");
     }
     assert_eq!(format_duration_ms(0), "0s");
     assert_eq!(format_duration_ms(5_400_000), "1h30m");
@@ -376,8 +249,5 @@ fn validate_checks_specs_built_in_code() {
     spec.functions.get_mut("tick").unwrap().min_containers = 9;
     let err = spec.validate().unwrap_err();
     assert_eq!(err.path(), Some("functions.tick.max_containers"));
-    assert_eq!(
-        err.to_string(),
-        "functions.tick.max_containers: must be >= min_containers (9)"
-    );
+    assert_eq!(err.to_string(), "functions.tick.max_containers: must be >= min_containers (9)");
 }
