@@ -8,6 +8,7 @@
 //! (well under a second on a healthy cluster). The only unauthenticated call is the
 //! `Bootstrap` service's, which works only while the cluster has no token at all.
 
+use flotilla_raft::network::constant_time_eq;
 use flotilla_raft::store::CatalogView;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
@@ -34,10 +35,6 @@ pub fn new_token() -> NewToken {
 /// Hex SHA-256 of a bearer string.
 pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Checks a presented bearer string against the catalog.

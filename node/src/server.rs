@@ -219,7 +219,9 @@ async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool
         let result = async {
             let mut seed_client =
                 cluster.peers.get(&seed).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-            let ping = seed_client.ping(PingRequest { from: cluster.id }).await?.into_inner();
+            let mut ping = tonic::Request::new(PingRequest { from: cluster.id });
+            ping.set_timeout(Duration::from_secs(2));
+            let ping = seed_client.ping(ping).await?.into_inner();
             let leader = if ping.leader_addr.is_empty() { seed.clone() } else { ping.leader_addr };
             let mut leader_client =
                 cluster.peers.get(&leader).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;

@@ -36,6 +36,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Most bytes an installed snapshot may claim: it comes from the authenticated leader, and a
+/// catalog may legitimately be larger than one RPC, but a forged length must not abort us.
+pub const SNAPSHOT_LIMIT: usize = 4 << 30;
+
+/// Decodes a snapshot received from the leader, with allocations bounded by [`SNAPSHOT_LIMIT`].
+pub fn decode_snapshot<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, read) = bincode::serde::decode_from_slice(bytes, config().with_limit::<SNAPSHOT_LIMIT>())?;
+    check_consumed(read, bytes.len())?;
+    Ok(value)
+}
+
 /// Decodes a value that came from another process (a peer's RPC), with allocations bounded
 /// by [`UNTRUSTED_LIMIT`]; trailing bytes are an error.
 pub fn decode_untrusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

@@ -53,6 +53,11 @@ impl tonic::service::Interceptor for SecretInterceptor {
     }
 }
 
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// How this node reaches and proves itself to peers: the cluster secret (empty means
 /// none) and, when TLS is configured, the CA that peers' certificates must chain to.
 #[derive(Clone, Default)]
@@ -91,10 +96,7 @@ impl ClusterSecret {
         match (&self.0, presented) {
             (None, _) => true,
             (Some(_), None) => false,
-            (Some(want), Some(got)) => {
-                let want = want.as_bytes();
-                want.len() == got.len() && want.iter().zip(got).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-            }
+            (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got),
         }
     }
 

@@ -19,7 +19,8 @@ const LEADER_HEADER: &str = "x-flotilla-leader";
 pub struct ClientOptions {
     /// Time to open a TCP connection to one endpoint before trying the next.
     pub connect_timeout: Duration,
-    /// Deadline of one request on one endpoint.
+    /// Deadline of one Control request on one endpoint (waits such as `wait_sandbox` set
+    /// their own). Streams (exec, files) have none: they last as long as the command.
     pub request_timeout: Duration,
     /// How long to keep retrying a retryable failure across all endpoints, e.g. while a new
     /// leader is elected (about a second on a healthy cluster).
@@ -114,7 +115,6 @@ impl Client {
             let endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|err| Error::InvalidArgument(format!("endpoint {e:?}: {err}")))?
                 .connect_timeout(options.connect_timeout)
-                .timeout(options.request_timeout)
                 .tcp_nodelay(true);
             let endpoint = match &options.tls_ca {
                 Some(ca) if url.starts_with("https://") => endpoint
@@ -133,33 +133,48 @@ impl Client {
         })
     }
 
-    /// Runs `call` with each endpoint's channel in turn, the preferred one first, until one
-    /// succeeds or fails with something other than "unavailable", retrying the whole list
-    /// until `retry_for` has passed. For calls on services other than Control (streams,
-    /// bootstrap), which read their whole answer inside `call`.
-    pub(crate) async fn on_endpoints<T, F, Fut>(&self, call: F) -> Result<T>
+    /// Runs `call` with each endpoint's index and channel in turn, the preferred one first,
+    /// until one succeeds or fails with something other than "unavailable", retrying the whole
+    /// list with a growing pause until `retry_for` has passed.
+    async fn attempts<T, F, Fut>(&self, call: F) -> Result<T>
     where
-        F: Fn(Authed) -> Fut,
+        F: Fn(usize, Authed) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let inner = &self.inner;
         let n = inner.channels.len();
         let deadline = tokio::time::Instant::now() + inner.options.retry_for;
+        let mut backoff = Duration::from_millis(50);
         loop {
             let start = inner.preferred.load(Ordering::Relaxed);
             let mut last = Error::Unavailable("no endpoint answered".into());
             for k in 0..n {
-                match call(inner.channels[(start + k) % n].clone()).await {
+                let i = (start + k) % n;
+                match call(i, inner.channels[i].clone()).await {
                     Ok(v) => return Ok(v),
-                    Err(e) if e.is_retryable() => last = e,
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(endpoint = %inner.endpoints[i], error = %e, "endpoint failed, trying the next");
+                        last = e;
+                    }
                     Err(e) => return Err(e),
                 }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() + backoff > deadline {
                 return Err(last);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// [`Self::attempts`] for calls on services other than Control (streams, bootstrap),
+    /// which read their whole answer inside `call`.
+    pub(crate) async fn on_endpoints<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(Authed) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.attempts(|_, channel| call(channel)).await
     }
 
     /// The endpoints this client tries, in order.
@@ -178,43 +193,32 @@ impl Client {
             .position(|e| e.split_once("://").map_or(e.as_str(), |(_, rest)| rest).trim_end_matches('/') == leader)
     }
 
-    /// Runs `call` against the endpoints in turn until one answers with something other than
-    /// a retryable failure, retrying the whole list until `retry_for` has passed.
+    /// A Control call on the endpoints in turn (see [`Self::attempts`]), each attempt bounded
+    /// by `request_timeout`; the leader named in the reply is tried first next time.
     pub(crate) async fn control<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(ControlClient<Authed>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
-        let inner = &self.inner;
-        let n = inner.channels.len();
-        let deadline = tokio::time::Instant::now() + inner.options.retry_for;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let start = inner.preferred.load(Ordering::Relaxed);
-            let mut last = None;
-            for k in 0..n {
-                let i = (start + k) % n;
-                let client = ControlClient::new(inner.channels[i].clone()).max_decoding_message_size(64 << 20);
-                match call(client).await {
-                    Ok(resp) => {
-                        inner.preferred.store(self.leader_index(&resp).unwrap_or(i), Ordering::Relaxed);
-                        return Ok(resp.into_inner());
-                    }
-                    Err(status) => {
-                        let err = Error::from(status);
-                        if !err.is_retryable() {
-                            return Err(err);
-                        }
-                        tracing::debug!(endpoint = %inner.endpoints[i], error = %err, "endpoint failed, trying the next");
-                        last = Some(err);
-                    }
-                }
+        self.control_for(self.inner.options.request_timeout, call).await
+    }
+
+    /// [`Self::control`] for calls the server may hold longer than `request_timeout` (waits).
+    pub(crate) async fn control_for<T, F, Fut>(&self, timeout: Duration, call: F) -> Result<T>
+    where
+        F: Fn(ControlClient<Authed>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.attempts(|i, channel| {
+            let call = call(ControlClient::new(channel).max_decoding_message_size(64 << 20));
+            async move {
+                let resp = tokio::time::timeout(timeout, call)
+                    .await
+                    .map_err(|_| Error::Timeout(format!("no answer within {timeout:?}")))??;
+                self.inner.preferred.store(self.leader_index(&resp).unwrap_or(i), Ordering::Relaxed);
+                Ok(resp.into_inner())
             }
-            if tokio::time::Instant::now() + backoff > deadline {
-                return Err(last.unwrap_or_else(|| Error::Unavailable("no endpoint answered".into())));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
-        }
+        })
+        .await
     }
 }

@@ -146,9 +146,10 @@ impl SandboxBuilder {
             wait_running: self.wait,
             request_id: uuid::Uuid::new_v4().to_string(),
         };
+        // With `wait` the server holds the reply until the sandbox runs (at most 120 s).
         let info: SandboxInfo = self
             .client
-            .control(|mut c| {
+            .control_for(Duration::from_secs(130), |mut c| {
                 let req = req.clone();
                 async move { c.create_sandbox(req).await }
             })
@@ -229,13 +230,11 @@ impl Client {
     /// Waits until the sandbox has ended, or `timeout` passes (then returns it still live).
     pub async fn wait_sandbox(&self, key: &str, timeout: Option<Duration>) -> Result<SandboxInfo> {
         let req = pb::WaitSandboxRequest { id: key.to_string(), timeout_s: timeout.map_or(0, |t| t.as_secs().max(1)) };
-        self.control(|mut c| {
+        // The server holds the reply until the sandbox ends or `timeout` (at most an hour).
+        let bound = timeout.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(10);
+        self.control_for(bound, |mut c| {
             let req = req.clone();
-            async move {
-                let mut r = tonic::Request::new(req);
-                r.set_timeout(Duration::from_secs(3700));
-                c.wait_sandbox(r).await
-            }
+            async move { c.wait_sandbox(req).await }
         })
         .await
         .map(Into::into)

@@ -235,7 +235,10 @@ impl Worker for WorkerService {
                                 Ok(ArchiveChunk { sandbox_id: String::new(), path: String::new(), data: c.to_vec() })
                             })
                             .collect(),
-                        Err(e) => vec![Err(Status::not_found(format!("{id}:{path}: {e}")))],
+                        Err(e @ crate::runtime::RuntimeError::NotFound(_)) => {
+                            vec![Err(Status::not_found(format!("{id}:{path}: {e}")))]
+                        }
+                        Err(e) => vec![Err(Status::unavailable(format!("{id}:{path}: {e}")))],
                     };
                     futures::stream::iter(chunks)
                 });

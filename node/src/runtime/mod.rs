@@ -12,7 +12,7 @@
 //! [`Docker::get_archive`]). A pre-warmed container can be resized when it is handed out
 //! ([`Docker::update_limits`]). Every container carries the label `flotilla=1` plus the
 //! caller's labels, so a node can find (and clean up) its sandboxes with
-//! [`Docker::list_by_label`] after a restart.
+//! [`Docker::list_named`] after a restart.
 //!
 //! There is no image registry: base images are built locally from host files and imported
 //! (see [`images`]). The engine may speak an older API than the client (Docker 20.10 = API

@@ -195,9 +195,7 @@ impl Actor for SandboxActor {
                 }
                 let (docker, waiter, id) = (state.host.docker.clone(), myself.clone(), container.clone());
                 tokio::spawn(async move {
-                    if let Ok(code) = docker.wait(&id).await {
-                        let _ = waiter.cast(SandboxMsg::Exited(code));
-                    }
+                    let _ = waiter.cast(SandboxMsg::Exited(wait_for_exit(&docker, &id).await));
                 });
                 state.container = Some(container);
                 myself.send_interval(TICK, || SandboxMsg::Tick);
@@ -277,6 +275,25 @@ impl Actor for SandboxActor {
     async fn post_stop(&self, _: ActorRef<SandboxMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
         state.host.unregister(&state.record.id);
         Ok(())
+    }
+}
+
+/// Waits for the container's main process to exit and returns its code. If the engine stops
+/// answering the wait (e.g. it restarted), asks for the container's state instead: a
+/// container that is gone counts as killed (137), one still running is waited on again.
+async fn wait_for_exit(docker: &crate::runtime::Docker, id: &str) -> i64 {
+    loop {
+        match docker.wait(id).await {
+            Ok(code) => return code,
+            Err(e) => match docker.state(id).await {
+                Ok(None) => return 137,
+                Ok(Some(s)) if !s.running => return s.exit_code.unwrap_or(137),
+                _ => {
+                    tracing::debug!(container = %id, error = %e, "wait failed; waiting again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+        }
     }
 }
 

@@ -68,7 +68,8 @@ where
     let process = match host.docker.exec(&container, &spec).await {
         Ok(p) => p,
         Err(e) => {
-            host.finish_exec(&req.exec_id, EXIT_TERMINATED);
+            // It never ran: a retry with the same id may run it.
+            host.forget_exec(&req.exec_id);
             let _ =
                 out.send(Err(Status::failed_precondition(format!("exec in sandbox {}: {e}", req.sandbox_id)))).await;
             return;

@@ -180,6 +180,13 @@ impl SandboxHost {
         None
     }
 
+    /// Forgets an exec id whose command never started.
+    pub fn forget_exec(&self, exec_id: &str) {
+        let mut log = self.execs.lock().expect("exec log lock");
+        log.records.remove(exec_id);
+        log.order.retain(|id| id != exec_id);
+    }
+
     /// Records how an exec ended.
     pub fn finish_exec(&self, exec_id: &str, code: i64) {
         if let Some(r) = self.execs.lock().expect("exec log lock").records.get_mut(exec_id) {
@@ -191,6 +198,7 @@ impl SandboxHost {
     /// not-found answer means the record moved on (terminated, reassigned): nothing to do.
     pub fn report(&self, cmd: Command) {
         let cluster = self.cluster.clone();
+        let host = self.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + REPORT_FOR;
             loop {
@@ -199,6 +207,11 @@ impl SandboxHost {
                     Err(NodeError::Rejected(Rejection::Stale(_) | Rejection::SandboxNotFound(_))) => return,
                     Err(e) if tokio::time::Instant::now() >= deadline => {
                         tracing::error!(error = %e, ?cmd, "could not report sandbox state; giving up");
+                        // Let the reconciler take the sandbox up again rather than leave a
+                        // live record with nothing behind it.
+                        if let Command::SandboxFinished { id, .. } = &cmd {
+                            host.ended.lock().expect("ended lock").remove(id);
+                        }
                         return;
                     }
                     Err(e) => {

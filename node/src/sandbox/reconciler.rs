@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use super::actor::{self, SandboxMsg};
 use super::{owner, SandboxHost};
 
-/// A pass also runs this often with no catalog change, to notice containers that vanished.
+/// A pass also runs this often with no catalog change, to retry sandboxes whose actor could
+/// not start. (A container that vanishes is noticed by its actor's wait.)
 const RESYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` turns true. Running containers are left running on shutdown: the

@@ -74,8 +74,8 @@ pub struct Sandbox {
     pub node: NodeId,
     /// The client's id for the create request, to recognise a retry.
     pub request_id: Option<String>,
-    /// Bumped each time the sandbox is (re)assigned; reports from an older generation are
-    /// stale and refused.
+    /// 1 when created; reassignment to another node (failover, a later release) will bump it.
+    /// Reports from another generation are stale and refused.
     pub generation: u64,
     pub state: SandboxState,
     /// Engine container id once created.

@@ -45,11 +45,6 @@ impl CatalogView {
     pub fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
         f(&self.applied.read().expect("catalog lock poisoned").catalog)
     }
-
-    /// Index of the last entry applied on this node (0 before any).
-    pub fn applied_index(&self) -> u64 {
-        self.applied.read().expect("catalog lock poisoned").last_applied.map_or(0, |l| l.index)
-    }
 }
 
 /// openraft's state machine half. Cloning shares the catalog (the snapshot builder is a clone).
@@ -167,7 +162,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let catalog: Catalog =
-            codec::decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+            codec::decode_snapshot(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.persist(&stored).await?;
         *self.applied.write().expect("catalog lock poisoned") =
