@@ -103,41 +103,44 @@ impl ClusterSecret {
     /// A client for the Peer service at `addr` (`host:port`). Connects lazily: the first call
     /// makes the connection, so creating a client never fails on a dead peer.
     pub fn client(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
-        let channel = self.channel(addr)?;
+        Ok(self.client_on(self.channel(addr)?))
+    }
+
+    /// A Peer client over an existing channel, carrying the secret.
+    pub fn client_on(&self, channel: Channel) -> AuthedPeerClient {
         let secret = self.0.as_ref().map(|s| s.parse().expect("secret must be ASCII; validated in config"));
-        Ok(PeerClient::with_interceptor(channel, SecretInterceptor { secret }))
-            .map(|c| c.max_decoding_message_size(64 << 20))
+        PeerClient::with_interceptor(channel, SecretInterceptor { secret }).max_decoding_message_size(64 << 20)
     }
 }
 
-/// Peer clients by address, made once and reused (a tonic channel multiplexes calls), for
-/// the node's own Peer calls: forwarding, read index, probes.
+/// Channels to other nodes by address, made once and reused (a tonic channel multiplexes
+/// calls), for the node's own calls to peers: Peer calls (forwarding, read index, probes)
+/// and proxied Worker calls share one connection per peer.
 #[derive(Clone, Default)]
 pub struct PeerPool {
     secret: ClusterSecret,
-    clients: Arc<std::sync::Mutex<std::collections::HashMap<String, AuthedPeerClient>>>,
+    channels: Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
 }
 
 impl PeerPool {
     pub fn new(secret: ClusterSecret) -> Self {
-        Self { secret, clients: Default::default() }
+        Self { secret, channels: Default::default() }
     }
 
-    /// A plain channel to another node's services (e.g. its Worker service), over TLS when
-    /// the cluster uses it.
+    /// The channel to `addr` (over TLS when the cluster uses it), created on first use.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        self.secret.channel(addr)
-    }
-
-    /// The client for `addr`, created on first use.
-    pub fn get(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
-        let mut clients = self.clients.lock().expect("peer pool lock poisoned");
-        if let Some(c) = clients.get(addr) {
+        let mut channels = self.channels.lock().expect("peer pool lock poisoned");
+        if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = self.secret.client(addr)?;
-        clients.insert(addr.to_string(), c.clone());
+        let c = self.secret.channel(addr)?;
+        channels.insert(addr.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// A Peer client for `addr`, on the shared channel.
+    pub fn get(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
+        Ok(self.secret.client_on(self.channel(addr)?))
     }
 }
 

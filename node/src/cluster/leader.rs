@@ -46,9 +46,7 @@ impl Cluster {
                 // A retry of a create that already happened answers with that sandbox, even
                 // on a cluster that is now full.
                 if let Some(rid) = &request_id {
-                    let done =
-                        self.view.read(|c| c.sandboxes.values().find(|s| s.request_id.as_ref() == Some(rid)).cloned());
-                    if let Some(sb) = done {
+                    if let Some(sb) = self.view.read(|c| c.sandbox_for_request(rid).cloned()) {
                         return Ok(ProposalReply::Write(flotilla_raft::Response::Sandbox(sb)));
                     }
                 }

@@ -88,15 +88,22 @@ impl Cluster {
         }
     }
 
+    /// The leader's id and address if this node knows them. On every request's path, so it
+    /// reads the metrics in place instead of copying them as [`Self::group`] does.
+    pub fn known_leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&leader)?.addr.clone();
+        Some((leader, addr))
+    }
+
     /// The leader's id and address, waiting up to [`LEADER_WAIT`] for one to be elected.
     async fn leader(&self) -> Result<(NodeId, String), NodeError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
-            let g = self.group();
-            if let Some(leader) = g.leader {
-                if let Some(addr) = g.addrs.get(&leader) {
-                    return Ok((leader, addr.clone()));
-                }
+            if let Some(leader) = self.known_leader() {
+                return Ok(leader);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(NodeError::NoLeader);

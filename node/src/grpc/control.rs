@@ -22,8 +22,7 @@ impl ControlService {
     /// Wraps a reply and adds the [`LEADER_HEADER`] when a leader is known.
     fn reply<T>(&self, message: T) -> Response<T> {
         let mut resp = Response::new(message);
-        let g = self.cluster.group();
-        if let Some(addr) = g.leader.and_then(|l| g.addrs.get(&l)) {
+        if let Some((_, addr)) = self.cluster.known_leader() {
             if let Ok(v) = addr.parse() {
                 resp.metadata_mut().insert(LEADER_HEADER, v);
             }

@@ -2,9 +2,7 @@
 //! the sandbox; any other node proxies the stream there unchanged, so a client can use any
 //! endpoint. Nothing here goes through Raft.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_proto::worker::worker_client::WorkerClient;
@@ -50,24 +48,17 @@ enum Route {
 pub struct WorkerService {
     pub host: SandboxHost,
     pub resources: Resources,
-    /// Worker clients for proxying, by node address.
-    pub workers: Arc<Mutex<HashMap<String, WorkerClient<Channel>>>>,
 }
 
 impl WorkerService {
     pub fn new(host: SandboxHost, resources: Resources) -> Self {
-        Self { host, resources, workers: Default::default() }
+        Self { host, resources }
     }
 
+    /// A Worker client for the node at `addr`, on the channel the node already keeps to it.
     fn worker(&self, addr: &str) -> Result<WorkerClient<Channel>, Status> {
-        let mut workers = self.workers.lock().expect("worker pool lock");
-        if let Some(c) = workers.get(addr) {
-            return Ok(c.clone());
-        }
         let channel = self.host.cluster.peers.channel(addr).map_err(|e| Status::internal(e.to_string()))?;
-        let c = WorkerClient::new(channel).max_decoding_message_size(64 << 20);
-        workers.insert(addr.to_string(), c.clone());
-        Ok(c)
+        Ok(WorkerClient::new(channel).max_decoding_message_size(64 << 20))
     }
 
     fn record(&self, id: &str) -> Option<Sandbox> {

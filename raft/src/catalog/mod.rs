@@ -36,6 +36,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The sandbox that the create request with this client request id made, if any.
+    pub fn sandbox_for_request(&self, request_id: &str) -> Option<&Sandbox> {
+        sandbox::by_request(&self.sandboxes, request_id)
+    }
+
     /// Applies one command. Pure: the result depends only on `self` and `cmd`.
     pub fn apply(&mut self, cmd: Command) -> Response {
         match cmd {

@@ -90,6 +90,11 @@ pub struct Sandbox {
     pub finished_at_ms: Option<i64>,
 }
 
+/// The sandbox a create request with this client request id made, if any.
+pub(super) fn by_request<'a>(sandboxes: &'a BTreeMap<String, Sandbox>, request_id: &str) -> Option<&'a Sandbox> {
+    sandboxes.values().find(|s| s.request_id.as_deref() == Some(request_id))
+}
+
 pub(super) fn create(
     sandboxes: &mut BTreeMap<String, Sandbox>,
     id: String,
@@ -99,10 +104,8 @@ pub(super) fn create(
     request_id: Option<String>,
     at_ms: i64,
 ) -> Response {
-    if let Some(rid) = &request_id {
-        if let Some(existing) = sandboxes.values().find(|s| s.request_id.as_ref() == Some(rid)) {
-            return Response::Sandbox(existing.clone());
-        }
+    if let Some(existing) = request_id.as_deref().and_then(|rid| by_request(sandboxes, rid)) {
+        return Response::Sandbox(existing.clone());
     }
     if id.is_empty() || sandboxes.contains_key(&id) {
         return Response::Rejected(Rejection::Invalid {
