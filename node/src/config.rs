@@ -53,6 +53,30 @@ impl Default for RaftOptions {
     }
 }
 
+/// Snapshot copies, their upkeep, and the failover lease (`[snapshots]` in the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotOptions {
+    /// Copies of every snapshot (this node's included) before it is ready; a cluster with
+    /// fewer nodes keeps one per node.
+    pub replication_factor: usize,
+    /// Seconds between checks of this node's copies (repair from another replica when bad)
+    /// and collections of blobs no snapshot references.
+    pub scrub_every_s: u64,
+    /// Blobs younger than this many seconds are never collected (they may belong to a
+    /// snapshot still being taken or received).
+    pub gc_grace_s: u64,
+    /// A node that reaches no quorum for this long fences itself (stops its sandboxes); the
+    /// leader restores a silent node's sandboxes elsewhere only after this plus a margin, ms.
+    pub fence_lease_ms: u64,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        Self { replication_factor: 2, scrub_every_s: 300, gc_grace_s: 600, fence_lease_ms: 3000 }
+    }
+}
+
 /// The node's configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -75,6 +99,7 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Pre-started containers to keep per image (the warm pool), e.g. `flotilla/busybox` = 4.
     pub warm_pool: BTreeMap<String, usize>,
+    pub snapshots: SnapshotOptions,
 }
 
 /// PEM files for TLS. The node serves with `cert`/`key` and trusts peers whose certificates
@@ -109,6 +134,8 @@ pub struct FileConfig {
     /// Image -> number of pre-started containers.
     #[serde(default)]
     pub warm_pool: BTreeMap<String, usize>,
+    #[serde(default)]
+    pub snapshots: SnapshotOptions,
 }
 
 /// Most pre-started containers one image may keep on a node.
@@ -238,6 +265,16 @@ impl Config {
                 }
             }
         }
+        let sn = &self.snapshots;
+        if !(1..=7).contains(&sn.replication_factor) {
+            return Err(err("snapshots.replication_factor", "must be 1 to 7"));
+        }
+        if sn.scrub_every_s == 0 {
+            return Err(err("snapshots.scrub_every_s", "must be 1 or more"));
+        }
+        if sn.fence_lease_ms < 1000 {
+            return Err(err("snapshots.fence_lease_ms", "must be at least 1000 (probes run every 500 ms)"));
+        }
         for (image, &n) in &self.warm_pool {
             if image.is_empty() || n > MAX_WARM_PER_IMAGE {
                 return Err(err("warm-pool", format!("{image:?}={n}: at most {MAX_WARM_PER_IMAGE} per image")));
@@ -275,6 +312,7 @@ mod tests {
             auth: true,
             tls: None,
             warm_pool: BTreeMap::new(),
+            snapshots: SnapshotOptions::default(),
         }
     }
 

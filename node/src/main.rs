@@ -1,6 +1,7 @@
 //! `flotilla`: the node daemon (`flotilla node`, `flotilla dev`) and the client commands.
 
 mod auth;
+mod blobs;
 mod bench;
 mod cli;
 mod cluster;

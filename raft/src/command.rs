@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{App, NodeRecord, Sandbox, SandboxSpec, Token};
+use crate::catalog::{App, NodeRecord, Sandbox, SandboxSpec, Snapshot, SnapshotKind, Token};
 use crate::NodeId;
 
 /// A write to the catalog. Built by the node that took the client request, stamped by the
@@ -62,6 +62,28 @@ pub enum Command {
     /// Several commands proposed as one entry by the leader's write batcher; applied in
     /// order, each as if it were its own entry. Batches do not nest.
     Batch(Vec<Command>),
+    /// The hosting node starts a snapshot of a running sandbox (id chosen by that node):
+    /// recorded `pending`, the sandbox `snapshotting`.
+    CreateSnapshot {
+        id: String,
+        sandbox: String,
+        generation: u64,
+        kind: SnapshotKind,
+        path: Option<String>,
+        node: NodeId,
+        at_ms: i64,
+    },
+    /// The blob is stored on every node of `replicas`: the snapshot is restorable.
+    SnapshotReady { id: String, size_bytes: u64, sha256: String, replicas: Vec<NodeId>, at_ms: i64 },
+    /// A pending snapshot could not be taken or replicated: dropped.
+    SnapshotFailed { id: String },
+    /// `snapshot rm`: the record goes; every node then collects the blob.
+    RemoveSnapshot { id: String },
+    /// The nodes holding a verified copy changed (repair, or a copy found missing).
+    SetSnapshotReplicas { id: String, replicas: Vec<NodeId> },
+    /// Failover: the leader moves a live sandbox to `node` as its next generation, restored
+    /// from `snapshot`.
+    RestoreSandbox { id: String, node: NodeId, snapshot: String, at_ms: i64 },
 }
 
 impl Command {
@@ -76,8 +98,14 @@ impl Command {
             | Command::SandboxFinished { at_ms, .. }
             | Command::TerminateSandbox { at_ms, .. }
             | Command::CreateToken { at_ms, .. }
-            | Command::RevokeToken { at_ms, .. } => *at_ms = now_ms,
-            Command::ForgetNode { .. } => {}
+            | Command::RevokeToken { at_ms, .. }
+            | Command::CreateSnapshot { at_ms, .. }
+            | Command::SnapshotReady { at_ms, .. }
+            | Command::RestoreSandbox { at_ms, .. } => *at_ms = now_ms,
+            Command::ForgetNode { .. }
+            | Command::SnapshotFailed { .. }
+            | Command::RemoveSnapshot { .. }
+            | Command::SetSnapshotReplicas { .. } => {}
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
         }
     }
@@ -99,6 +127,7 @@ pub enum Response {
     Batch(Vec<Response>),
     /// The command was invalid for the catalog as it stood; nothing changed.
     Rejected(Rejection),
+    Snapshot(Snapshot),
 }
 
 /// Why `apply` refused a command. Deterministic: every node refuses it the same way.
@@ -118,6 +147,8 @@ pub enum Rejection {
     Stale(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    #[error("snapshot {0:?} not found")]
+    SnapshotNotFound(String),
 }
 
 /// A write only the leader can carry out, as a follower forwards it (Peer `Forward`).

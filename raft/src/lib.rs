@@ -32,7 +32,9 @@ pub mod store;
 
 use std::io::Cursor;
 
-pub use catalog::{App, AppState, Catalog, NodeRecord, Sandbox, SandboxSpec, SandboxState, Token};
+pub use catalog::{
+    App, AppState, Catalog, NodeRecord, Sandbox, SandboxSpec, SandboxState, Snapshot, SnapshotKind, SnapshotState, Token,
+};
 pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 
 openraft::declare_raft_types!(

@@ -63,7 +63,7 @@ impl Cluster {
     /// Picks a node for a new workload. Right after the cluster starts, nodes are still
     /// registering (and being probed); a request that finds no node at all waits for one
     /// for a few seconds instead of failing.
-    async fn place(&self, cpu: f64, memory_mib: u64) -> Result<NodeId, NodeError> {
+    pub(crate) async fn place(&self, cpu: f64, memory_mib: u64) -> Result<NodeId, NodeError> {
         let deadline = tokio::time::Instant::now() + NO_NODES_WAIT;
         loop {
             let candidates = self.view.read(|c| placement::candidates(c, |id| self.liveness.is_up(id)));

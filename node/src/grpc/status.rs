@@ -18,7 +18,10 @@ impl From<NodeError> for Status {
                 Status::invalid_argument(msg)
             }
             NodeError::Rejected(
-                Rejection::AppNotFound(_) | Rejection::SandboxNotFound(_) | Rejection::TokenNotFound(_),
+                Rejection::AppNotFound(_)
+                | Rejection::SandboxNotFound(_)
+                | Rejection::TokenNotFound(_)
+                | Rejection::SnapshotNotFound(_),
             ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
             NodeError::Rejected(Rejection::Stale(_)) => Status::failed_precondition(msg),
@@ -26,6 +29,7 @@ impl From<NodeError> for Status {
             NodeError::Membership(_) => Status::failed_precondition(msg),
             NodeError::Forwarded(status) => status,
             NodeError::Internal(_) => Status::internal(msg),
+            NodeError::FailedPrecondition(_) => Status::failed_precondition(msg),
         }
     }
 }

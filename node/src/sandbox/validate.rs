@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use flotilla_proto::control as pb;
-use flotilla_proto::worker::ExecStart;
-use flotilla_raft::SandboxSpec;
+use flotilla_proto::worker::{ExecStart, SnapshotRequest};
+use flotilla_raft::{SandboxSpec, SnapshotKind};
 
 use super::exec::ExecRequest;
 use crate::error::NodeError;
@@ -101,6 +101,7 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
     check_env("spec.env", &env)?;
     check_args("spec.command", &spec.command, &env)?;
     check_workdir("spec.workdir", &spec.workdir)?;
+    check_snapshot_settings(spec)?;
     for (k, v) in &spec.tags {
         if k.is_empty() || k.len() > 63 || v.len() > 255 {
             return Err(invalid(&format!("spec.tags.{k}"), "keys are 1-63 characters, values at most 255"));
@@ -123,8 +124,57 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
             block_network: spec.block_network,
             runtime: runtime.to_string(),
             tags: spec.tags.clone().into_iter().collect(),
+            restore_on_failure: spec.restore_on_failure,
+            snapshot_every_s: spec.snapshot_every_s,
+            from_snapshot: spec.from_snapshot.clone(),
         },
     ))
+}
+
+/// Shortest `snapshot_every_s`: each snapshot reads and replicates the sandbox's files.
+pub const MIN_SNAPSHOT_EVERY_S: u64 = 5;
+
+/// Checks the snapshot settings of a sandbox spec.
+fn check_snapshot_settings(spec: &pb::SandboxSpec) -> Result<(), NodeError> {
+    if spec.snapshot_every_s != 0 && !(MIN_SNAPSHOT_EVERY_S..=MAX_TIMEOUT_S).contains(&spec.snapshot_every_s) {
+        return Err(invalid(
+            "spec.snapshot_every_s",
+            format!("must be 0 (never) or {MIN_SNAPSHOT_EVERY_S} to {MAX_TIMEOUT_S} seconds"),
+        ));
+    }
+    if let Some(id) = &spec.from_snapshot {
+        if !id.starts_with("sn-") || id.len() > 64 {
+            return Err(invalid("spec.from_snapshot", format!("{id:?} is not a snapshot id (sn-…)")));
+        }
+    }
+    Ok(())
+}
+
+/// A snapshot request: its kind and, for `dir`, the directory (below `/work`, normalised).
+pub fn snapshot(req: &SnapshotRequest) -> Result<(SnapshotKind, Option<String>), NodeError> {
+    if req.sandbox_id.is_empty() {
+        return Err(invalid("sandbox_id", "is required"));
+    }
+    let kind = SnapshotKind::parse(&req.kind)
+        .ok_or_else(|| invalid("kind", format!("{:?} is not one of fs, dir, memory", req.kind)))?;
+    match kind {
+        SnapshotKind::Dir => {
+            let p = std::path::Path::new(&req.path);
+            let normal = p.components().skip(1).all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !req.path.starts_with("/work/") || !normal || req.path.contains('\0') {
+                return Err(invalid(
+                    "path",
+                    format!(
+                        "{:?} must be an absolute directory below /work (the sandbox's writable filesystem), without . or ..",
+                        req.path
+                    ),
+                ));
+            }
+            Ok((kind, Some(req.path.trim_end_matches('/').to_string())))
+        }
+        _ if !req.path.is_empty() => Err(invalid("path", format!("only a dir snapshot takes a path, not {}", req.kind))),
+        _ => Ok((kind, None)),
+    }
 }
 
 /// The first message of an exec stream as a request.

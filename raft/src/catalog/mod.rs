@@ -7,6 +7,7 @@
 mod app;
 mod node;
 mod sandbox;
+mod snapshot;
 mod token;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use app::{App, AppState};
 pub use node::NodeRecord;
 pub use sandbox::{Sandbox, SandboxSpec, SandboxState};
+pub use snapshot::{latest_ready, Snapshot, SnapshotKind, SnapshotState};
 pub use token::Token;
 
 use crate::command::{Command, Rejection, Response};
@@ -33,6 +35,8 @@ pub struct Catalog {
     pub sandboxes: BTreeMap<String, Sandbox>,
     /// Client API tokens by id (hashes only).
     pub tokens: BTreeMap<String, Token>,
+    /// Snapshots by id (metadata; the blobs live on the replica nodes).
+    pub snapshots: BTreeMap<String, Snapshot>,
 }
 
 impl Catalog {
@@ -52,7 +56,7 @@ impl Catalog {
                 node::register(&mut self.nodes, id, addr, cpus, memory_mib, at_ms)
             }
             Command::CreateSandbox { id, name, spec, node, request_id, at_ms } => {
-                sandbox::create(&mut self.sandboxes, id, name, spec, node, request_id, at_ms)
+                sandbox::create(&mut self.sandboxes, &self.snapshots, id, name, spec, node, request_id, at_ms)
             }
             Command::SandboxStarted { id, generation, container_id, at_ms } => {
                 sandbox::started(&mut self.sandboxes, &id, generation, container_id, at_ms)
@@ -79,6 +83,26 @@ impl Catalog {
             Command::ForgetNode { id } => {
                 self.nodes.remove(&id);
                 Response::Empty
+            }
+            Command::CreateSnapshot { id, sandbox, generation, kind, path, node, at_ms } => snapshot::create(
+                &mut self.snapshots,
+                &mut self.sandboxes,
+                id,
+                &sandbox,
+                generation,
+                kind,
+                path,
+                node,
+                at_ms,
+            ),
+            Command::SnapshotReady { id, size_bytes, sha256, replicas, at_ms } => {
+                snapshot::ready(&mut self.snapshots, &mut self.sandboxes, &id, size_bytes, sha256, replicas, at_ms)
+            }
+            Command::SnapshotFailed { id } => snapshot::failed(&mut self.snapshots, &mut self.sandboxes, &id),
+            Command::RemoveSnapshot { id } => snapshot::remove(&mut self.snapshots, &mut self.sandboxes, &id),
+            Command::SetSnapshotReplicas { id, replicas } => snapshot::set_replicas(&mut self.snapshots, &id, replicas),
+            Command::RestoreSandbox { id, node, snapshot, at_ms: _ } => {
+                sandbox::restore(&mut self.sandboxes, &self.snapshots, &id, node, &snapshot)
             }
         }
     }
