@@ -10,6 +10,7 @@ mod daemon;
 mod image;
 mod output;
 mod sandbox;
+mod snapshot;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
+    /// Sandbox snapshots (take one with `sandbox snapshot`).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
 }
 
 impl Cli {
@@ -90,6 +94,7 @@ impl Cli {
             Command::Image(cmd) => cmd.run(self.output).await?,
             Command::Token(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Bench(cmd) => cmd.run().await?,
+            Command::Snapshot(cmd) => cmd.run(&self.client().await?, self.output).await?,
         }
         Ok(0)
     }

@@ -25,6 +25,8 @@ pub struct TestNode {
     pub addr: String,
     log: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the process (e.g. a PATH without a tool).
+    pub envs: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -42,6 +44,7 @@ impl TestNode {
         let child = Command::new(BIN)
             .args(&self.args)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
@@ -145,13 +148,31 @@ impl TestCluster {
             args.extend(extra.iter().map(|s| s.to_string()));
         }
         let mut node =
-            TestNode { id, addr: addr.to_string(), log: self.dir.path().join(format!("n{id}.log")), args, child: None };
+            TestNode {
+            id,
+            addr: addr.to_string(),
+            log: self.dir.path().join(format!("n{id}.log")),
+            args,
+            envs: Vec::new(),
+            child: None,
+        };
         node.spawn();
         self.nodes.insert(id, node);
     }
 
     pub fn node(&mut self, id: u64) -> &mut TestNode {
         self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Node `id`'s data dir.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("n{id}"))
+    }
+
+    /// Node `id`'s instance label selector (`flotilla.instance=…`), once it has started.
+    pub fn instance_label(&self, id: u64) -> String {
+        let instance = std::fs::read_to_string(self.data_dir(id).join("instance_id")).unwrap_or_default();
+        format!("flotilla.instance={}", instance.trim())
     }
 
     /// Every node's endpoint, comma-separated, for `--endpoint`.
