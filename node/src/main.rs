@@ -1,8 +1,8 @@
 //! `flotilla`: the node daemon (`flotilla node`, `flotilla dev`) and the client commands.
 
 mod auth;
-mod blobs;
 mod bench;
+mod blobs;
 mod cli;
 mod cluster;
 mod config;

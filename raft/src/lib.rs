@@ -33,7 +33,8 @@ pub mod store;
 use std::io::Cursor;
 
 pub use catalog::{
-    App, AppState, Catalog, NodeRecord, Sandbox, SandboxSpec, SandboxState, Snapshot, SnapshotKind, SnapshotState, Token,
+    App, AppState, Catalog, NodeRecord, Sandbox, SandboxSpec, SandboxState, Snapshot, SnapshotKind, SnapshotState,
+    Token,
 };
 pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 

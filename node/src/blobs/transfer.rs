@@ -88,7 +88,8 @@ pub async fn push(
 ) -> Result<u64, TransferError> {
     let peer_err = |status| TransferError::Peer { addr: addr.to_string(), status };
     let (s, b) = (store.clone(), blob.to_string());
-    let manifest = blocking(move || s.manifest(&b)).await??.ok_or_else(|| BlobError::Missing(format!("blob {blob}")))?;
+    let manifest =
+        blocking(move || s.manifest(&b)).await??.ok_or_else(|| BlobError::Missing(format!("blob {blob}")))?;
     let mut c = client(peers, addr)?;
     let asked = MissingChunksRequest { chunks: manifest.chunks.iter().map(|c| c.sha256.clone()).collect() };
     let missing = c.missing_chunks(asked).await.map_err(peer_err)?.into_inner().missing;
@@ -223,7 +224,9 @@ pub fn serve_fetch(store: &BlobStore, blob: String) -> ReceiverStream<Result<Blo
         }
         loop {
             let part = match reader.next_chunk() {
-                Ok(Some((sha256, data))) => Ok(BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { sha256, data })) }),
+                Ok(Some((sha256, data))) => {
+                    Ok(BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { sha256, data })) })
+                }
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(%blob, error = %e, "a peer asked for a blob whose copy here is bad");

@@ -40,7 +40,10 @@ impl SnapshotCmd {
             SnapshotCmd::Ls { sandbox } => {
                 let list = client.list_snapshots(sandbox.as_deref()).await?;
                 print(format, &list, |list| {
-                    println!("{:<20} {:<6} {:<8} {:>12} {:<12} {:<20} SHA256", "ID", "KIND", "STATE", "SIZE", "REPLICAS", "SANDBOX");
+                    println!(
+                        "{:<20} {:<6} {:<8} {:>12} {:<12} {:<20} SHA256",
+                        "ID", "KIND", "STATE", "SIZE", "REPLICAS", "SANDBOX"
+                    );
                     for s in list {
                         println!(
                             "{:<20} {:<6} {:<8} {:>12} {:<12} {:<20} {}",
@@ -56,7 +59,9 @@ impl SnapshotCmd {
                 })
             }
             SnapshotCmd::Show { id } => print(format, &client.snapshot_info(id).await?, print_snapshot),
-            SnapshotCmd::Rm { id } => print(format, &client.remove_snapshot(id).await?, |s| println!("removed {}", s.id)),
+            SnapshotCmd::Rm { id } => {
+                print(format, &client.remove_snapshot(id).await?, |s| println!("removed {}", s.id))
+            }
         }
     }
 }

@@ -121,11 +121,10 @@ impl ControlService {
             return Ok(to_pb(sb));
         }
         // This node may not have applied the entry yet: wait for it, then for the state.
-        let sb =
-            wait_until(&self.cluster, &sb.id, CREATE_WAIT, |s| {
-                !matches!(s.state, flotilla_raft::SandboxState::Pending | flotilla_raft::SandboxState::Restoring)
-            })
-            .await?;
+        let sb = wait_until(&self.cluster, &sb.id, CREATE_WAIT, |s| {
+            !matches!(s.state, flotilla_raft::SandboxState::Pending | flotilla_raft::SandboxState::Restoring)
+        })
+        .await?;
         Ok(to_pb(sb))
     }
 

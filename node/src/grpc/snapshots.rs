@@ -62,7 +62,10 @@ pub async fn restore_spec(cluster: &Cluster, from: &str, asked: SandboxSpec) -> 
 }
 
 impl ControlService {
-    pub(super) async fn list_snapshots_(&self, req: pb::ListSnapshotsRequest) -> Result<pb::ListSnapshotsReply, Status> {
+    pub(super) async fn list_snapshots_(
+        &self,
+        req: pb::ListSnapshotsRequest,
+    ) -> Result<pb::ListSnapshotsReply, Status> {
         self.cluster.linearizable().await?;
         let mut snapshots: Vec<Snapshot> = self.cluster.view.read(|c| {
             c.snapshots.values().filter(|s| req.sandbox.is_empty() || s.sandbox == req.sandbox).cloned().collect()

@@ -277,7 +277,8 @@ impl Worker for WorkerService {
                 let out = tx.clone();
                 tokio::spawn(async move {
                     while let Some(s) = steps.recv().await {
-                        let step = SnapshotStep { phase: s.phase, done_bytes: s.done_bytes, total_bytes: s.total_bytes };
+                        let step =
+                            SnapshotStep { phase: s.phase, done_bytes: s.done_bytes, total_bytes: s.total_bytes };
                         let msg = SnapshotProgress { progress: Some(snapshot_progress::Progress::Step(step)) };
                         let _ = out.try_send(Ok(msg));
                     }

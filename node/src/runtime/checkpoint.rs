@@ -87,7 +87,5 @@ impl Docker {
 
 /// Whether a `criu` executable is on this process's PATH (the engine runs it on this host).
 fn criu_on_path() -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("criu").is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join("criu").is_file())).unwrap_or(false)
 }

@@ -267,7 +267,12 @@ impl Actor for SandboxActor {
                 {
                     state.periodic_in_flight = true;
                     state.last_periodic = now;
-                    periodic_snapshot(state.host.clone(), state.record.id.clone(), state.previous_periodic.clone(), myself);
+                    periodic_snapshot(
+                        state.host.clone(),
+                        state.record.id.clone(),
+                        state.previous_periodic.clone(),
+                        myself,
+                    );
                 }
             }
             SandboxMsg::ExecStarted => {

@@ -46,7 +46,10 @@ pub async fn run(host: SandboxHost, lease: Duration, mut shutdown: watch::Receiv
                 tracing::warn!("quorum reachable again: fence lifted");
             }
         } else if last_quorum.elapsed() >= lease && !host.fenced.swap(true, Ordering::SeqCst) {
-            tracing::warn!(lease_ms = lease.as_millis() as u64, "no quorum for longer than the lease: fencing this node's sandboxes");
+            tracing::warn!(
+                lease_ms = lease.as_millis() as u64,
+                "no quorum for longer than the lease: fencing this node's sandboxes"
+            );
             for id in host.hosted() {
                 host.notify(&id, SandboxMsg::Stop);
             }

@@ -129,7 +129,9 @@ async fn store_and_replicate(
 ) -> Result<Taken, NodeError> {
     let started = Instant::now();
     let (sha256, size) = match kind {
-        SnapshotKind::Fs => store_stream(host, host.docker.get_archive(container, &format!("{WORK}/.")), progress).await?,
+        SnapshotKind::Fs => {
+            store_stream(host, host.docker.get_archive(container, &format!("{WORK}/.")), progress).await?
+        }
         SnapshotKind::Dir => {
             let path = path.ok_or_else(|| NodeError::invalid("path", "a dir snapshot needs a path"))?;
             store_stream(host, host.docker.get_archive(container, path), progress).await?
@@ -205,7 +207,9 @@ async fn store_stream(
     drop(tx);
     let stored = writer.await.map_err(internal)?;
     match failure {
-        Some(RuntimeError::NotFound(what)) => Err(NodeError::FailedPrecondition(format!("not found in the sandbox: {what}"))),
+        Some(RuntimeError::NotFound(what)) => {
+            Err(NodeError::FailedPrecondition(format!("not found in the sandbox: {what}")))
+        }
         Some(e) => Err(internal(e)),
         None => stored.map_err(internal),
     }

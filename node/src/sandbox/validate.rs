@@ -172,7 +172,9 @@ pub fn snapshot(req: &SnapshotRequest) -> Result<(SnapshotKind, Option<String>),
             }
             Ok((kind, Some(req.path.trim_end_matches('/').to_string())))
         }
-        _ if !req.path.is_empty() => Err(invalid("path", format!("only a dir snapshot takes a path, not {}", req.kind))),
+        _ if !req.path.is_empty() => {
+            Err(invalid("path", format!("only a dir snapshot takes a path, not {}", req.kind)))
+        }
         _ => Ok((kind, None)),
     }
 }

@@ -147,8 +147,7 @@ impl TestCluster {
             args.push("--no-auth".into());
             args.extend(extra.iter().map(|s| s.to_string()));
         }
-        let mut node =
-            TestNode {
+        let mut node = TestNode {
             id,
             addr: addr.to_string(),
             log: self.dir.path().join(format!("n{id}.log")),

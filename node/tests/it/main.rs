@@ -11,3 +11,4 @@ mod t50_dev;
 mod t60_sandbox;
 mod t70_security;
 mod t80_snapshots;
+mod t85_failover;

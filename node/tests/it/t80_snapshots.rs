@@ -106,7 +106,10 @@ fn fs_and_dir_snapshots_restore_on_another_node() {
     let snap = snapshot(&c, &src, &["--kind", "fs"]);
     let id = snap["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("sn-"), "{snap}");
-    assert_eq!((snap["kind"].as_str(), snap["state"].as_str(), snap["node"].as_u64()), (Some("fs"), Some("ready"), Some(src_node)));
+    assert_eq!(
+        (snap["kind"].as_str(), snap["state"].as_str(), snap["node"].as_u64()),
+        (Some("fs"), Some("ready"), Some(src_node))
+    );
     assert_eq!(snap["sha256"].as_str().unwrap().len(), 64);
     assert!(snap["size_bytes"].as_u64().unwrap() > 3_000_000, "{snap}");
     let reps = replicas(&snap);
@@ -118,7 +121,8 @@ fn fs_and_dir_snapshots_restore_on_another_node() {
     // The source keeps running, and remembers its snapshot.
     let s = show(&c, &src);
     assert_eq!((s["state"].as_str(), s["last_snapshot"].as_str()), (Some("running"), Some(id.as_str())));
-    let listed: Value = serde_json::from_slice(&c.cli(&c.endpoints(), &["-o", "json", "snapshot", "ls"]).stdout).unwrap();
+    let listed: Value =
+        serde_json::from_slice(&c.cli(&c.endpoints(), &["-o", "json", "snapshot", "ls"]).stdout).unwrap();
     let row = listed.as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).expect("listed");
     assert_eq!((row["sandbox"].as_str(), row["kind"].as_str()), (Some(src.as_str()), Some("fs")));
     assert_eq!(row["sha256"], snap["sha256"]);
@@ -128,7 +132,10 @@ fn fs_and_dir_snapshots_restore_on_another_node() {
     let s = show(&c, &copy);
     assert_ne!(s["node"].as_u64(), Some(src_node), "restored on another node: {s}");
     assert_eq!(s["state"].as_str(), Some("running"));
-    assert_eq!(sh(&c, &copy, "cat /work/a/b/f; stat -c %a /work/a/b/f; readlink /work/a/b/link; cat /work/top.txt"), "hello\n751\nf\ntop\n");
+    assert_eq!(
+        sh(&c, &copy, "cat /work/a/b/f; stat -c %a /work/a/b/f; readlink /work/a/b/link; cat /work/top.txt"),
+        "hello\n751\nf\ntop\n"
+    );
     assert_eq!(sh(&c, &copy, "md5sum < /work/big"), sh(&c, &src, "md5sum < /work/big"));
 
     // A directory snapshot holds that tree only, and lands at the same path.
@@ -143,7 +150,15 @@ fn memory_snapshot_continues_a_counter_elsewhere() {
     let c = three();
     // The count lives in the shell's memory; the file only shows it. /tmp is a tmpfs, so a
     // marker there survives only through the checkpoint.
-    let src = create(&c, &["--", "sh", "-c", "echo secret > /tmp/mem; i=0; while true; do i=$((i+1)); echo $i > /work/count; sleep 0.05; done"]);
+    let src = create(
+        &c,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "echo secret > /tmp/mem; i=0; while true; do i=$((i+1)); echo $i > /work/count; sleep 0.05; done",
+        ],
+    );
     c.eventually(Duration::from_secs(30), "the counter passing 60", || {
         sh(&c, &src, "cat /work/count").trim().parse::<u64>().unwrap_or(0) > 60
     });
@@ -198,7 +213,9 @@ fn bad_replicas_are_repaired_and_rm_collects_blobs() {
             let blobs = c.data_dir(n).join("blobs");
             !blobs.join("manifests").join(sha).exists()
                 && std::fs::read_dir(blobs.join("chunks"))
-                    .map(|d| d.flatten().all(|sub| std::fs::read_dir(sub.path()).map(|f| f.count() == 0).unwrap_or(true)))
+                    .map(|d| {
+                        d.flatten().all(|sub| std::fs::read_dir(sub.path()).map(|f| f.count() == 0).unwrap_or(true))
+                    })
                     .unwrap_or(true)
         })
     });
@@ -238,7 +255,11 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("not found"), "{}", err(&o));
 
-    for args in [&["snapshot", "show", "sn-nope"][..], &["snapshot", "rm", "sn-nope"], &["sandbox", "create", "--from-snapshot", "sn-nope"]] {
+    for args in [
+        &["snapshot", "show", "sn-nope"][..],
+        &["snapshot", "rm", "sn-nope"],
+        &["sandbox", "create", "--from-snapshot", "sn-nope"],
+    ] {
         let o = cli(&ep, args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", err(&o));
         assert!(err(&o).contains("snapshot \"sn-nope\" not found"), "{args:?}: {}", err(&o));

@@ -114,7 +114,10 @@ pub(super) fn create(
     at_ms: i64,
 ) -> Response {
     if id.is_empty() || snapshots.contains_key(&id) {
-        return Response::Rejected(Rejection::Invalid { field: "id".into(), message: format!("{id:?} is empty or taken") });
+        return Response::Rejected(Rejection::Invalid {
+            field: "id".into(),
+            message: format!("{id:?} is empty or taken"),
+        });
     }
     let Some(sb) = sandboxes.get_mut(sandbox) else {
         return Response::Rejected(Rejection::SandboxNotFound(sandbox.to_string()));
