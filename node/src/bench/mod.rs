@@ -9,6 +9,7 @@ mod catalog;
 mod load;
 mod procs;
 mod sandbox;
+mod snapshots;
 
 use clap::Subcommand;
 
@@ -18,6 +19,8 @@ pub enum BenchCmd {
     Catalog(catalog::CatalogArgs),
     /// Sandbox start and exec latency and stdout throughput vs the raw Docker API.
     Sandbox(sandbox::SandboxArgs),
+    /// Snapshot and restore vs the raw engine, memory snapshots per GB, and failover time.
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 impl BenchCmd {
@@ -25,6 +28,7 @@ impl BenchCmd {
         match self {
             BenchCmd::Catalog(args) => catalog::run(args).await,
             BenchCmd::Sandbox(args) => sandbox::run(args).await,
+            BenchCmd::Snapshots(args) => snapshots::run(args).await,
         }
     }
 }

@@ -10,7 +10,9 @@
 //! bytes in another snapshot, or a retried transfer) is not written again. Every read of a
 //! chunk checks its sha256; a chunk that fails is deleted at once (so a repair can replace
 //! it) and the read fails with [`BlobError::Corrupt`]. Writes go to `tmp/` and are renamed,
-//! so a crash never leaves a half-written chunk under its final name.
+//! so a crash never leaves a half-written chunk under its final name. Chunks are not synced
+//! one by one: a blob's manifest is written only after one `syncfs` has made all of them
+//! durable, and a node acknowledges a blob only after its manifest is synced too.
 //!
 //! The store is synchronous (plain files); async callers run it in `spawn_blocking`.
 
@@ -124,16 +126,23 @@ impl BlobStore {
         self.root.join("manifests").join(blob)
     }
 
-    /// Writes `data` to `dest` through a temporary file and a rename.
+    /// Writes `data` to `dest` through a temporary file and a rename (not synced; see
+    /// [`Self::sync`]).
     fn write_atomic(&self, dest: &Path, data: &[u8]) -> io::Result<()> {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         let mut f = fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
         }
         fs::rename(&tmp, dest)
+    }
+
+    /// Makes everything written so far durable: one `syncfs` of the store's filesystem
+    /// instead of an fsync per chunk.
+    pub fn sync(&self) -> io::Result<()> {
+        let dir = fs::File::open(&self.root)?;
+        rustix::fs::syncfs(&dir).map_err(io::Error::from)
     }
 
     pub fn has_chunk(&self, sha256: &str) -> bool {
@@ -191,7 +200,9 @@ impl BlobStore {
         if let Some(c) = manifest.chunks.iter().find(|c| !self.has_chunk(&c.sha256)) {
             return Err(BlobError::Missing(format!("chunk {} of blob {blob}", c.sha256)));
         }
+        self.sync()?;
         self.write_atomic(&self.manifest_path(blob), &manifest.encode())?;
+        self.sync()?;
         Ok(())
     }
 
