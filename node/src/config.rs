@@ -372,6 +372,9 @@ mod tests {
                 }),
                 "warm-pool",
             ),
+            (Box::new(|c| c.snapshots.replication_factor = 0), "snapshots.replication_factor"),
+            (Box::new(|c| c.snapshots.scrub_every_s = 0), "snapshots.scrub_every_s"),
+            (Box::new(|c| c.snapshots.fence_lease_ms = 500), "snapshots.fence_lease_ms"),
         ];
         for (mutate, field) in cases {
             let mut c = base();

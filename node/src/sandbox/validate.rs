@@ -286,4 +286,50 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn snapshot_requests_name_the_field() {
+        let req = |kind: &str, path: &str| SnapshotRequest { sandbox_id: "sb-1".into(), kind: kind.into(), path: path.into() };
+        assert_eq!(snapshot(&req("fs", "")).unwrap(), (SnapshotKind::Fs, None));
+        assert_eq!(snapshot(&req("memory", "")).unwrap(), (SnapshotKind::Memory, None));
+        assert_eq!(snapshot(&req("dir", "/work/a/b/")).unwrap(), (SnapshotKind::Dir, Some("/work/a/b".into())));
+        let cases = [
+            (SnapshotRequest { sandbox_id: String::new(), ..req("fs", "") }, "sandbox_id"),
+            (req("disk", ""), "kind"),
+            (req("dir", ""), "path"),
+            (req("dir", "/work"), "path"),
+            (req("dir", "/etc"), "path"),
+            (req("dir", "work/a"), "path"),
+            (req("dir", "/work/../etc"), "path"),
+            (req("dir", "/work/./a"), "path"),
+            (req("fs", "/work/a"), "path"),
+        ];
+        for (r, want) in cases {
+            match snapshot(&r) {
+                Err(NodeError::InvalidArgument { field, .. }) => assert_eq!(field, want, "{r:?}"),
+                other => panic!("{r:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot_settings_are_bounded() {
+        let with = |every: u64, from: Option<&str>| pb::CreateSandboxRequest {
+            spec: Some(pb::SandboxSpec {
+                image: "flotilla/busybox".into(),
+                snapshot_every_s: every,
+                from_snapshot: from.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(sandbox(&with(0, None)).is_ok());
+        assert_eq!(sandbox(&with(60, Some("sn-1"))).unwrap().1.from_snapshot.as_deref(), Some("sn-1"));
+        for (r, want) in [(with(1, None), "spec.snapshot_every_s"), (with(0, Some("sb-1")), "spec.from_snapshot")] {
+            match sandbox(&r) {
+                Err(NodeError::InvalidArgument { field, .. }) => assert_eq!(field, want),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+    }
 }
