@@ -11,7 +11,8 @@
 //!   fetching the blob if it holds no copy). Raw: create + upload the archive file + start.
 //! - *replication throughput*: the push to the peer, from the node's own timing.
 //! - *memory snapshot*: a process holding N MB of resident memory; checkpoint + store, and
-//!   the whole call, per GB; restore to running.
+//!   the whole call, per GB; restore to running. Raw: the engine's checkpoint of the same
+//!   process (leave running), and create + copy the checkpoint in + start from it.
 //! - *failover*: SIGKILL the node hosting a `--restore-on-failure` sandbox (and remove its
 //!   containers) until an exec answers on another node.
 
@@ -26,6 +27,8 @@ use super::procs::{wait_until, Cluster};
 use crate::runtime::{images, ContainerSpec, Docker, ExecSpec, Limits};
 
 const IMAGE: &str = "flotilla/busybox";
+/// Prints the resident memory of every process in the container, kB.
+const RESIDENT_KB: &str = "grep VmRSS /proc/[0-9]*/status | awk '{ s += $2 } END { print s }'";
 
 #[derive(Debug, clap::Args)]
 pub struct SnapshotsArgs {
@@ -48,13 +51,17 @@ async fn sh(sb: &flotilla::Sandbox, script: &str) -> anyhow::Result<String> {
 }
 
 fn raw_spec(tag: &str) -> ContainerSpec {
+    raw_spec_with(tag, None, 512)
+}
+
+fn raw_spec_with(tag: &str, cmd: Option<Vec<String>>, memory_mib: u64) -> ContainerSpec {
     ContainerSpec {
         name: Some(format!("flotilla-bench-snap-{}-{tag}", std::process::id())),
         image: IMAGE.into(),
-        cmd: None,
+        cmd,
         env: Vec::new(),
         workdir: None,
-        limits: Limits { cpu: 1.0, memory_mib: 512, pids: crate::sandbox::actor::PIDS_LIMIT },
+        limits: Limits { cpu: 1.0, memory_mib, pids: crate::sandbox::actor::PIDS_LIMIT },
         block_network: false,
         runtime: None,
         labels: BTreeMap::from([("flotilla.bench".to_string(), std::process::id().to_string())]),
@@ -62,7 +69,8 @@ fn raw_spec(tag: &str) -> ContainerSpec {
 }
 
 async fn raw_sh(docker: &Docker, id: &str, script: &str) -> anyhow::Result<()> {
-    let spec = ExecSpec { cmd: vec!["sh".into(), "-c".into(), script.into()], env: Vec::new(), workdir: None, stdin: false };
+    let spec =
+        ExecSpec { cmd: vec!["sh".into(), "-c".into(), script.into()], env: Vec::new(), workdir: None, stdin: false };
     let mut p = docker.exec(id, &spec).await?;
     while p.output.next().await.transpose()?.is_some() {}
     Ok(())
@@ -95,6 +103,65 @@ async fn raw_round_trip(docker: &Docker, mb: u64, scratch: &std::path::Path) -> 
     let _ = tokio::fs::remove_file(file).await;
     let _ = tokio::fs::remove_file(copy).await;
     Ok((secs(snap), secs(restore)))
+}
+
+/// The sandbox command that holds `mb` MB of resident memory: awk doubles a string up to the
+/// size, then sleeps holding it.
+fn memory_hog(mb: u64) -> Vec<String> {
+    let awk =
+        format!("awk 'BEGIN {{ s = \"x\"; while (length(s) < {mb} * 1000000) s = s s; system(\"sleep 100000\") }}'");
+    vec!["sh".into(), "-c".into(), awk]
+}
+
+/// Raw engine: checkpoint (leave running) a container holding `mb` MB, then create a new
+/// one, copy the checkpoint in and start from it. Returns both times.
+async fn raw_memory(docker: &Docker, mb: u64) -> anyhow::Result<(f64, f64)> {
+    let memory = mb * 3 + 256;
+    let src = docker.create(&raw_spec_with(&format!("msrc-{mb}"), Some(memory_hog(mb)), memory)).await?;
+    docker.start(&src).await?;
+    let want_kb = mb * 900_000 / 1024;
+    wait_until(Duration::from_secs(120), "raw memory filled", || async {
+        let spec = ExecSpec {
+            cmd: vec!["sh".into(), "-c".into(), RESIDENT_KB.into()],
+            env: Vec::new(),
+            workdir: None,
+            stdin: false,
+        };
+        let Ok(mut p) = docker.exec(&src, &spec).await else { return false };
+        let mut out = Vec::new();
+        while let Some(Ok(crate::runtime::Output::Stdout(b))) = p.output.next().await {
+            out.extend_from_slice(&b);
+        }
+        String::from_utf8_lossy(&out).trim().parse::<u64>().unwrap_or(0) >= want_kb
+    })
+    .await?;
+    let t = Instant::now();
+    docker.checkpoint(&src, "bench").await?;
+    let checkpoint = secs(t.elapsed());
+    let from = docker.checkpoint_dir(&src, "bench").await?;
+    let t = Instant::now();
+    let dst = docker.create(&raw_spec_with(&format!("mdst-{mb}"), Some(memory_hog(mb)), memory)).await?;
+    let to = docker.checkpoint_dir(&dst, "bench").await?;
+    tokio::task::spawn_blocking(move || copy_dir(&from, &to)).await??;
+    docker.start_from_checkpoint(&dst, "bench").await?;
+    let restore = secs(t.elapsed());
+    for id in [src, dst] {
+        docker.remove(&id).await?;
+    }
+    Ok((checkpoint, restore))
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A file as a stream of 1 MiB chunks.
@@ -133,7 +200,10 @@ pub async fn run(args: &SnapshotsArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let copy = client.sandbox().from_snapshot(&snap).create().await?;
         let restore_s = secs(t.elapsed());
-        anyhow::ensure!(sh(&copy, "wc -c < /work/data").await?.trim() == format!("{mb}000000"), "restored data differs");
+        anyhow::ensure!(
+            sh(&copy, "wc -c < /work/data").await?.trim() == format!("{mb}000000"),
+            "restored data differs"
+        );
         client.terminate_sandbox(&copy.id).await?;
         client.terminate_sandbox(&sb.id).await?;
         client.remove_snapshot(&snap.id).await?;
@@ -151,21 +221,16 @@ pub async fn run(args: &SnapshotsArgs) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("{:<12} {:>12} {:>14} {:>12} {:>10} {:>12}", "memory", "resident MB", "checkpoint s", "s/GB", "total s", "restore s");
+    println!(
+        "{:<10} {:>9} {:>10} {:>7} {:>8} {:>8} {:>9} {:>8} {:>7}",
+        "memory", "RSS MB", "ckpt+st s", "s/GB", "total s", "raw s", "restore s", "raw s", "ratio"
+    );
     for &mb in &args.memory {
-        // awk doubles a string up to the size and then sleeps holding it.
-        let cmd = format!(
-            "awk 'BEGIN {{ s = \"x\"; while (length(s) < {mb} * 1000000) s = s s; system(\"sleep 100000\"); print length(s) }}'"
-        );
-        let sb = client.sandbox().image(IMAGE).memory_mib(mb * 3 + 256).command(["sh", "-c", cmd.as_str()]).create().await?;
+        let cmd = memory_hog(mb);
+        let sb = client.sandbox().image(IMAGE).memory_mib(mb * 3 + 256).command(cmd).create().await?;
         let want_kb = mb * 900_000 / 1024;
-        let resident = || async {
-            sh(&sb, "cat /proc/[0-9]*/status 2>/dev/null | grep VmRSS | awk '{ s += $2 } END { print s }'")
-                .await
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let resident =
+            || async { sh(&sb, RESIDENT_KB).await.ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0) };
         wait_until(Duration::from_secs(120), "memory filled", || async { resident().await >= want_kb }).await?;
         let rss_kb = resident().await;
         let t = Instant::now();
@@ -175,19 +240,24 @@ pub async fn run(args: &SnapshotsArgs) -> anyhow::Result<()> {
         let copy = client.sandbox().from_snapshot(&snap).create().await?;
         let restore = secs(t.elapsed());
         let gb = rss_kb as f64 * 1024.0 / 1e9;
+        client.terminate_sandbox(&copy.id).await?;
+        client.terminate_sandbox(&sb.id).await?;
+        client.remove_snapshot(&snap.id).await?;
+        let (raw_ckpt, raw_restore) = raw_memory(&docker, mb).await?;
         println!(
-            "{:<12} {:>12.0} {:>14.2} {:>12.2} {:>10.2} {:>12.2}",
+            "{:<10} {:>9.0} {:>10.2} {:>7.2} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>7.2}",
             format!("{mb} MB"),
             rss_kb as f64 * 1024.0 / 1e6,
             timings.store_s,
             timings.store_s / gb,
             total,
-            restore
+            raw_ckpt,
+            restore,
+            raw_restore,
+            timings.store_s / raw_ckpt
         );
-        client.terminate_sandbox(&copy.id).await?;
-        client.terminate_sandbox(&sb.id).await?;
-        client.remove_snapshot(&snap.id).await?;
     }
+    println!("(ckpt+st: checkpoint and store on the node; total: the whole call incl. replication; raw: the engine's own checkpoint, and create + copy + start from it; ratio: ckpt+st / raw checkpoint)");
     println!();
     failover(&mut cluster, &client, &docker).await?;
     // Nodes leave their containers behind when they stop; the benchmark's are of no use.
@@ -210,7 +280,8 @@ async fn failover(cluster: &mut Cluster, client: &Client, docker: &Docker) -> an
         docker.remove(&c.id).await?;
     }
     let t = Instant::now();
-    let live: Vec<String> = cluster.endpoints.iter().enumerate().filter(|(i, _)| *i != node - 1).map(|(_, e)| e.clone()).collect();
+    let live: Vec<String> =
+        cluster.endpoints.iter().enumerate().filter(|(i, _)| *i != node - 1).map(|(_, e)| e.clone()).collect();
     let survivors = Client::connect(live).await?;
     wait_until(Duration::from_secs(60), "the sandbox answering elsewhere", || async {
         match survivors.sandbox_from_id(&sb.id).await {

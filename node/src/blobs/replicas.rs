@@ -56,18 +56,34 @@ pub async fn replicate(
     done
 }
 
-/// Makes sure this node holds a verified copy of `snap`'s blob: its own if good, else one
-/// fetched from another replica. Replicas found with a bad or missing copy are repaired in
-/// the background by pushing the good one to them. `progress(received, total)`.
+/// How much [`obtain`] checks a copy this node already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalCheck {
+    /// Present: the manifest and every chunk file exist. For a restore, which reads (and
+    /// checks) every byte anyway and calls again with `Verify` if that fails.
+    Present,
+    /// Read and check every digest (bad chunks are dropped on the way).
+    Verify,
+}
+
+/// Makes sure this node holds a good copy of `snap`'s blob: its own, else one fetched from
+/// another replica. Replicas found with a bad or missing copy are repaired in the background
+/// by pushing the good one to them. `progress(received, total)`.
 pub async fn obtain(
     cluster: &Cluster,
     store: &BlobStore,
     snap: &Snapshot,
+    check: LocalCheck,
     progress: impl Fn(u64, u64) + Clone,
 ) -> Result<(), String> {
     let blob = snap.sha256.clone();
     let (s, b) = (store.clone(), blob.clone());
-    match tokio::task::spawn_blocking(move || s.verify(&b)).await {
+    let local = tokio::task::spawn_blocking(move || match check {
+        LocalCheck::Present if s.has_blob(&b) => Ok(0),
+        LocalCheck::Present => Err(BlobError::Missing(format!("blob {b}"))),
+        LocalCheck::Verify => s.verify(&b),
+    });
+    match local.await {
         Ok(Ok(_)) => return Ok(()),
         Ok(Err(BlobError::Missing(_))) => {}
         Ok(Err(e)) => tracing::warn!(snapshot = %snap.id, error = %e, "local copy is bad; fetching another"),
@@ -119,7 +135,7 @@ pub async fn keep(cluster: Cluster, store: BlobStore, options: KeeperOptions, mu
         }
         let snapshots: Vec<Snapshot> = cluster.view.read(|c| c.snapshots.values().cloned().collect());
         for snap in snapshots.iter().filter(|s| s.state == SnapshotState::Ready && s.replicas.contains(&cluster.id)) {
-            if let Err(e) = obtain(&cluster, &store, snap, |_, _| {}).await {
+            if let Err(e) = obtain(&cluster, &store, snap, LocalCheck::Verify, |_, _| {}).await {
                 tracing::error!(snapshot = %snap.id, error = %e, "this node's copy is lost");
                 let replicas = snap.replicas.iter().copied().filter(|&n| n != cluster.id).collect();
                 let _ = cluster.write(Command::SetSnapshotReplicas { id: snap.id.clone(), replicas }).await;

@@ -247,11 +247,10 @@ impl BlobStore {
         })
     }
 
-    /// Forgets blob `blob` (its chunks go with the next collection unless others use them).
-    pub fn remove_blob(&self, blob: &str) {
-        if is_digest(blob) {
-            let _ = fs::remove_file(self.manifest_path(blob));
-        }
+    /// Whether this node has blob `blob`'s manifest and every chunk file (not read: reads
+    /// check the digests).
+    pub fn has_blob(&self, blob: &str) -> bool {
+        matches!(self.manifest(blob), Ok(Some(m)) if m.chunks.iter().all(|c| self.has_chunk(&c.sha256)))
     }
 
     /// Digests of the blobs this node holds.

@@ -2,9 +2,10 @@
 //!
 //! **Push** (replication): ask the receiver which chunks it lacks (`MissingChunks`), then
 //! stream the header and only those chunks (`PushBlob`). The receiver checks each chunk's
-//! digest as it stores it, then reads the whole blob back to check the blob's digest before
-//! it records the manifest; only then does it answer, so an acknowledged push is a verified
-//! copy. **Fetch** (restore, repair): `FetchBlob` streams the header and every chunk, each
+//! digest as it stores it and records the manifest (durably) before it answers, so an
+//! acknowledged push is a complete copy of verified chunks. (The blob's whole digest is
+//! checked on every read of the blob and by the keeper; a sender whose manifest did not match
+//! its digest would be a bug, not a transmission error, since every chunk is checked.) **Fetch** (restore, repair): `FetchBlob` streams the header and every chunk, each
 //! checked by the sender as it reads it and again by the receiver as it stores it. A sender
 //! whose copy fails its check answers `DATA_LOSS`; the caller tries another replica.
 //!
@@ -192,17 +193,7 @@ pub async fn serve_push(store: &BlobStore, mut parts: Streaming<BlobPart>) -> Re
         blocking(move || s.put_chunk(&c.sha256, &c.data)).await.map_err(to_status)?.map_err(to_status)?;
     }
     let s = store.clone();
-    blocking(move || -> Result<(), BlobError> {
-        s.put_manifest(&blob, &manifest)?;
-        if let Err(e) = s.verify(&blob) {
-            s.remove_blob(&blob);
-            return Err(e);
-        }
-        Ok(())
-    })
-    .await
-    .map_err(to_status)?
-    .map_err(to_status)?;
+    blocking(move || s.put_manifest(&blob, &manifest)).await.map_err(to_status)?.map_err(to_status)?;
     Ok(PushBlobReply { bytes })
 }
 

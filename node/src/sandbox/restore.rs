@@ -1,8 +1,9 @@
 //! Restoring a sandbox generation from a snapshot into a new container on this node (see
 //! [`super::snapshot`] for the blob formats).
 //!
-//! The blob is first made local and verified ([`crate::blobs::obtain`]: this node's copy,
-//! else a replica's, repairing bad copies on the way). The container is created stopped;
+//! The blob is first made local ([`crate::blobs::obtain`]: this node's copy, else a
+//! replica's, repairing bad copies on the way); every byte is checked as the restore reads
+//! it, and a copy that fails is replaced and the restore tried once more. The container is created stopped;
 //! the files go in while it is stopped, so its command starts with them; a memory snapshot's
 //! checkpoint is copied into the engine's folder for the new container, which then starts
 //! from it with its processes and memory as they were.
@@ -18,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::actor::container_spec;
 use super::snapshot::{CHECKPOINT_DIR, WORK, WORK_TAR};
 use super::{container_name, SandboxHost};
-use crate::blobs::{BlobReader, BlobStore};
+use crate::blobs::{BlobReader, BlobStore, LocalCheck};
 use crate::runtime::RuntimeError;
 
 /// Bytes per message streamed into the engine.
@@ -56,7 +57,21 @@ impl Write for Pipe {
 
 /// Restores `record` (its current generation) from `snap`; returns the started container.
 pub async fn restore(host: &SandboxHost, record: &Sandbox, snap: &Snapshot) -> Result<String, RuntimeError> {
-    crate::blobs::obtain(&host.cluster, &host.blobs, snap, |_, _| {}).await.map_err(failed)?;
+    let obtain = |check| crate::blobs::obtain(&host.cluster, &host.blobs, snap, check, |_, _| {});
+    obtain(LocalCheck::Present).await.map_err(failed)?;
+    match restore_once(host, record, snap).await {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            // The local copy may have failed its check on the way (its bad chunks are gone
+            // now): get a good one and try once more.
+            tracing::warn!(sandbox = %record.id, snapshot = %snap.id, error = %e, "restore failed; checking the copy and retrying");
+            obtain(LocalCheck::Verify).await.map_err(failed)?;
+            restore_once(host, record, snap).await
+        }
+    }
+}
+
+async fn restore_once(host: &SandboxHost, record: &Sandbox, snap: &Snapshot) -> Result<String, RuntimeError> {
     let docker = &host.docker;
     let spec = container_spec(record, &host.instance);
     let id = match docker.create(&spec).await {
@@ -143,9 +158,12 @@ fn rebase_blob(
         let mut entry = entry?;
         let mut header = entry.header().clone();
         let path = parent.join(entry.path()?);
-        if matches!(header.entry_type(), tar::EntryType::Link | tar::EntryType::Symlink) {
-            let target = entry.link_name()?.map(|t| t.into_owned());
-            if let Some(target) = target {
+        let kind = header.entry_type();
+        if matches!(kind, tar::EntryType::Link | tar::EntryType::Symlink) {
+            if let Some(target) = entry.link_name()?.map(|t| t.into_owned()) {
+                // A hard link names another entry of the archive, which moved too; a
+                // symlink's target is its own text and stays as it is.
+                let target = if kind == tar::EntryType::Link { parent.join(target) } else { target };
                 out.append_link(&mut header, &path, target)?;
             }
             continue;

@@ -289,7 +289,11 @@ mod tests {
 
     #[test]
     fn snapshot_requests_name_the_field() {
-        let req = |kind: &str, path: &str| SnapshotRequest { sandbox_id: "sb-1".into(), kind: kind.into(), path: path.into() };
+        let req = |kind: &str, path: &str| SnapshotRequest {
+            sandbox_id: "sb-1".into(),
+            kind: kind.into(),
+            path: path.into(),
+        };
         assert_eq!(snapshot(&req("fs", "")).unwrap(), (SnapshotKind::Fs, None));
         assert_eq!(snapshot(&req("memory", "")).unwrap(), (SnapshotKind::Memory, None));
         assert_eq!(snapshot(&req("dir", "/work/a/b/")).unwrap(), (SnapshotKind::Dir, Some("/work/a/b".into())));

@@ -143,6 +143,19 @@ fn fs_and_dir_snapshots_restore_on_another_node() {
     assert_eq!((dir["kind"].as_str(), dir["path"].as_str()), (Some("dir"), Some("/work/a/b")));
     let only = create(&c, &["--from-snapshot", dir["id"].as_str().unwrap()]);
     assert_eq!(sh(&c, &only, "cat /work/a/b/f; stat -c %a /work/a/b/f; ls /work"), "hello\n751\na\n");
+
+    // The same through the SDK.
+    rt().block_on(async {
+        let client = flotilla::Client::connect(c.endpoints().split(',')).await.unwrap();
+        let sb = client.sandbox_from_id(&src).await.unwrap();
+        let snap = sb.snapshot_filesystem().await.unwrap();
+        assert_eq!((snap.kind.as_str(), snap.state.as_str(), snap.replicas.len()), ("fs", "ready", 2));
+        let copy = client.sandbox().from_snapshot(&snap).create().await.unwrap();
+        let out = copy.exec(["cat", "/work/top.txt"]).output().await.unwrap();
+        assert_eq!(out.stdout, b"top\n");
+        let listed = client.list_snapshots(Some(&src)).await.unwrap();
+        assert_eq!(listed.len(), 3, "fs, dir and this one");
+    });
 }
 
 #[test]
