@@ -159,8 +159,13 @@ pub fn snapshot(req: &SnapshotRequest) -> Result<(SnapshotKind, Option<String>),
         .ok_or_else(|| invalid("kind", format!("{:?} is not one of fs, dir, memory", req.kind)))?;
     match kind {
         SnapshotKind::Dir => {
-            let p = std::path::Path::new(&req.path);
-            let normal = p.components().skip(1).all(|c| matches!(c, std::path::Component::Normal(_)));
+            // Checked on the text: `Path::components` would quietly drop a `.`.
+            let normal = req
+                .path
+                .trim_end_matches('/')
+                .split('/')
+                .skip(1)
+                .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
             if !req.path.starts_with("/work/") || !normal || req.path.contains('\0') {
                 return Err(invalid(
                     "path",
