@@ -9,5 +9,5 @@ mod replicas;
 mod store;
 pub mod transfer;
 
-pub use replicas::{keep, obtain, replicate, KeeperOptions, LocalCheck};
-pub use store::{BlobError, BlobReader, BlobStore, BlobWriter};
+pub use replicas::{keep, obtain, replicate, targets, KeeperOptions, LocalCheck};
+pub use store::{BlobError, BlobReader, BlobStore, BlobWriter, Manifest, Tee};

@@ -24,28 +24,34 @@ pub struct KeeperOptions {
     pub gc_grace: Duration,
 }
 
-/// Pushes `blob` to up to `want` live peers other than this node, trying others when one
-/// fails. Returns the peers that now hold a verified copy. `progress(node, sent, total)`.
+/// Live peers to hold copies, in the order to try them: starting after this node's id, so
+/// copies spread over the cluster.
+pub fn targets(cluster: &Cluster) -> Vec<(NodeId, String)> {
+    let me = cluster.id;
+    let mut peers: Vec<(NodeId, String)> =
+        cluster.group().addrs.into_iter().filter(|&(n, _)| n != me && cluster.liveness.is_up(n)).collect();
+    peers.sort_by_key(|&(n, _)| (n < me, n));
+    peers
+}
+
+/// Pushes stored blob `blob` to live peers not in `skip` until `want` of them hold it,
+/// trying others when one fails. Returns the peers that now hold a copy.
+/// `progress(node, sent, total)`.
 pub async fn replicate(
     cluster: &Cluster,
     store: &BlobStore,
     blob: &str,
     want: usize,
+    skip: &[NodeId],
     progress: impl Fn(NodeId, u64, u64) + Clone + Send + 'static,
 ) -> Vec<NodeId> {
-    let me = cluster.id;
-    let addrs = cluster.group().addrs;
-    // Start after this node's id, so copies spread over the cluster.
-    let mut peers: Vec<NodeId> = addrs.keys().copied().filter(|&n| n != me && cluster.liveness.is_up(n)).collect();
-    peers.sort_by_key(|&n| (n < me, n));
     let mut done = Vec::new();
-    for node in peers {
+    for (node, addr) in targets(cluster).into_iter().filter(|(n, _)| !skip.contains(n)) {
         if done.len() >= want {
             break;
         }
-        let addr = &addrs[&node];
         let p = progress.clone();
-        match transfer::push(&cluster.peers, addr, store, blob, move |s, t| p(node, s, t)).await {
+        match transfer::push(&cluster.peers, &addr, store, blob, move |s, t| p(node, s, t)).await {
             Ok(bytes) => {
                 tracing::info!(%blob, node, bytes, "blob replicated");
                 done.push(node);

@@ -154,6 +154,11 @@ impl BlobStore {
         if !is_digest(sha256) || digest(data) != sha256 {
             return Err(BlobError::Corrupt(format!("chunk {sha256}: its bytes do not match the digest")));
         }
+        self.store_chunk(sha256, data)
+    }
+
+    /// Stores a chunk whose digest the caller computed itself.
+    fn store_chunk(&self, sha256: &str, data: &[u8]) -> Result<(), BlobError> {
         if !self.has_chunk(sha256) {
             self.write_atomic(&self.chunk_path(sha256), data)?;
         }
@@ -219,6 +224,7 @@ impl BlobStore {
             chunks: Vec::new(),
             whole: Sha256::new(),
             size: 0,
+            tee: None,
         }
     }
 
@@ -310,7 +316,12 @@ pub struct BlobWriter {
     chunks: Vec<ChunkRef>,
     whole: Sha256,
     size: u64,
+    tee: Option<Tee>,
 }
+
+/// Called with each chunk (digest, bytes) once it is stored, e.g. to stream it to peers
+/// while the blob is still being written.
+pub type Tee = Box<dyn FnMut(&str, &[u8]) + Send>;
 
 impl BlobWriter {
     fn flush_chunk(&mut self) -> io::Result<()> {
@@ -318,10 +329,19 @@ impl BlobWriter {
             return Ok(());
         }
         let sha = digest(&self.buf);
-        self.store.put_chunk(&sha, &self.buf).map_err(io::Error::other)?;
+        self.store.store_chunk(&sha, &self.buf).map_err(io::Error::other)?;
+        if let Some(tee) = &mut self.tee {
+            tee(&sha, &self.buf);
+        }
         self.chunks.push(ChunkRef { sha256: sha, len: self.buf.len() as u64 });
         self.buf.clear();
         Ok(())
+    }
+
+    /// Hands every chunk to `tee` as soon as it is stored.
+    pub fn with_tee(mut self, tee: Tee) -> Self {
+        self.tee = Some(tee);
+        self
     }
 
     /// Bytes written so far.

@@ -1,7 +1,9 @@
 //! Moving blobs between nodes over the Peer service, both ends.
 //!
-//! **Push** (replication): ask the receiver which chunks it lacks (`MissingChunks`), then
-//! stream the header and only those chunks (`PushBlob`). The receiver checks each chunk's
+//! **Push** (replication, repair): ask the receiver which chunks it lacks (`MissingChunks`),
+//! then stream only those chunks and the header, last (`PushBlob`). A blob still being
+//! written is pushed as it is written ([`PushStream`]): every chunk is sent once stored, the
+//! header when the blob is complete. The receiver checks each chunk's
 //! digest as it stores it and records the manifest (durably) before it answers, so an
 //! acknowledged push is a complete copy of verified chunks. (The blob's whole digest is
 //! checked on every read of the blob and by the keeper; a sender whose manifest did not match
@@ -98,24 +100,19 @@ pub async fn push(
     let total: u64 = manifest.chunks.iter().filter(|c| missing.contains(&c.sha256)).map(|c| c.len).sum();
 
     let (tx, rx) = tokio::sync::mpsc::channel::<BlobPart>(IN_FLIGHT);
-    let header = BlobPart {
-        part: Some(blob_part::Part::Header(BlobHeader { sha256: blob.to_string(), manifest: manifest.encode() })),
-    };
+    let header = header_part(blob, &manifest);
     let (s, chunks) = (store.clone(), manifest.chunks.clone());
     let reader = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
-        if tx.blocking_send(header).is_err() {
-            return Ok(());
-        }
         let mut sent = 0;
         for c in chunks.into_iter().filter(|c| missing.contains(&c.sha256)) {
             let data = s.read_chunk(&c.sha256)?;
             sent += data.len() as u64;
-            let part = BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { sha256: c.sha256, data })) };
-            if tx.blocking_send(part).is_err() {
+            if tx.blocking_send(chunk_part(c.sha256, data)).is_err() {
                 return Ok(());
             }
             progress(sent, total);
         }
+        let _ = tx.blocking_send(header);
         Ok(())
     });
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
@@ -123,6 +120,53 @@ pub async fn push(
     let reply = c.push_blob(req).await;
     reader.await.map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
     Ok(reply.map_err(peer_err)?.into_inner().bytes)
+}
+
+fn header_part(blob: &str, manifest: &Manifest) -> BlobPart {
+    BlobPart {
+        part: Some(blob_part::Part::Header(BlobHeader { sha256: blob.to_string(), manifest: manifest.encode() })),
+    }
+}
+
+/// One chunk as a transfer part.
+pub fn chunk_part(sha256: String, data: Vec<u8>) -> BlobPart {
+    BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { sha256, data })) }
+}
+
+/// A push whose chunks are produced while it runs: the replication of a blob still being
+/// written. Send chunks on [`PushStream::sender`] (from a blocking thread), then
+/// [`PushStream::finish`] with the blob's digest and manifest.
+pub struct PushStream {
+    addr: String,
+    tx: tokio::sync::mpsc::Sender<BlobPart>,
+    reply: tokio::task::JoinHandle<Result<PushBlobReply, Status>>,
+}
+
+impl PushStream {
+    /// Opens a `PushBlob` call to the node at `addr`.
+    pub fn open(peers: &PeerPool, addr: &str) -> Result<PushStream, TransferError> {
+        let mut c = client(peers, addr)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<BlobPart>(IN_FLIGHT);
+        let mut req = tonic::Request::new(ReceiverStream::new(rx));
+        req.set_timeout(TRANSFER_TIMEOUT);
+        let reply = tokio::spawn(async move { c.push_blob(req).await.map(|r| r.into_inner()) });
+        Ok(PushStream { addr: addr.to_string(), tx, reply })
+    }
+
+    pub fn sender(&self) -> tokio::sync::mpsc::Sender<BlobPart> {
+        self.tx.clone()
+    }
+
+    /// Sends the header and waits for the receiver to have recorded the blob. Returns the
+    /// bytes it received.
+    pub async fn finish(self, blob: &str, manifest: &Manifest) -> Result<u64, TransferError> {
+        let peer_err = |status| TransferError::Peer { addr: self.addr.clone(), status };
+        // A send fails only when the call already ended; its reply says why.
+        let _ = self.tx.send(header_part(blob, manifest)).await;
+        drop(self.tx);
+        let reply = self.reply.await.map_err(|e| peer_err(Status::internal(e.to_string())))?;
+        Ok(reply.map_err(peer_err)?.bytes)
+    }
 }
 
 /// Fetches blob `blob` from the node at `addr` into `store`, checking every chunk and the
@@ -174,26 +218,40 @@ pub async fn serve_missing(store: &BlobStore, req: MissingChunksRequest) -> Resu
     Ok(MissingChunksReply { missing })
 }
 
-/// Serves `PushBlob`: stores the chunks, then checks the whole blob before recording it.
+/// Serves `PushBlob`: stores the chunks as they come (on a blocking thread, so the disk and
+/// the network overlap), then records the blob when its header arrives, last.
 pub async fn serve_push(store: &BlobStore, mut parts: Streaming<BlobPart>) -> Result<PushBlobReply, Status> {
-    let (blob, manifest) = match parts.message().await?.and_then(|p| p.part) {
-        Some(blob_part::Part::Header(h)) => (h.sha256, Manifest::decode(&h.manifest).map_err(to_status)?),
-        _ => return Err(Status::invalid_argument("header: the first part must be the header")),
-    };
-    if !super::store::is_digest(&blob) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<BlobChunk>(IN_FLIGHT);
+    let s = store.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64, BlobError> {
+        let mut bytes = 0;
+        while let Some(c) = rx.blocking_recv() {
+            bytes += c.data.len() as u64;
+            s.put_chunk(&c.sha256, &c.data)?;
+        }
+        Ok(bytes)
+    });
+    let mut header = None;
+    while let Some(part) = parts.next().await {
+        match part?.part {
+            Some(blob_part::Part::Chunk(c)) if header.is_none() => {
+                if tx.send(c).await.is_err() {
+                    break; // the writer failed; its error is returned below
+                }
+            }
+            Some(blob_part::Part::Header(h)) if header.is_none() => header = Some(h),
+            _ => return Err(Status::invalid_argument("parts: chunks, then one header, last")),
+        }
+    }
+    drop(tx);
+    let bytes = writer.await.map_err(|e| Status::internal(e.to_string()))?.map_err(to_status)?;
+    let h = header.ok_or_else(|| Status::invalid_argument("header: the push ended without its header"))?;
+    if !super::store::is_digest(&h.sha256) {
         return Err(Status::invalid_argument("sha256: not a sha256 digest"));
     }
-    let mut bytes = 0;
-    while let Some(part) = parts.next().await {
-        let Some(blob_part::Part::Chunk(c)) = part?.part else {
-            return Err(Status::invalid_argument("chunk: only chunks may follow the header"));
-        };
-        bytes += c.data.len() as u64;
-        let s = store.clone();
-        blocking(move || s.put_chunk(&c.sha256, &c.data)).await.map_err(to_status)?.map_err(to_status)?;
-    }
+    let manifest = Manifest::decode(&h.manifest).map_err(to_status)?;
     let s = store.clone();
-    blocking(move || s.put_manifest(&blob, &manifest)).await.map_err(to_status)?.map_err(to_status)?;
+    blocking(move || s.put_manifest(&h.sha256, &manifest)).await.map_err(to_status)?.map_err(to_status)?;
     Ok(PushBlobReply { bytes })
 }
 

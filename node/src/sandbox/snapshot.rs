@@ -11,8 +11,10 @@
 //! checkpoint.
 //!
 //! Order: the catalog records the snapshot `pending` (the sandbox `snapshotting`), the blob
-//! is written to this node's store, pushed to `replication_factor - 1` live peers, and only
-//! then is the snapshot committed `ready` with its replica list. Any failure drops the
+//! is written to this node's store and, chunk by chunk as it is written, streamed to
+//! `replication_factor - 1` live peers (others are tried with an ordinary push if one
+//! fails), and only once they all hold it is the snapshot committed `ready` with its
+//! replica list. Any failure drops the
 //! record. The sandbox keeps running throughout; a memory checkpoint freezes its processes
 //! while CRIU dumps them, and `/work` is read right after (writes made in between are in the
 //! snapshot's files but not its memory).
@@ -22,12 +24,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bytes::Bytes;
-use flotilla_raft::{Command, Response, SandboxState, SnapshotKind};
+use flotilla_proto::peer::BlobPart;
+use flotilla_raft::{Command, NodeId, Response, SandboxState, SnapshotKind};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use super::SandboxHost;
-use crate::blobs::{self, BlobError, BlobWriter};
+use crate::blobs::transfer::{self, PushStream};
+use crate::blobs::{self, BlobError, BlobWriter, Manifest, Tee};
 use crate::error::NodeError;
 use crate::runtime::RuntimeError;
 
@@ -128,25 +132,55 @@ async fn store_and_replicate(
     progress: &mpsc::Sender<Step>,
 ) -> Result<Taken, NodeError> {
     let started = Instant::now();
-    let (sha256, size) = match kind {
+    let members = host.cluster.group().addrs.len();
+    let want = host.keeper.replication_factor.saturating_sub(1).min(members.saturating_sub(1));
+    // Replication starts with the blob: each chunk goes to the first `want` peers as soon as
+    // it is stored here.
+    let streams: Vec<(NodeId, PushStream)> = blobs::targets(&host.cluster)
+        .into_iter()
+        .take(want)
+        .filter_map(|(node, addr)| PushStream::open(&host.cluster.peers, &addr).ok().map(|s| (node, s)))
+        .collect();
+    let writer = host.blobs.writer().with_tee(tee(streams.iter().map(|(_, s)| s.sender()).collect()));
+    let (sha256, manifest) = match kind {
         SnapshotKind::Fs => {
-            store_stream(host, host.docker.get_archive(container, &format!("{WORK}/.")), progress).await?
+            store_stream(writer, host.docker.get_archive(container, &format!("{WORK}/.")), progress).await?
         }
         SnapshotKind::Dir => {
             let path = path.ok_or_else(|| NodeError::invalid("path", "a dir snapshot needs a path"))?;
-            store_stream(host, host.docker.get_archive(container, path), progress).await?
+            store_stream(writer, host.docker.get_archive(container, path), progress).await?
         }
-        SnapshotKind::Memory => store_memory(host, container, id, progress).await?,
+        SnapshotKind::Memory => store_memory(host, writer, container, id, progress).await?,
     };
+    let size = manifest.size;
     let store_s = started.elapsed().as_secs_f64();
-    let members = host.cluster.group().addrs.len();
-    let want = host.keeper.replication_factor.saturating_sub(1).min(members.saturating_sub(1));
     let started = Instant::now();
-    let tx = progress.clone();
-    let peers = blobs::replicate(&host.cluster, &host.blobs, &sha256, want, move |node, sent, total| {
-        report(&tx, format!("replicate to node {node}"), sent, total)
-    })
-    .await;
+    report(progress, "replicate", 0, size);
+    let mut peers = Vec::new();
+    let mut tried = Vec::new();
+    for (node, stream) in streams {
+        tried.push(node);
+        match stream.finish(&sha256, &manifest).await {
+            Ok(bytes) => {
+                tracing::info!(blob = %sha256, node, bytes, "blob replicated while written");
+                peers.push(node);
+            }
+            Err(e) => tracing::warn!(blob = %sha256, node, error = %e, "streamed replication failed"),
+        }
+    }
+    if peers.len() < want {
+        let tx = progress.clone();
+        let more = blobs::replicate(
+            &host.cluster,
+            &host.blobs,
+            &sha256,
+            want - peers.len(),
+            &tried,
+            move |node, sent, total| report(&tx, format!("replicate to node {node}"), sent, total),
+        )
+        .await;
+        peers.extend(more);
+    }
     if peers.len() < want {
         return Err(NodeError::FailedPrecondition(format!(
             "snapshot {id} reached {} of the {want} peers it needs (replication_factor {})",
@@ -171,23 +205,30 @@ async fn store_and_replicate(
     Ok(Taken { id: id.to_string(), size_bytes: size, sha256, replicas, store_s, replicate_s })
 }
 
+/// Sends each stored chunk to every peer stream still open (from the writer's blocking
+/// thread; a slow peer slows the writer, bounded by the stream's buffer). A peer whose
+/// stream broke is dropped; the push's own reply says why.
+fn tee(mut peers: Vec<mpsc::Sender<BlobPart>>) -> Tee {
+    Box::new(move |sha, data| {
+        peers.retain(|tx| tx.blocking_send(transfer::chunk_part(sha.to_string(), data.to_vec())).is_ok());
+    })
+}
+
 /// Writes a byte stream from the engine into a new blob (on a blocking thread, fed through
 /// a bounded channel). Returns its digest and size.
 async fn store_stream(
-    host: &SandboxHost,
+    mut w: BlobWriter,
     stream: impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static,
     progress: &mpsc::Sender<Step>,
-) -> Result<(String, u64), NodeError> {
+) -> Result<(String, Manifest), NodeError> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
-    let (store, p) = (host.blobs.clone(), progress.clone());
-    let writer = tokio::task::spawn_blocking(move || -> Result<(String, u64), BlobError> {
-        let mut w = store.writer();
+    let p = progress.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<(String, Manifest), BlobError> {
         while let Some(b) = rx.blocking_recv() {
             w.write_all(&b)?;
             report(&p, "store", w.size(), 0);
         }
-        let (sha, m) = w.finish()?;
-        Ok((sha, m.size))
+        w.finish()
     });
     let mut stream = Box::pin(stream);
     let mut failure = None;
@@ -219,10 +260,11 @@ async fn store_stream(
 /// tar blob; the engine's copy of the checkpoint is deleted afterwards.
 async fn store_memory(
     host: &SandboxHost,
+    writer: BlobWriter,
     container: &str,
     id: &str,
     progress: &mpsc::Sender<Step>,
-) -> Result<(String, u64), NodeError> {
+) -> Result<(String, Manifest), NodeError> {
     let docker = &host.docker;
     report(progress, "checkpoint", 0, 0);
     docker
@@ -240,8 +282,7 @@ async fn store_memory(
         tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(internal)?;
         let dir = docker.checkpoint_dir(container, id).await.map_err(internal)?;
         report(progress, "store", 0, 0);
-        let store = host.blobs.clone();
-        tokio::task::spawn_blocking(move || write_memory_blob(store.writer(), &work_tar, &dir))
+        tokio::task::spawn_blocking(move || write_memory_blob(writer, &work_tar, &dir))
             .await
             .map_err(internal)?
             .map_err(internal)
@@ -253,11 +294,10 @@ async fn store_memory(
     result
 }
 
-fn write_memory_blob(w: BlobWriter, work_tar: &PathBuf, checkpoint: &PathBuf) -> Result<(String, u64), BlobError> {
+fn write_memory_blob(w: BlobWriter, work_tar: &PathBuf, checkpoint: &PathBuf) -> Result<(String, Manifest), BlobError> {
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     b.append_path_with_name(work_tar, WORK_TAR)?;
     b.append_dir_all(CHECKPOINT_DIR, checkpoint)?;
-    let (sha, m) = b.into_inner()?.finish()?;
-    Ok((sha, m.size))
+    b.into_inner()?.finish()
 }
