@@ -75,6 +75,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Pre-started containers to keep per image (the warm pool), e.g. `flotilla/busybox` = 4.
     pub warm_pool: BTreeMap<String, usize>,
+    /// Where this node's GPU inventory comes from.
+    pub gpus: crate::gpu::GpuSource,
 }
 
 /// PEM files for TLS. The node serves with `cert`/`key` and trusts peers whose certificates
@@ -109,6 +111,8 @@ pub struct FileConfig {
     /// Image -> number of pre-started containers.
     #[serde(default)]
     pub warm_pool: BTreeMap<String, usize>,
+    /// `auto`, `none` or `fake:MODEL:COUNT`.
+    pub gpus: Option<String>,
 }
 
 /// Most pre-started containers one image may keep on a node.
@@ -275,6 +279,7 @@ mod tests {
             auth: true,
             tls: None,
             warm_pool: BTreeMap::new(),
+            gpus: Default::default(),
         }
     }
 

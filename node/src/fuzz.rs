@@ -37,6 +37,7 @@ fn any_spec() -> impl Strategy<Value = pb::SandboxSpec> {
                     block_network,
                     runtime,
                     tags: HashMap::new(),
+                    gpu: None,
                 }
             },
         )

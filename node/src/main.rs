@@ -9,6 +9,7 @@ mod data_dir;
 mod error;
 #[cfg(test)]
 mod fuzz;
+mod gpu;
 mod grpc;
 mod http;
 mod placement;

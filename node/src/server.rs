@@ -86,7 +86,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         placement_lock: Default::default(),
         batcher: Cluster::batcher_for(&raft, config.node_id),
     };
-    let resources = Resources::detect();
+    let resources = Resources::detect(&config.gpus);
     let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
     let host = SandboxHost::new(docker, cluster.clone(), instance, pool);
 
@@ -107,7 +107,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
             auth::interceptor(cluster.view.clone(), config.auth),
         ))
         .add_service(InterceptedService::new(
-            WorkerServer::new(WorkerService::new(host.clone(), resources)).max_decoding_message_size(64 << 20),
+            WorkerServer::new(WorkerService::new(host.clone(), resources.clone())).max_decoding_message_size(64 << 20),
             auth::interceptor(cluster.view.clone(), config.auth),
         ))
         .add_service(BootstrapServer::new(BootstrapService { cluster: cluster.clone() }))
@@ -135,7 +135,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     }
     start_membership(&config, &cluster, shutdown_rx.clone()).await?;
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
-    tokio::spawn(register(cluster.clone(), resources, shutdown_rx.clone()).in_current_span());
+    tokio::spawn(register(cluster.clone(), resources.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
     println!(
         "flotilla node {} ready: endpoint {}://{} (data dir {})",
@@ -260,6 +260,7 @@ async fn register(cluster: Cluster, resources: Resources, mut shutdown: watch::R
             addr: cluster.addr.clone(),
             cpus: resources.cpus,
             memory_mib: resources.memory_mib,
+            gpus: resources.gpus.clone(),
             at_ms: 0,
         };
         // Only members can propose; a joining node waits until it is one.

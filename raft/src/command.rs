@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{App, NodeRecord, Sandbox, SandboxSpec, Token};
+use crate::catalog::{App, Call, CallOutcome, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, Token};
 use crate::NodeId;
 
 /// A write to the catalog. Built by the node that took the client request, stamped by the
@@ -26,7 +26,7 @@ pub enum Command {
     /// Stop an app: it stays in the catalog, marked stopped. Stopping twice is a no-op.
     StopApp { name: String, at_ms: i64 },
     /// A node announces itself and its capacity when it starts (idempotent).
-    RegisterNode { id: NodeId, addr: String, cpus: u32, memory_mib: u64, at_ms: i64 },
+    RegisterNode { id: NodeId, addr: String, cpus: u32, memory_mib: u64, gpus: Vec<Gpu>, at_ms: i64 },
     /// Record a new sandbox, placed by the leader on `node`. A `request_id` seen before
     /// answers with the sandbox it created (a client retry), creating nothing.
     CreateSandbox {
@@ -34,6 +34,8 @@ pub enum Command {
         name: Option<String>,
         spec: SandboxSpec,
         node: NodeId,
+        /// GPU indices on `node` the leader chose for the sandbox; leased with the record.
+        gpus: Vec<u32>,
         request_id: Option<String>,
         at_ms: i64,
     },
@@ -62,6 +64,36 @@ pub enum Command {
     /// Several commands proposed as one entry by the leader's write batcher; applied in
     /// order, each as if it were its own entry. Batches do not nest.
     Batch(Vec<Command>),
+    /// Record a durable call to `app`/`function`, queued for a node with a replica. A
+    /// `request_id` seen before answers with the call it created.
+    SpawnCall { id: String, app: String, function: String, input: Vec<u8>, request_id: Option<String>, at_ms: i64 },
+    /// `node` claims a queued call's `attempt` to run it; refused unless that attempt is queued
+    /// and due.
+    StartCall { id: String, node: NodeId, attempt: u32, at_ms: i64 },
+    /// The running `attempt` ended. A failure with `retry_at_ms` queues the next attempt for
+    /// then (the node computed the backoff from the function's retry policy).
+    FinishCall { id: String, attempt: u32, outcome: CallOutcome, retry_at_ms: Option<i64>, at_ms: i64 },
+    /// The running `attempt` was lost with its node: queue the next one now. Leader only.
+    RequeueCall { id: String, attempt: u32, reason: String, at_ms: i64 },
+    /// A user cancels a call; its node stops the attempt when it sees the record final.
+    CancelCall { id: String, at_ms: i64 },
+    /// The autoscaler assigns a new warm replica of `app`/`function` at `version` to `node`,
+    /// with the GPU indices it chose there.
+    AddReplica {
+        id: String,
+        app: String,
+        function: String,
+        version: u64,
+        node: NodeId,
+        cpu: f64,
+        memory_mib: u64,
+        gpus: Vec<u32>,
+        at_ms: i64,
+    },
+    /// The hosting node's container for the replica is up.
+    ReplicaReady { id: String, at_ms: i64 },
+    /// The autoscaler retires a replica; its node drains in-flight inputs, then removes it.
+    RemoveReplica { id: String, at_ms: i64 },
 }
 
 impl Command {
@@ -76,7 +108,15 @@ impl Command {
             | Command::SandboxFinished { at_ms, .. }
             | Command::TerminateSandbox { at_ms, .. }
             | Command::CreateToken { at_ms, .. }
-            | Command::RevokeToken { at_ms, .. } => *at_ms = now_ms,
+            | Command::RevokeToken { at_ms, .. }
+            | Command::SpawnCall { at_ms, .. }
+            | Command::StartCall { at_ms, .. }
+            | Command::FinishCall { at_ms, .. }
+            | Command::RequeueCall { at_ms, .. }
+            | Command::CancelCall { at_ms, .. }
+            | Command::AddReplica { at_ms, .. }
+            | Command::ReplicaReady { at_ms, .. }
+            | Command::RemoveReplica { at_ms, .. } => *at_ms = now_ms,
             Command::ForgetNode { .. } => {}
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
         }
@@ -95,6 +135,8 @@ pub enum Response {
     Node(NodeRecord),
     Sandbox(Sandbox),
     Token(Token),
+    Call(Call),
+    Replica(Replica),
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<Response>),
     /// The command was invalid for the catalog as it stood; nothing changed.
@@ -110,6 +152,10 @@ pub enum Rejection {
     SandboxNotFound(String),
     #[error("token {0:?} not found")]
     TokenNotFound(String),
+    #[error("function {0:?} not found")]
+    FunctionNotFound(String),
+    #[error("call {0:?} not found")]
+    CallNotFound(String),
     /// The request conflicts with a record that exists (e.g. a name in use).
     #[error("{0}")]
     Conflict(String),

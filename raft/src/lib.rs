@@ -32,7 +32,10 @@ pub mod store;
 
 use std::io::Cursor;
 
-pub use catalog::{App, AppState, Catalog, NodeRecord, Sandbox, SandboxSpec, SandboxState, Token};
+pub use catalog::{
+    App, AppState, Call, CallOutcome, CallState, Catalog, Gpu, GpuRequest, NodeRecord, Replica, ReplicaState, Sandbox,
+    SandboxSpec, SandboxState, Token,
+};
 pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 
 openraft::declare_raft_types!(

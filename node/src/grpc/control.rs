@@ -70,6 +70,18 @@ fn parse_spec(spec_json: &str) -> Result<AppSpec, NodeError> {
     Ok(spec)
 }
 
+/// A node's GPUs with the replica or sandbox that holds each.
+fn gpus_of(catalog: &flotilla_raft::Catalog, node: &flotilla_raft::NodeRecord) -> Vec<pb::Gpu> {
+    node.gpus
+        .iter()
+        .map(|g| pb::Gpu {
+            index: g.index,
+            model: g.model.clone(),
+            leased_to: catalog.gpu_leases.get(&(node.id, g.index)).cloned(),
+        })
+        .collect()
+}
+
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn cluster_status(
@@ -79,7 +91,7 @@ impl Control for ControlService {
         let c = &self.cluster;
         let g = c.group();
         let capacity: std::collections::BTreeMap<_, _> =
-            c.view.read(|cat| cat.nodes.values().map(|n| (n.id, (n.cpus, n.memory_mib))).collect());
+            c.view.read(|cat| cat.nodes.values().map(|n| (n.id, (n.cpus, n.memory_mib, gpus_of(cat, n)))).collect());
         let nodes = g
             .addrs
             .iter()
@@ -95,7 +107,7 @@ impl Control for ControlService {
                 }
                 .to_string(),
                 status: if c.liveness.is_up(id) { "up" } else { "down" }.to_string(),
-                gpus: Vec::new(),
+                gpus: capacity.get(&id).map(|c| c.2.clone()).unwrap_or_default(),
                 cpus: capacity.get(&id).map_or(0, |c| c.0),
                 memory_mib: capacity.get(&id).map_or(0, |c| c.1),
             })

@@ -18,7 +18,11 @@ impl From<NodeError> for Status {
                 Status::invalid_argument(msg)
             }
             NodeError::Rejected(
-                Rejection::AppNotFound(_) | Rejection::SandboxNotFound(_) | Rejection::TokenNotFound(_),
+                Rejection::AppNotFound(_)
+                | Rejection::SandboxNotFound(_)
+                | Rejection::TokenNotFound(_)
+                | Rejection::FunctionNotFound(_)
+                | Rejection::CallNotFound(_),
             ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
             NodeError::Rejected(Rejection::Stale(_)) => Status::failed_precondition(msg),

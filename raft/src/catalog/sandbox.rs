@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::replica::GpuRequest;
 use crate::command::{Rejection, Response};
 use crate::NodeId;
 
@@ -33,6 +34,8 @@ pub struct SandboxSpec {
     pub runtime: String,
     /// User labels, for finding sandboxes again.
     pub tags: BTreeMap<String, String>,
+    /// GPUs the sandbox needs, if any.
+    pub gpu: Option<GpuRequest>,
 }
 
 /// Lifecycle. `Terminated` and `Failed` are final.
@@ -72,6 +75,8 @@ pub struct Sandbox {
     pub spec: SandboxSpec,
     /// The node that hosts it.
     pub node: NodeId,
+    /// GPU indices on `node` leased to the sandbox until it ends.
+    pub gpus: Vec<u32>,
     /// The client's id for the create request, to recognise a retry.
     pub request_id: Option<String>,
     /// 1 when created; reassignment to another node (failover, a later release) will bump it.
@@ -101,6 +106,7 @@ pub(super) fn create(
     name: Option<String>,
     spec: SandboxSpec,
     node: NodeId,
+    gpus: Vec<u32>,
     request_id: Option<String>,
     at_ms: i64,
 ) -> Response {
@@ -123,6 +129,7 @@ pub(super) fn create(
         name,
         spec,
         node,
+        gpus,
         request_id,
         generation: 1,
         state: SandboxState::Pending,
@@ -230,6 +237,7 @@ mod tests {
             block_network: false,
             runtime: "runc".into(),
             tags: BTreeMap::new(),
+            gpu: None,
         }
     }
 
@@ -239,6 +247,7 @@ mod tests {
             name: name.map(Into::into),
             spec: spec(),
             node: 1,
+            gpus: vec![],
             request_id: None,
             at_ms: 10,
         }
@@ -318,6 +327,7 @@ mod tests {
             name: None,
             spec: spec(),
             node: 1,
+            gpus: vec![],
             request_id: Some("req-1".into()),
             at_ms: 10,
         };
