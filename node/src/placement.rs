@@ -1,7 +1,8 @@
-//! Where a new sandbox runs: a pure function of the cluster's view, so it is table-tested
-//! and the leader's choice is reproducible.
+//! Where a new sandbox or function replica runs: a pure function of the cluster's view, so
+//! it is table-tested and the leader's choice is reproducible.
 //!
-//! A node fits when its capacity minus what its live sandboxes reserve covers the request.
+//! A node fits when its capacity minus what its live sandboxes and replicas reserve covers
+//! the request, and it has enough unleased GPUs of the asked model.
 //! Memory is not overcommitted (a sandbox's memory limit is a hard wall). CPU is: a
 //! sandbox's `cpu` is a cap on its share (CFS quota), and most sandboxes idle between execs,
 //! so a node offers [`CPU_OVERCOMMIT`] times its cores, the way Kubernetes limits exceed
@@ -46,6 +47,7 @@ pub struct Placed {
 }
 
 /// No node can take the request.
+#[allow(clippy::enum_variant_names)] // each says what there is no node with
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlacementError {
     #[error("no live node is registered")]

@@ -235,6 +235,7 @@ fn end(call: &mut Call, state: CallState, output: Option<Vec<u8>>, error: Option
     call.finished_at_ms = Some(at_ms);
 }
 
+#[allow(clippy::result_large_err)] // the Err is the Response `apply` returns anyway
 fn found<'a>(calls: &'a mut BTreeMap<String, Call>, id: &str) -> Result<&'a mut Call, Response> {
     calls.get_mut(id).ok_or_else(|| Response::Rejected(Rejection::CallNotFound(id.to_string())))
 }

@@ -100,6 +100,7 @@ pub(super) fn by_request<'a>(sandboxes: &'a BTreeMap<String, Sandbox>, request_i
     sandboxes.values().find(|s| s.request_id.as_deref() == Some(request_id))
 }
 
+#[allow(clippy::too_many_arguments)] // one per field of the command
 pub(super) fn create(
     sandboxes: &mut BTreeMap<String, Sandbox>,
     id: String,
