@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod data_dir;
 mod error;
+mod function;
 #[cfg(test)]
 mod fuzz;
 mod gpu;

@@ -29,6 +29,7 @@ use crate::auth;
 use crate::cluster::{self, Cluster, Liveness};
 use crate::config::{Config, Start};
 use crate::data_dir::DataDir;
+use crate::function::{self, FunctionHost};
 use crate::grpc::{self, BootstrapService, ControlService, PeerService, WorkerService};
 use crate::resources::Resources;
 use crate::runtime::Docker;
@@ -83,11 +84,13 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         view,
         peers: PeerPool::new(secret.clone()),
         liveness: Liveness::default(),
+        load: Default::default(),
         placement_lock: Default::default(),
         batcher: Cluster::batcher_for(&raft, config.node_id),
     };
     let resources = Resources::detect(&config.gpus);
     let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
+    let functions = FunctionHost::new(docker.clone(), cluster.clone(), instance.clone());
     let host = SandboxHost::new(docker, cluster.clone(), instance, pool);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -103,11 +106,13 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     }
     let server = builder
         .add_service(InterceptedService::new(
-            ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20),
+            ControlServer::new(ControlService { cluster: cluster.clone(), functions: functions.clone() })
+                .max_decoding_message_size(16 << 20),
             auth::interceptor(cluster.view.clone(), config.auth),
         ))
         .add_service(InterceptedService::new(
-            WorkerServer::new(WorkerService::new(host.clone(), resources.clone())).max_decoding_message_size(64 << 20),
+            WorkerServer::new(WorkerService::new(host.clone(), functions.clone(), resources.clone()))
+                .max_decoding_message_size(64 << 20),
             auth::interceptor(cluster.view.clone(), config.auth),
         ))
         .add_service(BootstrapServer::new(BootstrapService { cluster: cluster.clone() }))
@@ -137,6 +142,9 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(register(cluster.clone(), resources.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
+    tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span());
+    tokio::spawn(function::executor::run(functions.clone(), shutdown_rx.clone()).in_current_span());
+    tokio::spawn(function::autoscaler::run(functions, shutdown_rx.clone()).in_current_span());
     println!(
         "flotilla node {} ready: endpoint {}://{} (data dir {})",
         config.node_id,

@@ -94,6 +94,8 @@ pub enum Command {
     ReplicaReady { id: String, at_ms: i64 },
     /// The autoscaler retires a replica; its node drains in-flight inputs, then removes it.
     RemoveReplica { id: String, at_ms: i64 },
+    /// The hosting node could not start the replica (e.g. its image is missing there).
+    ReplicaFailed { id: String, reason: String, at_ms: i64 },
 }
 
 impl Command {
@@ -116,7 +118,8 @@ impl Command {
             | Command::CancelCall { at_ms, .. }
             | Command::AddReplica { at_ms, .. }
             | Command::ReplicaReady { at_ms, .. }
-            | Command::RemoveReplica { at_ms, .. } => *at_ms = now_ms,
+            | Command::RemoveReplica { at_ms, .. }
+            | Command::ReplicaFailed { at_ms, .. } => *at_ms = now_ms,
             Command::ForgetNode { .. } => {}
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
         }

@@ -24,15 +24,18 @@ mod client;
 mod cluster;
 mod error;
 mod exec;
+mod function;
 mod sandbox;
 pub mod spec;
 mod token;
+pub mod worker;
 
 pub use app::AppInfo;
 pub use client::{Client, ClientOptions};
 pub use cluster::{ClusterStatus, GpuInfo, Membership, NodeInfo};
 pub use error::{Error, Result};
 pub use exec::{ExecBuilder, ExecEvent, ExecProcess, ExecResult};
+pub use function::{CallInfo, Function, FunctionCall, FunctionLoad, ReplicaInfo};
 pub use sandbox::{Sandbox, SandboxBuilder, SandboxInfo};
 pub use spec::AppSpec;
 pub use token::{NewToken, TokenInfo};

@@ -7,6 +7,7 @@
 mod app;
 mod cluster;
 mod daemon;
+mod function;
 mod image;
 mod output;
 mod sandbox;
@@ -54,6 +55,12 @@ enum Command {
     /// Deploy and manage apps.
     #[command(subcommand)]
     App(app::AppCmd),
+    /// Call and spawn functions of deployed apps.
+    #[command(subcommand, name = "fn")]
+    Fn(function::FnCmd),
+    /// Durable calls: get their result, cancel them.
+    #[command(subcommand)]
+    Call(function::CallCmd),
     /// Sandboxes: isolated containers for running code.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCmd),
@@ -82,6 +89,8 @@ impl Cli {
             Command::Node(args) => crate::server::run(args.config()?).await?,
             Command::Cluster(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::App(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Fn(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Call(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Sandbox(cmd) => {
                 if let sandbox::Outcome::Exit(code) = cmd.run(&self.client().await?, self.output).await? {
                     return Ok(code as u8);

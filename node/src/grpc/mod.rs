@@ -2,6 +2,7 @@
 //! and converts back; errors become a `tonic::Status` in one place ([`status`]).
 
 mod control;
+mod functions;
 mod peer;
 mod sandboxes;
 mod status;

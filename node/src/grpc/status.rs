@@ -29,6 +29,8 @@ impl From<NodeError> for Status {
             NodeError::NoCapacity(_) => Status::resource_exhausted(msg),
             NodeError::Membership(_) => Status::failed_precondition(msg),
             NodeError::Forwarded(status) => status,
+            NodeError::Unstartable(_) => Status::failed_precondition(msg),
+            NodeError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             NodeError::Internal(_) => Status::internal(msg),
         }
     }

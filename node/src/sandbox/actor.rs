@@ -50,13 +50,16 @@ pub struct State {
     active_execs: u32,
 }
 
-fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec {
+fn container_spec(record: &Sandbox, instance: &str, node_gpus: &[flotilla_raft::Gpu]) -> ContainerSpec {
     let s = &record.spec;
+    let mut env: Vec<(String, String)> = s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let (gpu_env, gpu_devices) = crate::gpu::hand_out(node_gpus, &record.gpus);
+    env.extend(gpu_env);
     ContainerSpec {
         name: Some(container_name(&record.id, record.generation)),
         image: s.image.clone(),
         cmd: (!s.command.is_empty()).then(|| s.command.clone()),
-        env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env,
         workdir: s.workdir.clone(),
         limits: Limits { cpu: s.cpu, memory_mib: s.memory_mib, pids: PIDS_LIMIT },
         block_network: s.block_network,
@@ -66,6 +69,7 @@ fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec {
             (LABEL_GENERATION.to_string(), record.generation.to_string()),
             (LABEL_INSTANCE.to_string(), instance.to_string()),
         ]),
+        gpu_devices,
     }
 }
 
@@ -94,7 +98,8 @@ impl State {
                 }
             }
         }
-        let spec = container_spec(&self.record, &self.host.instance);
+        let node_gpus = self.host.cluster.view.read(|c| c.nodes.get(&self.record.node).map(|n| n.gpus.clone()));
+        let spec = container_spec(&self.record, &self.host.instance, &node_gpus.unwrap_or_default());
         let id = match docker.create(&spec).await {
             Err(RuntimeError::Conflict(_)) => {
                 let name = container_name(&self.record.id, self.record.generation);

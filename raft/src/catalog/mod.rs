@@ -128,12 +128,25 @@ impl Catalog {
                     return Response::Rejected(r);
                 }
                 let state = ReplicaState::Starting;
-                let replica =
-                    Replica { id, app, function, version, node, cpu, memory_mib, gpus, state, created_at_ms: at_ms };
+                let replica = Replica {
+                    id,
+                    app,
+                    function,
+                    version,
+                    node,
+                    cpu,
+                    memory_mib,
+                    gpus,
+                    state,
+                    error: None,
+                    created_at_ms: at_ms,
+                    updated_at_ms: at_ms,
+                };
                 replica::add(&mut self.replicas, &mut self.gpu_leases, &self.nodes, replica)
             }
-            Command::ReplicaReady { id, .. } => replica::ready(&mut self.replicas, &id),
+            Command::ReplicaReady { id, at_ms } => replica::ready(&mut self.replicas, &id, at_ms),
             Command::RemoveReplica { id, .. } => replica::remove(&mut self.replicas, &mut self.gpu_leases, &id),
+            Command::ReplicaFailed { id, reason, at_ms } => replica::failed(&mut self.replicas, &id, reason, at_ms),
         }
     }
 
