@@ -5,7 +5,8 @@
 //! (bootstrap, initial cluster, join, or resume from the data dir), announce the node's
 //! capacity in the catalog, and start probing peers.
 //!
-//! Shutdown on SIGTERM or Ctrl-C, in order: stop background tasks, stop Raft (it stops
+//! Shutdown on SIGTERM or Ctrl-C, in order: stop background tasks (function replicas drain
+//! and are removed), stop Raft (it stops
 //! replicating and voting; the log is already durable), stop serving, then release the data
 //! dir. Sandbox containers are left running: they belong to the catalog, not to this
 //! process, and the next start of the node adopts them (see `sandbox::reconciler`).
@@ -142,7 +143,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(register(cluster.clone(), resources.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
-    tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span());
+    let replicas = tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(function::executor::run(functions.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(function::autoscaler::run(functions, shutdown_rx.clone()).in_current_span());
     println!(
@@ -156,6 +157,8 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     wait_for_signal().await?;
     info!("shutting down: stopping background tasks");
     let _ = shutdown_tx.send(true);
+    info!("shutting down: draining function replicas");
+    let _ = tokio::time::timeout(function::reconciler::SHUTDOWN_DRAIN + Duration::from_secs(2), replicas).await;
     info!("shutting down: stopping raft");
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "raft did not stop cleanly");

@@ -4,7 +4,7 @@
 //! Like the sandbox reconciler it waits until the node has caught up with the leader before
 //! its first pass, and then runs a pass whenever the applied log moves. At start it removes
 //! every replica container this node instance left behind (see `replica` for why they are
-//! not adopted).
+//! not adopted), and at shutdown it retires every replica (drain, then remove).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,8 @@ use super::{FunctionHost, LABEL_REPLICA};
 
 /// A pass also runs this often with no catalog change.
 const RESYNC_EVERY: Duration = Duration::from_secs(2);
+/// How long shutdown waits for replicas to finish their inputs and go.
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Default, Clone)]
 struct Actors {
@@ -43,8 +45,24 @@ pub async fn run(host: FunctionHost, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = metrics.changed() => {}
             _ = tokio::time::sleep(RESYNC_EVERY) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
+    }
+    retire_all(&actors).await;
+}
+
+/// On shutdown: every replica drains and removes its container. Unlike sandboxes, replicas
+/// are not adopted by the next start, so leaving them would only leak containers.
+async fn retire_all(actors: &Actors) {
+    let running: Vec<ActorRef<ReplicaMsg>> = actors.running.lock().expect("actors lock").values().cloned().collect();
+    for a in &running {
+        let _ = a.cast(ReplicaMsg::Retire);
+    }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+    while running.iter().any(|a| a.get_status() != ractor::ActorStatus::Stopped)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
