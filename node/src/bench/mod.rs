@@ -6,6 +6,7 @@
 //! them through the same client stack, prints a table, and stops everything.
 
 mod catalog;
+mod functions;
 mod load;
 mod procs;
 mod sandbox;
@@ -18,6 +19,8 @@ pub enum BenchCmd {
     Catalog(catalog::CatalogArgs),
     /// Sandbox start and exec latency and stdout throughput vs the raw Docker API.
     Sandbox(sandbox::SandboxArgs),
+    /// Warm sync-call latency and throughput (worker and exec mode) vs raw Docker exec; cold calls.
+    Functions(functions::FunctionsArgs),
 }
 
 impl BenchCmd {
@@ -25,6 +28,7 @@ impl BenchCmd {
         match self {
             BenchCmd::Catalog(args) => catalog::run(args).await,
             BenchCmd::Sandbox(args) => sandbox::run(args).await,
+            BenchCmd::Functions(args) => functions::run(args).await,
         }
     }
 }
