@@ -1,5 +1,9 @@
 //! Starting and stopping a node.
 //!
+//! A node whose container engine does not answer at start still runs as a control-plane
+//! member (Raft, the API, its GPU inventory) with no capacity, so nothing is placed on it; it
+//! says so in its log.
+//!
 //! Start-up, in order: lock the data dir, open the Raft store, start Raft, bind the gRPC
 //! port and serve Control, Worker and Peer, then join the cluster the way the config says
 //! (bootstrap, initial cluster, join, or resume from the data dir), announce the node's
@@ -47,7 +51,15 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let data_dir = DataDir::open(&config.data_dir, config.node_id)?;
     let instance = data_dir.instance_id()?;
     info!("connecting to the container engine");
-    let docker = Docker::connect().await?;
+    // Without an engine the node still serves the cluster (a Raft member, the API, its GPU
+    // inventory) but offers no capacity, so nothing is placed on it.
+    let (docker, workloads) = match Docker::connect().await {
+        Ok(d) => (d, true),
+        Err(e) => {
+            tracing::error!(error = %e, "no container engine: this node joins the control plane only and runs no workloads");
+            (Docker::offline()?, false)
+        }
+    };
     info!(data_dir = %config.data_dir.display(), "opening the raft store");
     let (log_store, state_machine) = store::open(&data_dir.raft())?;
     let view = state_machine.view();
@@ -89,7 +101,11 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         placement_lock: Default::default(),
         batcher: Cluster::batcher_for(&raft, config.node_id),
     };
-    let resources = Resources::detect(&config.gpus);
+    let mut resources = Resources::detect(&config.gpus);
+    if !workloads {
+        resources.cpus = 0;
+        resources.memory_mib = 0;
+    }
     let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
     let functions = FunctionHost::new(docker.clone(), cluster.clone(), instance.clone());
     let host = SandboxHost::new(docker, cluster.clone(), instance, pool);
@@ -142,9 +158,11 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     start_membership(&config, &cluster, shutdown_rx.clone()).await?;
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(register(cluster.clone(), resources.clone(), shutdown_rx.clone()).in_current_span());
-    tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
-    let replicas = tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span());
-    tokio::spawn(function::executor::run(functions.clone(), shutdown_rx.clone()).in_current_span());
+    let replicas = workloads.then(|| {
+        tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
+        tokio::spawn(function::executor::run(functions.clone(), shutdown_rx.clone()).in_current_span());
+        tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span())
+    });
     tokio::spawn(function::autoscaler::run(functions, shutdown_rx.clone()).in_current_span());
     println!(
         "flotilla node {} ready: endpoint {}://{} (data dir {})",
@@ -157,8 +175,10 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     wait_for_signal().await?;
     info!("shutting down: stopping background tasks");
     let _ = shutdown_tx.send(true);
-    info!("shutting down: draining function replicas");
-    let _ = tokio::time::timeout(function::reconciler::SHUTDOWN_DRAIN + Duration::from_secs(2), replicas).await;
+    if let Some(replicas) = replicas {
+        info!("shutting down: draining function replicas");
+        let _ = tokio::time::timeout(function::reconciler::SHUTDOWN_DRAIN + Duration::from_secs(2), replicas).await;
+    }
     info!("shutting down: stopping raft");
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "raft did not stop cleanly");

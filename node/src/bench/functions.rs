@@ -118,9 +118,10 @@ async fn raw_calls(docker: &Docker, containers: &[String], callers: usize, secon
         async move {
             let input = format!("caller {c} input {seq}").into_bytes();
             let cmd = ["cat".to_string()];
-            let out = crate::function::exec_mode::run(&docker, &container, &cmd, input.clone(), Duration::from_secs(60))
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let out =
+                crate::function::exec_mode::run(&docker, &container, &cmd, input.clone(), Duration::from_secs(60))
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
             anyhow::ensure!(out == input, "wrong output");
             Ok(())
         }
@@ -222,7 +223,8 @@ pub async fn run(args: &FunctionsArgs) -> anyhow::Result<()> {
     // Stopped apps' replicas are drained and removed by the node; wait for that before the
     // node is killed, so no container is left behind.
     client.stop_app("fnbench").await?;
-    let apps: Vec<String> = std::iter::once("fnbench".to_string()).chain((0..args.cold).map(|i| format!("fncold-{i}"))).collect();
+    let apps: Vec<String> =
+        std::iter::once("fnbench".to_string()).chain((0..args.cold).map(|i| format!("fncold-{i}"))).collect();
     super::procs::wait_until(Duration::from_secs(60), "replicas removed", || async {
         let mut left = 0;
         for a in &apps {

@@ -571,3 +571,33 @@ concurrency = 1
     assert!(holders.iter().filter(|(n, _, _)| *n == node).all(|(_, _, h)| h.is_none()), "{holders:?}");
     assert_eq!(holders.iter().filter(|(_, _, h)| h.is_some()).count(), 4, "{holders:?}");
 }
+
+#[test]
+fn a_node_without_an_engine_serves_the_cluster_and_takes_no_work() {
+    busybox_image();
+    let mut c = TestCluster::empty();
+    let seed = c.add_node(1, How::Bootstrap, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    c.add_node_with_env(
+        2,
+        How::Join(&seed),
+        &["--gpus", "fake:H100:2"],
+        &[("DOCKER_HOST", "unix:///nonexistent.sock")],
+    );
+    c.eventually(Duration::from_secs(30), "node 2 registered with its GPUs", || {
+        let s = c.json(1, &["cluster", "status"]);
+        s["nodes"].as_array().unwrap().iter().any(|n| n["id"] == 2 && n["gpus"].as_array().unwrap().len() == 2)
+    });
+    let s = c.json(2, &["cluster", "status"]);
+    let n2 = s["nodes"].as_array().unwrap().iter().find(|n| n["id"] == 2).unwrap().clone();
+    assert_eq!((n2["cpus"].as_u64(), n2["gpus"][0]["model"].as_str()), (Some(0), Some("H100")), "{n2}");
+    assert!(c.nodes[&2].log_text().contains("no container engine"), "the node says why it takes no work");
+    // Nothing is placed on it: a GPU sandbox has nowhere to go, a plain one lands on node 1.
+    let ep = c.nodes[&2].endpoint();
+    let o = cli(&ep, &["sandbox", "create", "--gpu", "H100:1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let o = cli(&ep, &["-o", "json", "sandbox", "create", "--wait"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(c.json(2, &["sandbox", "show", &id])["node"], 1);
+}
