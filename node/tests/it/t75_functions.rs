@@ -68,6 +68,9 @@ command = ["sh", "-c", "tr a-z A-Z"]
 [functions.broken]
 image = "flotilla/busybox"
 command = ["sh", "-c", "echo 'no such table' >&2; exit 3"]
+[functions.ghost]
+image = "flotilla/nope"
+command = ["true"]
 "#,
     );
     for id in [1, 2, 3] {
@@ -87,6 +90,12 @@ command = ["sh", "-c", "echo 'no such table' >&2; exit 3"]
     assert!(err(&o).contains("text/nope") && err(&o).contains("not found"), "{}", err(&o));
     let o = call(&ep, "ghost/upper", "x");
     assert!(err(&o).contains("ghost") && err(&o).contains("not found"), "{}", err(&o));
+    // An image no node has: the call fails with the reason instead of waiting out its deadline.
+    let t = Instant::now();
+    let o = call(&ep, "text/ghost", "x");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("image flotilla/nope not found on node"), "{}", err(&o));
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     let o = cli(&ep, &["fn", "call", "no-slash", "--input", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     // Oversized input: rejected with the limit, before anything runs.
