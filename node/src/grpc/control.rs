@@ -147,6 +147,7 @@ impl Control for ControlService {
             spec_json,
             request_id: req.request_id,
             at_ms: 0,
+            schedules: crate::schedule::declare(&spec, chrono::Utc::now().timestamp_millis())?,
         };
         let app = app_reply(self.cluster.write(cmd).await?)?;
         tracing::info!(app = %app.name, version = app.version, "app deployed");
@@ -212,5 +213,31 @@ impl Control for ControlService {
 
     async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
         Ok(self.reply(self.revoke_token_(req.into_inner()).await?))
+    }
+
+    async fn list_schedules(
+        &self,
+        req: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesReply>, Status> {
+        Ok(self.reply(self.list_schedules_(req.into_inner()).await?))
+    }
+
+    async fn pause_schedule(&self, req: Request<pb::ScheduleRef>) -> Result<Response<pb::Schedule>, Status> {
+        Ok(self.reply(self.pause_schedule_(req.into_inner()).await?))
+    }
+
+    async fn resume_schedule(&self, req: Request<pb::ScheduleRef>) -> Result<Response<pb::Schedule>, Status> {
+        Ok(self.reply(self.resume_schedule_(req.into_inner()).await?))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        req: Request<pb::TriggerScheduleRequest>,
+    ) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.trigger_schedule_(req.into_inner()).await?))
+    }
+
+    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsReply>, Status> {
+        Ok(self.reply(self.list_runs_(req.into_inner()).await?))
     }
 }

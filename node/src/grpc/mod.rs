@@ -4,6 +4,7 @@
 mod control;
 mod peer;
 mod sandboxes;
+mod schedules;
 mod status;
 mod tokens;
 mod worker;
