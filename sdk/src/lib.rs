@@ -25,6 +25,7 @@ mod cluster;
 mod error;
 mod exec;
 mod sandbox;
+mod schedule;
 pub mod spec;
 mod token;
 
@@ -34,5 +35,6 @@ pub use cluster::{ClusterStatus, GpuInfo, Membership, NodeInfo};
 pub use error::{Error, Result};
 pub use exec::{ExecBuilder, ExecEvent, ExecProcess, ExecResult};
 pub use sandbox::{Sandbox, SandboxBuilder, SandboxInfo};
+pub use schedule::{CallRecord, RunsFilter, ScheduleInfo};
 pub use spec::AppSpec;
 pub use token::{NewToken, TokenInfo};

@@ -10,6 +10,7 @@ mod daemon;
 mod image;
 mod output;
 mod sandbox;
+mod schedule;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +61,12 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Schedules: list, pause, resume, trigger.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
+    /// Durable calls: scheduled runs and spawned calls.
+    #[command(subcommand)]
+    Runs(schedule::RunsCmd),
     /// Images on this machine's container engine.
     #[command(subcommand)]
     Image(image::ImageCmd),
@@ -90,6 +97,8 @@ impl Cli {
             Command::Image(cmd) => cmd.run(self.output).await?,
             Command::Token(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Bench(cmd) => cmd.run().await?,
+            Command::Schedule(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Runs(cmd) => cmd.run(&self.client().await?, self.output).await?,
         }
         Ok(0)
     }
