@@ -10,3 +10,4 @@ mod t40_bad_input;
 mod t50_dev;
 mod t60_sandbox;
 mod t70_security;
+mod t90_schedules;
