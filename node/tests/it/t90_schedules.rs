@@ -143,7 +143,7 @@ fn check_failover_runs(c: &mut TestCluster, first: &BTreeMap<String, i64>) {
     let all = runs(c, "tick");
     for (f, why) in [("period", None), ("cron", None), ("strict", Some("catch_up=none"))] {
         let rs = exactly_once(&all, f, first[f], until, 1_000);
-        assert!(rs.len() >= 60, "{f}: only {} ticks in the window", rs.len());
+        assert!(rs.len() >= 50, "{f}: only {} ticks in the window", rs.len());
         only_skipped_for(&rs, f, why);
         eprintln!("{f}: {} ticks, {} skipped", rs.len(), rs.iter().filter(|r| r.state == "skipped").count());
     }
@@ -155,18 +155,21 @@ fn every_tick_fires_once_while_the_leader_is_sigkilled_and_restarted() {
     c.wait_leader(Duration::from_secs(20));
     let first = deploy_app(&c, "tick", FAILOVER_FUNCTIONS);
     let end = Instant::now() + Duration::from_secs(60);
-    let mut killed = Vec::new();
+    let mut leaders = Vec::new();
     while Instant::now() < end {
         let leader = c.wait_leader(Duration::from_secs(30));
+        leaders.push(leader);
         eprintln!("--- SIGKILL leader {leader}");
         c.node(leader).kill();
-        killed.push(leader);
-        std::thread::sleep(Duration::from_millis(1_500));
-        eprintln!("--- restart node {leader}");
+        // The survivors elect a new leader, which takes over the schedules; then the old one
+        // comes back as a follower.
+        let next = c.wait_leader(Duration::from_secs(30));
+        eprintln!("--- node {next} leads; restart node {leader}");
         c.node(leader).start();
-        std::thread::sleep(Duration::from_millis(3_500));
+        std::thread::sleep(Duration::from_millis(2_000));
     }
-    assert!(killed.len() >= 6, "only {} leader kills in a minute", killed.len());
+    leaders.dedup();
+    assert!(leaders.len() >= 6, "only {} leader changes in a minute: {leaders:?}", leaders.len());
     check_failover_runs(&mut c, &first);
 }
 
@@ -176,9 +179,10 @@ fn every_tick_fires_once_while_the_leader_is_frozen() {
     c.wait_leader(Duration::from_secs(20));
     let first = deploy_app(&c, "tick", FAILOVER_FUNCTIONS);
     let end = Instant::now() + Duration::from_secs(60);
-    let mut frozen = 0;
+    let mut leaders = Vec::new();
     while Instant::now() < end {
         let leader = c.wait_leader(Duration::from_secs(30));
+        leaders.push(leader);
         let pid = c.node(leader).pid().unwrap().to_string();
         // Frozen, it still believes it leads: whatever it proposes when it wakes up belongs to
         // a term that is over and never commits.
@@ -187,10 +191,10 @@ fn every_tick_fires_once_while_the_leader_is_frozen() {
         std::thread::sleep(Duration::from_millis(4_000));
         eprintln!("--- SIGCONT node {leader}");
         assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
-        frozen += 1;
         std::thread::sleep(Duration::from_millis(3_000));
     }
-    assert!(frozen >= 6, "only {frozen} freezes in a minute");
+    leaders.dedup();
+    assert!(leaders.len() >= 6, "only {} leader changes in a minute: {leaders:?}", leaders.len());
     check_failover_runs(&mut c, &first);
 }
 
