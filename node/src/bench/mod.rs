@@ -9,6 +9,7 @@ mod catalog;
 mod load;
 mod procs;
 mod sandbox;
+mod schedules;
 
 use clap::Subcommand;
 
@@ -18,6 +19,8 @@ pub enum BenchCmd {
     Catalog(catalog::CatalogArgs),
     /// Sandbox start and exec latency and stdout throughput vs the raw Docker API.
     Sandbox(sandbox::SandboxArgs),
+    /// Schedules: fire lateness at a steady rate, memory, failover, and an exactly-once audit.
+    Schedules(schedules::SchedulesArgs),
 }
 
 impl BenchCmd {
@@ -25,6 +28,7 @@ impl BenchCmd {
         match self {
             BenchCmd::Catalog(args) => catalog::run(args).await,
             BenchCmd::Sandbox(args) => sandbox::run(args).await,
+            BenchCmd::Schedules(args) => schedules::run(args).await,
         }
     }
 }
