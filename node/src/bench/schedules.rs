@@ -36,6 +36,10 @@ pub struct SchedulesArgs {
     /// Schedules per app: they are deployed as apps of this many scheduled functions.
     #[arg(long, default_value_t = 1000)]
     per_app: usize,
+    /// The nodes' `raft.snapshot_every` (log entries between catalog snapshots); the node's
+    /// default when unset. Each snapshot encodes and writes the whole catalog.
+    #[arg(long)]
+    snapshot_every: Option<u64>,
 }
 
 /// What one schedule count measured.
@@ -43,7 +47,9 @@ struct Outcome {
     load_s: f64,
     fires_per_s: f64,
     lateness: serde_json::Value,
-    rss_per_100k_mib: Vec<f64>,
+    /// RSS growth per node scaled to 100k schedules: right after the load, and after firing.
+    rss_loaded_mib: Vec<f64>,
+    rss_fired_mib: Vec<f64>,
     failover_ms: Vec<u128>,
     audit: Audit,
 }
@@ -145,6 +151,13 @@ async fn audit(client: &Client, apps: usize, period_ms: u64) -> anyhow::Result<A
     let mut a = Audit::default();
     for app in 0..apps {
         let name = format!("bench-{app}");
+        // Last fires first: the runs listed after them include every tick up to them.
+        let last: BTreeMap<String, i64> = client
+            .schedules(Some(&name))
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.function, s.last_fired_at_ms?)))
+            .collect();
         let filter = RunsFilter { app: Some(name.clone()), scheduled: true, limit: 100_000, ..Default::default() };
         let runs = client.runs(&filter).await?;
         if runs.len() == 100_000 {
@@ -156,12 +169,6 @@ async fn audit(client: &Client, apps: usize, period_ms: u64) -> anyhow::Result<A
             a.skipped += usize::from(r.state == "skipped");
         }
         a.runs += runs.len();
-        let last: BTreeMap<String, i64> = client
-            .schedules(Some(&name))
-            .await?
-            .into_iter()
-            .filter_map(|s| Some((s.function, s.last_fired_at_ms?)))
-            .collect();
         for (f, mut t) in ticks {
             t.sort_unstable();
             for w in t.windows(2) {
@@ -169,9 +176,9 @@ async fn audit(client: &Client, apps: usize, period_ms: u64) -> anyhow::Result<A
                 a.duplicates += usize::from(gap == 0);
                 a.misses += usize::try_from((gap / period_ms as i64).saturating_sub(1)).unwrap_or(0);
             }
-            // Ticks committed after the last run listed would be misses too.
+            // A tick committed before the listing but not listed would be a miss too.
             if let (Some(l), Some(end)) = (last.get(f), t.last()) {
-                a.misses += usize::try_from((l - end) / period_ms as i64).unwrap_or(0);
+                a.misses += usize::try_from((l - end).max(0) / period_ms as i64).unwrap_or(0);
             }
         }
     }
@@ -183,11 +190,26 @@ async fn measure(args: &SchedulesArgs, n: usize) -> anyhow::Result<Outcome> {
     if period_ms < 1000 {
         bail!("{n} schedules at {} fires/s would need a period under 1 s", args.rate);
     }
-    let mut cluster = Cluster::flotilla(3, &[])?;
+    let config = tempfile::NamedTempFile::new()?;
+    let mut extra = Vec::new();
+    if let Some(every) = args.snapshot_every {
+        std::fs::write(config.path(), format!("[raft]\nsnapshot_every = {every}\n"))?;
+        extra = vec!["--config", config.path().to_str().context("temp path is not UTF-8")?];
+    }
+    let mut cluster = Cluster::flotilla(3, &extra)?;
     let client = Client::connect(cluster.endpoints.clone()).await?;
     cluster.ready(&client).await?;
     let rss_before: Vec<u64> = (0..3).map(|i| cluster.rss_kib(i).unwrap_or(0)).collect();
     let load_s = load(&client, args, n, period_ms).await?;
+    let per_100k = |cluster: &Cluster| -> Vec<f64> {
+        (0..3)
+            .map(|i| {
+                let grown = cluster.rss_kib(i).unwrap_or(0).saturating_sub(rss_before[i]) as f64 / 1024.0;
+                grown * 100_000.0 / n as f64
+            })
+            .collect()
+    };
+    let rss_loaded_mib = per_100k(&cluster);
     // Every schedule's first tick is at most one period after its deploy.
     tokio::time::sleep(Duration::from_millis(period_ms.min(10_000))).await;
     let (_, s1) = leader_status(&cluster, &client).await?;
@@ -195,12 +217,7 @@ async fn measure(args: &SchedulesArgs, n: usize) -> anyhow::Result<Outcome> {
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let (_, s2) = leader_status(&cluster, &client).await?;
     let fires_per_s = fired(&s2).saturating_sub(fired(&s1)) as f64 / t1.elapsed().as_secs_f64();
-    let rss_per_100k_mib = (0..3)
-        .map(|i| {
-            let grown = cluster.rss_kib(i).unwrap_or(0).saturating_sub(rss_before[i]) as f64 / 1024.0;
-            grown * 100_000.0 / n as f64
-        })
-        .collect();
+    let rss_fired_mib = per_100k(&cluster);
     let failover_ms = failovers(&mut cluster, &client, args.kills).await?;
     cluster.ready(&client).await?;
     let audit = audit(&client, n.div_ceil(args.per_app), period_ms).await?;
@@ -208,15 +225,18 @@ async fn measure(args: &SchedulesArgs, n: usize) -> anyhow::Result<Outcome> {
         load_s,
         fires_per_s,
         lateness: s2["scheduler"]["commit_lateness_ms"].clone(),
-        rss_per_100k_mib,
+        rss_loaded_mib,
+        rss_fired_mib,
         failover_ms,
         audit,
     })
 }
 
 pub async fn run(args: &SchedulesArgs) -> anyhow::Result<()> {
+    let snapshots = args.snapshot_every.map_or("default".to_string(), |n| n.to_string());
     println!(
-        "flotilla bench schedules: 3 nodes, loopback, fsync on, {} fires/s target, {} s measured, {} leader kills",
+        "flotilla bench schedules: 3 nodes, loopback, fsync on, {} fires/s target, {} s measured, {} leader kills, \
+         snapshot_every {snapshots}",
         args.rate, args.seconds, args.kills
     );
     for &n in &args.schedules {
@@ -225,7 +245,7 @@ pub async fn run(args: &SchedulesArgs) -> anyhow::Result<()> {
         let mut failover = o.failover_ms.clone();
         failover.sort_unstable();
         let median = failover.get(failover.len() / 2).map_or("-".to_string(), |m| m.to_string());
-        let rss: Vec<String> = o.rss_per_100k_mib.iter().map(|m| format!("{m:.0}")).collect();
+        let mib = |v: &[f64]| v.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(", ");
         println!();
         println!("-- {n} schedules (period {} s)", n / args.rate);
         println!("load (deploys of {} schedules each): {:.1} s", args.per_app, o.load_s);
@@ -235,7 +255,11 @@ pub async fn run(args: &SchedulesArgs) -> anyhow::Result<()> {
             l["p50"], l["p99"], l["max"], l["count"]
         );
         println!("lateness to execution start: n/a (function execution is not in this build)");
-        println!("node memory per 100k schedules (RSS growth, nodes 1,2,3): {} MiB", rss.join(", "));
+        println!(
+            "node memory per 100k schedules (RSS growth, nodes 1,2,3): {} MiB after the load, {} MiB after firing",
+            mib(&o.rss_loaded_mib),
+            mib(&o.rss_fired_mib)
+        );
         println!("leader SIGKILL -> first fire by the new leader: median {median} ms {failover:?}");
         println!(
             "audit: {} runs, {} duplicates, {} misses, {} skipped",
