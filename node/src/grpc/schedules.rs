@@ -137,7 +137,7 @@ impl ControlService {
                 .filter(|call| !req.scheduled || call.scheduled_at_ms.is_some())
                 .collect();
             // Newest first: by creation, then by tick (one entry can create several runs).
-            matching.sort_by(|a, b| (b.created_at_ms, b.scheduled_at_ms).cmp(&(a.created_at_ms, a.scheduled_at_ms)));
+            matching.sort_by_key(|c| std::cmp::Reverse((c.created_at_ms, c.scheduled_at_ms)));
             matching.into_iter().take(limit).cloned().map(call_pb).collect()
         });
         Ok(pb::ListRunsReply { calls })
