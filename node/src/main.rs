@@ -17,6 +17,7 @@ mod placement;
 mod resources;
 mod runtime;
 mod sandbox;
+mod schedule;
 mod server;
 
 use std::io::IsTerminal;

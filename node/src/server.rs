@@ -7,7 +7,8 @@
 //! Start-up, in order: lock the data dir, open the Raft store, start Raft, bind the gRPC
 //! port and serve Control, Worker and Peer, then join the cluster the way the config says
 //! (bootstrap, initial cluster, join, or resume from the data dir), announce the node's
-//! capacity in the catalog, and start probing peers.
+//! capacity in the catalog, start probing peers, and start the Scheduler (idle unless this
+//! node leads; see `schedule::scheduler`).
 //!
 //! Shutdown on SIGTERM or Ctrl-C, in order: stop background tasks (function replicas drain
 //! and are removed), stop Raft (it stops
@@ -150,10 +151,12 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(server.in_current_span());
     info!(listen = %config.listen, advertise = %config.advertise, auth = config.auth, "serving Control, Worker and Peer");
 
+    let fires = crate::schedule::Stats::default();
     if let Some(addr) = config.http {
         let listener = crate::http::bind(addr).await?;
         info!(%addr, "serving HTTP /healthz and /status");
-        tokio::spawn(crate::http::serve(listener, cluster.clone(), shutdown_rx.clone()).in_current_span());
+        let serve = crate::http::serve(listener, cluster.clone(), fires.clone(), shutdown_rx.clone());
+        tokio::spawn(serve.in_current_span());
     }
     start_membership(&config, &cluster, shutdown_rx.clone()).await?;
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
@@ -164,6 +167,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span())
     });
     tokio::spawn(function::autoscaler::run(functions, shutdown_rx.clone()).in_current_span());
+    tokio::spawn(crate::schedule::scheduler::run(cluster.clone(), fires, shutdown_rx.clone()).in_current_span());
     println!(
         "flotilla node {} ready: endpoint {}://{} (data dir {})",
         config.node_id,

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{App, Call, CallOutcome, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, Token};
+use crate::catalog::{
+    App, Call, CallOutcome, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, ScheduleRecord, ScheduleSpec, Token,
+};
 use crate::NodeId;
 
 /// A write to the catalog. Built by the node that took the client request, stamped by the
@@ -22,6 +24,9 @@ pub enum Command {
         /// applied once and answers with the version it created.
         request_id: String,
         at_ms: i64,
+        /// The app's schedules, computed by the node from the validated spec; installed in the
+        /// same entry as the new version, so a redeploy is atomic.
+        schedules: Vec<ScheduleSpec>,
     },
     /// Stop an app: it stays in the catalog, marked stopped. Stopping twice is a no-op.
     StopApp { name: String, at_ms: i64 },
@@ -96,6 +101,26 @@ pub enum Command {
     RemoveReplica { id: String, at_ms: i64 },
     /// The hosting node could not start the replica (e.g. its image is missing there).
     ReplicaFailed { id: String, reason: String, at_ms: i64 },
+    /// The leader's Scheduler commits one tick of `schedule` (`app/function`): accepted only
+    /// when `scheduled_at_ms` is the schedule's next tick at `revision`; then the tick's call
+    /// `call_id` is recorded (queued, or skipped for `skip`'s reason or by the overlap policy)
+    /// and the schedule moves on to `next_fire_at_ms`, computed by the leader.
+    Fire {
+        schedule: String,
+        revision: u64,
+        scheduled_at_ms: i64,
+        next_fire_at_ms: Option<i64>,
+        call_id: String,
+        /// The leader that proposed it.
+        node: NodeId,
+        /// Set when the catch-up policy drops the tick: the reason recorded on its call.
+        skip: Option<String>,
+        at_ms: i64,
+    },
+    /// Stop firing `schedule` until it is resumed.
+    PauseSchedule { schedule: String, at_ms: i64 },
+    /// Fire `schedule` again from `next_fire_at_ms`, the first tick after the resume.
+    ResumeSchedule { schedule: String, next_fire_at_ms: Option<i64>, at_ms: i64 },
 }
 
 impl Command {
@@ -119,7 +144,10 @@ impl Command {
             | Command::AddReplica { at_ms, .. }
             | Command::ReplicaReady { at_ms, .. }
             | Command::RemoveReplica { at_ms, .. }
-            | Command::ReplicaFailed { at_ms, .. } => *at_ms = now_ms,
+            | Command::ReplicaFailed { at_ms, .. }
+            | Command::Fire { at_ms, .. }
+            | Command::PauseSchedule { at_ms, .. }
+            | Command::ResumeSchedule { at_ms, .. } => *at_ms = now_ms,
             Command::ForgetNode { .. } => {}
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
         }
@@ -144,6 +172,7 @@ pub enum Response {
     Batch(Vec<Response>),
     /// The command was invalid for the catalog as it stood; nothing changed.
     Rejected(Rejection),
+    Schedule(ScheduleRecord),
 }
 
 /// Why `apply` refused a command. Deterministic: every node refuses it the same way.
@@ -167,6 +196,8 @@ pub enum Rejection {
     Stale(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    #[error("schedule {0:?} not found")]
+    ScheduleNotFound(String),
 }
 
 /// A write only the leader can carry out, as a follower forwards it (Peer `Forward`).

@@ -33,8 +33,8 @@ pub mod store;
 use std::io::Cursor;
 
 pub use catalog::{
-    App, AppState, Call, CallOutcome, CallState, Catalog, Gpu, GpuRequest, NodeRecord, Replica, ReplicaState, Sandbox,
-    SandboxSpec, SandboxState, Token,
+    App, AppState, Call, CallOutcome, CallState, Catalog, CatchUp, Gpu, GpuRequest, NodeRecord, Overlap, Replica,
+    ReplicaState, Sandbox, SandboxSpec, SandboxState, ScheduleRecord, ScheduleSpec, Schedules, Token,
 };
 pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::schedule::CallRecord;
 
 /// Longest time one `GetCall` request waits on the server before the SDK asks again.
 const GET_POLL: Duration = Duration::from_secs(300);
@@ -36,54 +37,7 @@ pub struct FunctionCall {
     pub id: String,
 }
 
-/// A durable call as the cluster records it.
-#[derive(Debug, Clone, Serialize)]
-pub struct CallInfo {
-    pub id: String,
-    pub app: String,
-    pub function: String,
-    /// `queued`, `running`, `succeeded`, `failed`, `skipped` or `cancelled`.
-    pub state: String,
-    /// 1 for the first attempt; retries and re-runs after node loss add 1.
-    pub attempt: u32,
-    /// The node running (or that ran) the current attempt.
-    pub node: Option<u64>,
-    #[serde(serialize_with = "lossy")]
-    pub output: Option<Vec<u8>>,
-    pub error: Option<String>,
-    pub scheduled_at_ms: Option<i64>,
-    pub created_at_ms: i64,
-    pub started_at_ms: Option<i64>,
-    pub finished_at_ms: Option<i64>,
-}
-
-fn lossy<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> std::result::Result<S::Ok, S::Error> {
-    match v {
-        Some(b) => s.serialize_some(&String::from_utf8_lossy(b)),
-        None => s.serialize_none(),
-    }
-}
-
-impl From<pb::Call> for CallInfo {
-    fn from(c: pb::Call) -> Self {
-        CallInfo {
-            id: c.id,
-            app: c.app,
-            function: c.function,
-            state: c.state,
-            attempt: c.attempt,
-            node: c.node,
-            output: c.output,
-            error: c.error,
-            scheduled_at_ms: c.scheduled_at_ms,
-            created_at_ms: c.created_at_ms,
-            started_at_ms: c.started_at_ms,
-            finished_at_ms: c.finished_at_ms,
-        }
-    }
-}
-
-impl CallInfo {
+impl CallRecord {
     /// Whether the call has ended.
     pub fn is_final(&self) -> bool {
         !matches!(self.state.as_str(), "queued" | "running")
@@ -232,7 +186,7 @@ impl Function {
 
 impl FunctionCall {
     /// The call's record now.
-    pub async fn info(&self) -> Result<CallInfo> {
+    pub async fn info(&self) -> Result<CallRecord> {
         self.wait(Duration::ZERO).await
     }
 
@@ -247,7 +201,7 @@ impl FunctionCall {
     }
 
     /// Waits up to `timeout` for the call to end and returns its record either way.
-    pub async fn wait(&self, timeout: Duration) -> Result<CallInfo> {
+    pub async fn wait(&self, timeout: Duration) -> Result<CallRecord> {
         let req = pb::GetCallRequest { id: self.id.clone(), timeout_s: timeout.as_secs() };
         let call = self
             .client
@@ -260,7 +214,7 @@ impl FunctionCall {
     }
 
     /// Cancels the call if it has not ended; returns its record.
-    pub async fn cancel(&self) -> Result<CallInfo> {
+    pub async fn cancel(&self) -> Result<CallRecord> {
         let req = pb::CancelCallRequest { id: self.id.clone() };
         let call = self
             .client

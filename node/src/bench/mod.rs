@@ -10,6 +10,7 @@ mod functions;
 mod load;
 mod procs;
 mod sandbox;
+mod schedules;
 
 use clap::Subcommand;
 
@@ -21,6 +22,8 @@ pub enum BenchCmd {
     Sandbox(sandbox::SandboxArgs),
     /// Warm sync-call latency and throughput (worker and exec mode) vs raw Docker exec; cold calls.
     Functions(functions::FunctionsArgs),
+    /// Schedules: fire lateness at a steady rate, memory, failover, and an exactly-once audit.
+    Schedules(schedules::SchedulesArgs),
 }
 
 impl BenchCmd {
@@ -29,6 +32,7 @@ impl BenchCmd {
             BenchCmd::Catalog(args) => catalog::run(args).await,
             BenchCmd::Sandbox(args) => sandbox::run(args).await,
             BenchCmd::Functions(args) => functions::run(args).await,
+            BenchCmd::Schedules(args) => schedules::run(args).await,
         }
     }
 }

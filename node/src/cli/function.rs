@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use flotilla::{CallInfo, Client};
+use flotilla::{CallRecord, Client};
 use serde::Serialize;
 
 use super::output::{print, rfc3339, Format};
+use super::schedule::run_row;
 
 #[derive(Debug, Subcommand)]
 pub enum FnCmd {
@@ -43,6 +44,8 @@ pub enum CallCmd {
     },
     /// Cancel a durable call that has not ended.
     Cancel { id: String },
+    /// List durable calls, newest first (the same as `runs ls`): queued ones show what waits.
+    Ls(super::schedule::RunsArgs),
 }
 
 impl Invocation {
@@ -102,7 +105,7 @@ impl FnCmd {
 }
 
 /// Prints a call for people.
-pub fn print_call(c: &CallInfo) {
+pub fn print_call(c: &CallRecord) {
     println!("{}  {}/{}  {}  attempt {}", c.id, c.app, c.function, c.state, c.attempt);
     if let Some(node) = c.node {
         println!("  node {node}");
@@ -126,10 +129,14 @@ impl CallCmd {
     pub async fn run(&self, client: &Client, format: Format) -> anyhow::Result<()> {
         match self {
             CallCmd::Get { id, timeout } => {
-                let info = client.call_from_id(id).wait(Duration::from_secs(*timeout)).await?;
-                print(format, &info, print_call)
+                let call = client.call_from_id(id).wait(Duration::from_secs(*timeout)).await?;
+                print(format, &run_row(&call), |_| print_call(&call))
             }
-            CallCmd::Cancel { id } => print(format, &client.call_from_id(id).cancel().await?, print_call),
+            CallCmd::Ls(args) => args.list(client, format).await,
+            CallCmd::Cancel { id } => {
+                let call = client.call_from_id(id).cancel().await?;
+                print(format, &run_row(&call), |_| print_call(&call))
+            }
         }
     }
 }

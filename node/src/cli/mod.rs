@@ -11,6 +11,7 @@ mod function;
 mod image;
 mod output;
 mod sandbox;
+mod schedule;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -67,6 +68,12 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Schedules: list, pause, resume, trigger.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
+    /// Durable calls: scheduled runs and spawned calls.
+    #[command(subcommand)]
+    Runs(schedule::RunsCmd),
     /// Images on this machine's container engine.
     #[command(subcommand)]
     Image(image::ImageCmd),
@@ -99,6 +106,8 @@ impl Cli {
             Command::Image(cmd) => cmd.run(self.output).await?,
             Command::Token(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Bench(cmd) => cmd.run().await?,
+            Command::Schedule(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Runs(cmd) => cmd.run(&self.client().await?, self.output).await?,
         }
         Ok(0)
     }

@@ -148,6 +148,7 @@ impl Control for ControlService {
             spec_json,
             request_id: req.request_id,
             at_ms: 0,
+            schedules: crate::schedule::declare(&spec, chrono::Utc::now().timestamp_millis())?,
         };
         let app = app_reply(self.cluster.write(cmd).await?)?;
         tracing::info!(app = %app.name, version = app.version, "app deployed");
@@ -223,15 +224,15 @@ impl Control for ControlService {
         Ok(self.reply(self.call_function_(req.into_inner(), token).await?))
     }
 
-    async fn spawn_call(&self, req: Request<pb::SpawnCallRequest>) -> Result<Response<pb::Call>, Status> {
+    async fn spawn_call(&self, req: Request<pb::SpawnCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
         Ok(self.reply(self.spawn_call_(req.into_inner()).await?))
     }
 
-    async fn get_call(&self, req: Request<pb::GetCallRequest>) -> Result<Response<pb::Call>, Status> {
+    async fn get_call(&self, req: Request<pb::GetCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
         Ok(self.reply(self.get_call_(req.into_inner()).await?))
     }
 
-    async fn cancel_call(&self, req: Request<pb::CancelCallRequest>) -> Result<Response<pb::Call>, Status> {
+    async fn cancel_call(&self, req: Request<pb::CancelCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
         Ok(self.reply(self.cancel_call_(req.into_inner()).await?))
     }
 
@@ -240,5 +241,31 @@ impl Control for ControlService {
         req: Request<pb::FunctionStatusRequest>,
     ) -> Result<Response<pb::FunctionStatusReply>, Status> {
         Ok(self.reply(self.function_status_(req.into_inner()).await?))
+    }
+
+    async fn list_schedules(
+        &self,
+        req: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesReply>, Status> {
+        Ok(self.reply(self.list_schedules_(req.into_inner()).await?))
+    }
+
+    async fn pause_schedule(&self, req: Request<pb::ScheduleRef>) -> Result<Response<pb::Schedule>, Status> {
+        Ok(self.reply(self.pause_schedule_(req.into_inner()).await?))
+    }
+
+    async fn resume_schedule(&self, req: Request<pb::ScheduleRef>) -> Result<Response<pb::Schedule>, Status> {
+        Ok(self.reply(self.resume_schedule_(req.into_inner()).await?))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        req: Request<pb::TriggerScheduleRequest>,
+    ) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.trigger_schedule_(req.into_inner()).await?))
+    }
+
+    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsReply>, Status> {
+        Ok(self.reply(self.list_runs_(req.into_inner()).await?))
     }
 }

@@ -16,23 +16,6 @@ const COLD_START_MARGIN: Duration = Duration::from_secs(60);
 /// Longest `GetCall` wait.
 const MAX_WAIT_S: u64 = 3600;
 
-pub fn call_to_pb(c: Call) -> pb::Call {
-    pb::Call {
-        id: c.id,
-        app: c.app,
-        function: c.function,
-        state: c.state.as_str().to_string(),
-        attempt: c.attempt,
-        node: c.node,
-        output: c.output,
-        error: c.error,
-        scheduled_at_ms: c.scheduled_at_ms,
-        created_at_ms: c.created_at_ms,
-        started_at_ms: c.started_at_ms,
-        finished_at_ms: c.finished_at_ms,
-    }
-}
-
 fn check_names(app: &str, function: &str) -> Result<(), NodeError> {
     if app.is_empty() {
         return Err(NodeError::invalid("app", "is required"));
@@ -75,7 +58,7 @@ impl ControlService {
         })
     }
 
-    pub(super) async fn spawn_call_(&self, req: pb::SpawnCallRequest) -> Result<pb::Call, Status> {
+    pub(super) async fn spawn_call_(&self, req: pb::SpawnCallRequest) -> Result<pb::CallRecord, Status> {
         check_names(&req.app, &req.function)?;
         if req.request_id.len() > 128 {
             return Err(NodeError::invalid("request_id", "at most 128 characters").into());
@@ -92,10 +75,10 @@ impl ControlService {
         };
         let call = call_reply(self.cluster.write(cmd).await?)?;
         tracing::info!(call = %call.id, app = %call.app, function = %call.function, "call spawned");
-        Ok(call_to_pb(call))
+        Ok(super::schedules::call_pb(call))
     }
 
-    pub(super) async fn get_call_(&self, req: pb::GetCallRequest) -> Result<pb::Call, Status> {
+    pub(super) async fn get_call_(&self, req: pb::GetCallRequest) -> Result<pb::CallRecord, Status> {
         if req.id.is_empty() {
             return Err(NodeError::invalid("id", "is required").into());
         }
@@ -114,15 +97,15 @@ impl ControlService {
             }
             call = find().unwrap_or(call);
         }
-        Ok(call_to_pb(call))
+        Ok(super::schedules::call_pb(call))
     }
 
-    pub(super) async fn cancel_call_(&self, req: pb::CancelCallRequest) -> Result<pb::Call, Status> {
+    pub(super) async fn cancel_call_(&self, req: pb::CancelCallRequest) -> Result<pb::CallRecord, Status> {
         if req.id.is_empty() {
             return Err(NodeError::invalid("id", "is required").into());
         }
         let call = call_reply(self.cluster.write(Command::CancelCall { id: req.id, at_ms: 0 }).await?)?;
-        Ok(call_to_pb(call))
+        Ok(super::schedules::call_pb(call))
     }
 
     pub(super) async fn function_status_(

@@ -5,6 +5,7 @@ mod control;
 mod functions;
 mod peer;
 mod sandboxes;
+mod schedules;
 mod status;
 mod tokens;
 mod worker;

@@ -22,7 +22,8 @@ impl From<NodeError> for Status {
                 | Rejection::SandboxNotFound(_)
                 | Rejection::TokenNotFound(_)
                 | Rejection::FunctionNotFound(_)
-                | Rejection::CallNotFound(_),
+                | Rejection::CallNotFound(_)
+                | Rejection::ScheduleNotFound(_),
             ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
             NodeError::Rejected(Rejection::Stale(_)) => Status::failed_precondition(msg),

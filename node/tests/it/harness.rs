@@ -35,6 +35,11 @@ impl TestNode {
         format!("http://{}", self.addr)
     }
 
+    /// The process id while the node runs (for signals such as SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }

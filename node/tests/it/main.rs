@@ -11,3 +11,4 @@ mod t50_dev;
 mod t60_sandbox;
 mod t70_security;
 mod t75_functions;
+mod t90_schedules;

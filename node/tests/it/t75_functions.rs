@@ -426,6 +426,10 @@ retries = { max = 2, initial_delay_ms = 200, backoff = 2.0 }
     let id = out(&o).trim().to_string();
     let r = c.json(1, &["call", "cancel", &id]);
     assert_eq!(r["state"], "cancelled", "{r}");
+    // `call ls` shows both durable calls, newest first.
+    let ls = c.json(2, &["call", "ls", "--app", "limits"]);
+    let states: Vec<&str> = ls.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["cancelled", "succeeded"], "{ls}");
     let o = cli(&ep, &["call", "get", "fc-doesnotexist"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("fc-doesnotexist"), "{}", err(&o));

@@ -115,6 +115,7 @@ mod tests {
             spec_json: format!("{{\"name\":\"{name}\"}}"),
             request_id: request_id.into(),
             at_ms,
+            schedules: vec![],
         }
     }
 
@@ -181,6 +182,7 @@ mod tests {
                     spec_json: "{}".into(),
                     request_id: "r".into(),
                     at_ms: 1,
+                    schedules: vec![],
                 },
                 Rejection::Invalid { field: "functions".into(), message: "an app needs at least one function".into() },
             ),

@@ -9,6 +9,7 @@ mod call;
 mod node;
 mod replica;
 mod sandbox;
+pub mod schedule;
 mod token;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub use call::{Call, CallOutcome, CallState, MAX_CALL_PAYLOAD};
 pub use node::NodeRecord;
 pub use replica::{Gpu, GpuRequest, GpuSlot, Replica, ReplicaState};
 pub use sandbox::{Sandbox, SandboxSpec, SandboxState};
+pub use schedule::{CatchUp, Overlap, ScheduleRecord, ScheduleSpec, Schedules};
 pub use token::Token;
 
 use crate::command::{Command, Rejection, Response};
@@ -43,6 +45,8 @@ pub struct Catalog {
     pub replicas: BTreeMap<String, Replica>,
     /// Leased GPUs and the replica or sandbox id that holds each.
     pub gpu_leases: BTreeMap<GpuSlot, String>,
+    /// Schedules by `app/function`, with their next tick.
+    pub schedules: Schedules,
 }
 
 impl Catalog {
@@ -54,10 +58,24 @@ impl Catalog {
     /// Applies one command. Pure: the result depends only on `self` and `cmd`.
     pub fn apply(&mut self, cmd: Command) -> Response {
         match cmd {
-            Command::DeployApp { name, functions, spec_json, request_id, at_ms } => {
-                app::deploy(&mut self.apps, name, functions, spec_json, request_id, at_ms)
+            Command::DeployApp { name, functions, spec_json, request_id, at_ms, schedules } => {
+                if let Err(r) = schedule::check(&functions, &schedules) {
+                    return Response::Rejected(r);
+                }
+                let retry = self.apps.get(&name).is_some_and(|a| a.last_request_id == request_id);
+                let resp = app::deploy(&mut self.apps, name.clone(), functions, spec_json, request_id, at_ms);
+                if !retry && matches!(resp, Response::App(_)) {
+                    schedule::deploy(&mut self.schedules, &mut self.calls, &name, schedules, at_ms);
+                }
+                resp
             }
-            Command::StopApp { name, at_ms } => app::stop(&mut self.apps, &name, at_ms),
+            Command::StopApp { name, at_ms } => {
+                let resp = app::stop(&mut self.apps, &name, at_ms);
+                if matches!(resp, Response::App(_)) {
+                    schedule::remove_app(&mut self.schedules, &mut self.calls, &name, at_ms);
+                }
+                resp
+            }
             Command::RegisterNode { id, addr, cpus, memory_mib, gpus, at_ms } => {
                 node::register(&mut self.nodes, id, addr, cpus, memory_mib, gpus, at_ms)
             }
@@ -117,12 +135,18 @@ impl Catalog {
             }
             Command::StartCall { id, node, attempt, at_ms } => call::start(&mut self.calls, &id, node, attempt, at_ms),
             Command::FinishCall { id, attempt, outcome, retry_at_ms, at_ms } => {
-                call::finish(&mut self.calls, &id, attempt, outcome, retry_at_ms, at_ms)
+                let resp = call::finish(&mut self.calls, &id, attempt, outcome, retry_at_ms, at_ms);
+                schedule::call_ended(&mut self.schedules, &mut self.calls, &id, at_ms);
+                resp
             }
             Command::RequeueCall { id, attempt, reason, at_ms } => {
                 call::requeue(&mut self.calls, &id, attempt, reason, at_ms)
             }
-            Command::CancelCall { id, at_ms } => call::cancel(&mut self.calls, &id, at_ms),
+            Command::CancelCall { id, at_ms } => {
+                let resp = call::cancel(&mut self.calls, &id, at_ms);
+                schedule::call_ended(&mut self.schedules, &mut self.calls, &id, at_ms);
+                resp
+            }
             Command::AddReplica { id, app, function, version, node, cpu, memory_mib, gpus, at_ms } => {
                 if let Err(r) = self.check_function(&app, &function) {
                     return Response::Rejected(r);
@@ -147,6 +171,15 @@ impl Catalog {
             Command::ReplicaReady { id, at_ms } => replica::ready(&mut self.replicas, &id, at_ms),
             Command::RemoveReplica { id, .. } => replica::remove(&mut self.replicas, &mut self.gpu_leases, &id),
             Command::ReplicaFailed { id, reason, at_ms } => replica::failed(&mut self.replicas, &id, reason, at_ms),
+            Command::Fire { schedule, revision, scheduled_at_ms, next_fire_at_ms, call_id, node, skip, at_ms } => {
+                let fire =
+                    schedule::Fire { schedule, revision, scheduled_at_ms, next_fire_at_ms, call_id, node, skip, at_ms };
+                schedule::fire(&mut self.schedules, &mut self.calls, fire)
+            }
+            Command::PauseSchedule { schedule, at_ms } => schedule::pause(&mut self.schedules, &schedule, at_ms),
+            Command::ResumeSchedule { schedule, next_fire_at_ms, at_ms } => {
+                schedule::resume(&mut self.schedules, &schedule, next_fire_at_ms, at_ms)
+            }
         }
     }
 
@@ -187,6 +220,7 @@ mod tests {
             spec_json: "{}".into(),
             request_id: rid.into(),
             at_ms: 1,
+            schedules: vec![],
         };
         let cmds = vec![
             deploy("r1"),

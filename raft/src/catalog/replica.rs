@@ -197,6 +197,7 @@ mod tests {
             spec_json: "{}".into(),
             request_id: "d1".into(),
             at_ms: 1,
+            schedules: vec![],
         });
         c
     }
