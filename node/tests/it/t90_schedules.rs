@@ -340,3 +340,55 @@ fn overlap_policies_pause_resume_and_trigger() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("schedule \"ov/nope\" not found"));
 }
+
+#[test]
+fn scheduled_runs_execute_and_overlap_is_judged_on_their_states() {
+    busybox_image();
+    let mut c = TestCluster::start(3, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let path = c.dir.path().join("ex.toml");
+    std::fs::write(
+        &path,
+        r#"name = "ex"
+[functions.tick]
+image = "flotilla/busybox"
+command = ["sh", "-c", "echo ran"]
+schedule = { period = "1s" }
+min_containers = 1
+[functions.slow]
+image = "flotilla/busybox"
+command = ["sh", "-c", "sleep 2.5; echo done"]
+schedule = { period = "1s" }
+overlap = "skip"
+min_containers = 1
+max_containers = 1
+"#,
+    )
+    .unwrap();
+    cli_json(&c, &["app", "deploy", path.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(10));
+    let list = cli_json(&c, &["runs", "ls", "--app", "ex", "--scheduled", "--limit", "1000"]);
+    let mut rows: Vec<Value> = list.as_array().unwrap().clone();
+    rows.sort_by_key(|r| ms(&r["scheduled_at"]));
+    let of = |f: &str| rows.iter().filter(|r| r["function"] == f).cloned().collect::<Vec<_>>();
+    // Every tick of `tick` that had time to run ran, once, with its output.
+    let done: Vec<Value> = of("tick").into_iter().filter(|r| r["state"] == "succeeded").collect();
+    assert!(done.len() >= 5, "scheduled runs executed: {rows:#?}");
+    assert!(done.iter().all(|r| r["output"] == "ran\n" && r["attempt"] == 1), "{done:#?}");
+    // `slow` takes 2.5 s per 1 s tick: a tick whose previous run is still live is skipped,
+    // naming it; the others run. Runs never overlap.
+    let slow = of("slow");
+    let ran: Vec<&Value> = slow.iter().filter(|r| r["state"] != "skipped").collect();
+    let skipped: Vec<&Value> = slow.iter().filter(|r| r["state"] == "skipped").collect();
+    assert!(ran.len() >= 2 && skipped.len() >= 2, "{slow:#?}");
+    assert!(skipped.iter().all(|r| r["error"].as_str().unwrap().contains("overlap=skip: run fc-")), "{slow:#?}");
+    let finished: Vec<&&Value> = ran.iter().filter(|r| r["state"] == "succeeded").collect();
+    assert!(!finished.is_empty(), "{slow:#?}");
+    for pair in ran.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if let (Some(end), Some(start)) = (a["finished_at"].as_str(), b["started_at"].as_str()) {
+            let (end, start) = (ms(&Value::from(end)), ms(&Value::from(start)));
+            assert!(start >= end, "run {} started before {} ended: {slow:#?}", b["id"], a["id"]);
+        }
+    }
+}
