@@ -45,6 +45,10 @@ pub enum NodeError {
     /// A bug or a corrupt message between nodes.
     #[error("internal: {0}")]
     Internal(String),
+    /// The request cannot be carried out in the state things are in (a sandbox that is not
+    /// running, a feature this node lacks); the message says what is missing.
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl NodeError {

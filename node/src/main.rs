@@ -2,6 +2,7 @@
 
 mod auth;
 mod bench;
+mod blobs;
 mod cli;
 mod cluster;
 mod config;

@@ -32,6 +32,7 @@ use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn, Instrument};
 
 use crate::auth;
+use crate::blobs::{BlobStore, KeeperOptions};
 use crate::cluster::{self, Cluster, Liveness};
 use crate::config::{Config, Start};
 use crate::data_dir::DataDir;
@@ -109,7 +110,16 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     }
     let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
     let functions = FunctionHost::new(docker.clone(), cluster.clone(), instance.clone());
-    let host = SandboxHost::new(docker, cluster.clone(), instance, pool);
+    let blobs = BlobStore::open(&data_dir.blobs())
+        .map_err(|e| anyhow::anyhow!("blob store {}: {e}", data_dir.blobs().display()))?;
+    let sn = &config.snapshots;
+    let keeper = KeeperOptions {
+        replication_factor: sn.replication_factor,
+        scrub_every: Duration::from_secs(sn.scrub_every_s),
+        gc_grace: Duration::from_secs(sn.gc_grace_s),
+    };
+    let lease = Duration::from_millis(sn.fence_lease_ms);
+    let host = SandboxHost::new(docker, cluster.clone(), instance, pool, blobs.clone(), keeper.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -135,7 +145,8 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         ))
         .add_service(BootstrapServer::new(BootstrapService { cluster: cluster.clone() }))
         .add_service(InterceptedService::new(
-            PeerServer::new(PeerService { cluster: cluster.clone() }).max_decoding_message_size(64 << 20),
+            PeerServer::new(PeerService { cluster: cluster.clone(), blobs: blobs.clone() })
+                .max_decoding_message_size(64 << 20),
             grpc::authenticate(secret.clone()),
         ))
         // No Nagle: small Raft and client messages must not wait for delayed ACKs.
@@ -161,7 +172,10 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     start_membership(&config, &cluster, shutdown_rx.clone()).await?;
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(register(cluster.clone(), resources.clone(), shutdown_rx.clone()).in_current_span());
+    tokio::spawn(crate::blobs::keep(cluster.clone(), blobs, keeper, shutdown_rx.clone()).in_current_span());
+    tokio::spawn(crate::sandbox::failover::run(cluster.clone(), lease, shutdown_rx.clone()).in_current_span());
     let replicas = workloads.then(|| {
+        tokio::spawn(crate::sandbox::fence::run(host.clone(), lease, shutdown_rx.clone()).in_current_span());
         tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
         tokio::spawn(function::executor::run(functions.clone(), shutdown_rx.clone()).in_current_span());
         tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span())

@@ -11,6 +11,7 @@ mod load;
 mod procs;
 mod sandbox;
 mod schedules;
+mod snapshots;
 
 use clap::Subcommand;
 
@@ -24,6 +25,8 @@ pub enum BenchCmd {
     Functions(functions::FunctionsArgs),
     /// Schedules: fire lateness at a steady rate, memory, failover, and an exactly-once audit.
     Schedules(schedules::SchedulesArgs),
+    /// Snapshot and restore vs the raw engine, memory snapshots per GB, and failover time.
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 impl BenchCmd {
@@ -33,6 +36,7 @@ impl BenchCmd {
             BenchCmd::Sandbox(args) => sandbox::run(args).await,
             BenchCmd::Functions(args) => functions::run(args).await,
             BenchCmd::Schedules(args) => schedules::run(args).await,
+            BenchCmd::Snapshots(args) => snapshots::run(args).await,
         }
     }
 }

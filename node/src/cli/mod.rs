@@ -12,6 +12,7 @@ mod image;
 mod output;
 mod sandbox;
 mod schedule;
+mod snapshot;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -80,6 +81,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
+    /// Sandbox snapshots (take one with `sandbox snapshot`).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
 }
 
 impl Cli {
@@ -108,6 +112,7 @@ impl Cli {
             Command::Bench(cmd) => cmd.run().await?,
             Command::Schedule(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Runs(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Snapshot(cmd) => cmd.run(&self.client().await?, self.output).await?,
         }
         Ok(0)
     }

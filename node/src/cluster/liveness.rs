@@ -33,6 +33,12 @@ impl Liveness {
         seen.get(&id).is_some_and(|t| t.elapsed() < DOWN_AFTER)
     }
 
+    /// Whether `id` answered within `window`.
+    pub fn seen_within(&self, id: NodeId, window: Duration) -> bool {
+        let seen = self.last_seen.lock().expect("liveness lock poisoned");
+        seen.get(&id).is_some_and(|t| t.elapsed() < window)
+    }
+
     fn saw(&self, id: NodeId) {
         self.last_seen.lock().expect("liveness lock poisoned").insert(id, Instant::now());
     }

@@ -268,4 +268,19 @@ impl Control for ControlService {
     async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsReply>, Status> {
         Ok(self.reply(self.list_runs_(req.into_inner()).await?))
     }
+
+    async fn list_snapshots(
+        &self,
+        req: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<pb::ListSnapshotsReply>, Status> {
+        Ok(self.reply(self.list_snapshots_(req.into_inner()).await?))
+    }
+
+    async fn get_snapshot(&self, req: Request<pb::GetSnapshotRequest>) -> Result<Response<pb::Snapshot>, Status> {
+        Ok(self.reply(self.get_snapshot_(&req.into_inner().id).await?))
+    }
+
+    async fn remove_snapshot(&self, req: Request<pb::GetSnapshotRequest>) -> Result<Response<pb::Snapshot>, Status> {
+        Ok(self.reply(self.remove_snapshot_(&req.into_inner().id).await?))
+    }
 }

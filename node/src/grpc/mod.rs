@@ -6,6 +6,7 @@ mod functions;
 mod peer;
 mod sandboxes;
 mod schedules;
+mod snapshots;
 mod status;
 mod tokens;
 mod worker;

@@ -23,7 +23,8 @@ impl From<NodeError> for Status {
                 | Rejection::TokenNotFound(_)
                 | Rejection::FunctionNotFound(_)
                 | Rejection::CallNotFound(_)
-                | Rejection::ScheduleNotFound(_),
+                | Rejection::ScheduleNotFound(_)
+                | Rejection::SnapshotNotFound(_),
             ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
             NodeError::Rejected(Rejection::Stale(_)) => Status::failed_precondition(msg),
@@ -33,6 +34,7 @@ impl From<NodeError> for Status {
             NodeError::Unstartable(_) => Status::failed_precondition(msg),
             NodeError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             NodeError::Internal(_) => Status::internal(msg),
+            NodeError::FailedPrecondition(_) => Status::failed_precondition(msg),
         }
     }
 }

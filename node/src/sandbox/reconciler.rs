@@ -50,6 +50,13 @@ fn mine(host: &SandboxHost) -> Vec<Sandbox> {
 }
 
 async fn pass(host: &SandboxHost) {
+    if host.is_fenced() {
+        // No quorum: run nothing (see `fence`); what still is ours starts again once it is back.
+        for id in host.hosted() {
+            host.notify(&id, SandboxMsg::Stop);
+        }
+        return;
+    }
     let live = mine(host);
     let live_ids: HashSet<&str> = live.iter().map(|s| s.id.as_str()).collect();
     host.forget_ended(&live_ids);

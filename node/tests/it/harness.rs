@@ -25,8 +25,8 @@ pub struct TestNode {
     pub addr: String,
     log: PathBuf,
     args: Vec<String>,
-    /// Environment variables on top of the test's own.
-    env: Vec<(String, String)>,
+    /// Extra environment of the process (e.g. a PATH without a tool).
+    pub envs: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -48,8 +48,8 @@ impl TestNode {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(BIN)
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
@@ -157,15 +157,26 @@ impl TestCluster {
             args.push("--no-auth".into());
             args.extend(extra.iter().map(|s| s.to_string()));
         }
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let envs = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let log = self.dir.path().join(format!("n{id}.log"));
-        let mut node = TestNode { id, addr: addr.to_string(), log, args, env, child: None };
+        let mut node = TestNode { id, addr: addr.to_string(), log, args, envs, child: None };
         node.spawn();
         self.nodes.insert(id, node);
     }
 
     pub fn node(&mut self, id: u64) -> &mut TestNode {
         self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Node `id`'s data dir.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("n{id}"))
+    }
+
+    /// Node `id`'s instance label selector (`flotilla.instance=…`), once it has started.
+    pub fn instance_label(&self, id: u64) -> String {
+        let instance = std::fs::read_to_string(self.data_dir(id).join("instance_id")).unwrap_or_default();
+        format!("flotilla.instance={}", instance.trim())
     }
 
     /// Every node's endpoint, comma-separated, for `--endpoint`.

@@ -20,7 +20,7 @@ use crate::codec;
 
 /// Version of the on-disk format. Bump it, and add a migration, whenever a persisted type or
 /// the tree layout changes; a node refuses to open a database with a version it does not know.
-pub const DATA_VERSION: u32 = 3;
+pub const DATA_VERSION: u32 = 4;
 
 const DATA_VERSION_KEY: &[u8] = b"data_version";
 
