@@ -4,7 +4,7 @@
 //! specific address also connects to its peers from it, so every packet between two nodes
 //! names both of them and [`crate::net`] can cut any link. Nodes run without client auth and
 //! with a small snapshot interval, so log compaction and snapshot installs happen under
-//! faults too. Each node's output goes to a log file; the last lines of every log are
+//! faults too. Each node's output goes to a log file in the run's output folder; the last lines of every log are
 //! printed when a run fails. Dropping the cluster SIGKILLs every process (a stopped one is
 //! killed too: SIGKILL needs no SIGCONT).
 
@@ -69,7 +69,7 @@ impl Node {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(bin)
             .args(&self.args)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=info")
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())
@@ -122,8 +122,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes (ids 1..=n) that form one cluster with `--initial-cluster`.
-    pub fn start(bin: PathBuf, n: u64) -> Result<Self> {
+    /// Starts `n` nodes (ids 1..=n) that form one cluster with `--initial-cluster`; their
+    /// logs go to `log_dir/nID.log`.
+    pub fn start(bin: PathBuf, n: u64, log_dir: &Path) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("flotilla-chaos").tempdir()?;
         let config = dir.path().join("node.toml");
         std::fs::write(&config, NODE_CONFIG)?;
@@ -156,7 +157,8 @@ impl Cluster {
             ]
             .map(str::to_string)
             .to_vec();
-            let log = c.dir.path().join(format!("n{id}.log"));
+            let log = log_dir.join(format!("n{id}.log"));
+            let _ = std::fs::remove_file(&log);
             let mut node = Node { id, addr, args, log, child: None, paused: false };
             node.spawn(&c.bin)?;
             c.nodes.insert(id, node);

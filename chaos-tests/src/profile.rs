@@ -43,7 +43,7 @@ impl Profile {
             keys: 3,
             safety: Duration::from_secs(50),
             max_steps: 20,
-            max_hold: Duration::from_secs(4),
+            max_hold: Duration::from_secs(7),
             recover_within: Duration::from_secs(30),
             liveness: Duration::from_secs(8),
         }

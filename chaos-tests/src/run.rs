@@ -79,11 +79,10 @@ fn lock() -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// The latest leader any sample named, in the highest term seen.
+/// The leader named by the sample with the highest term that names one (latest first).
 fn current_leader(samples: &Mutex<Vec<check::leader::StatusSample>>) -> Option<u64> {
     let samples = samples.lock().expect("samples lock poisoned");
-    let max_term = samples.iter().map(|s| s.term).max()?;
-    samples.iter().rev().find(|s| s.term == max_term && s.leader.is_some()).and_then(|s| s.leader)
+    samples.iter().rev().filter(|s| s.leader.is_some()).max_by_key(|s| s.term).and_then(|s| s.leader)
 }
 
 /// Asks each node alone for its status; `None` for a node that does not answer.
@@ -161,7 +160,7 @@ pub async fn run(profile: Profile) -> Result<Report> {
     };
     std::fs::create_dir_all(&out_dir)?;
     let mut firewall = Firewall::new()?;
-    let mut cluster = Cluster::start(flotilla_bin()?, profile.nodes)?;
+    let mut cluster = Cluster::start(flotilla_bin()?, profile.nodes, &out_dir)?;
     let start = Instant::now();
     let mut violations = Vec::new();
     if let Err(why) = recovered(&cluster, Duration::from_secs(30)).await {
