@@ -100,39 +100,40 @@ impl Nemesis<'_> {
 
     /// Strikes `fault`; `leader` is the current leader, if one is known.
     pub fn strike(&mut self, fault: Fault, leader: Option<u64>) -> Result<()> {
-        let others = |id: u64, c: &Cluster| c.nodes.keys().copied().filter(|o| *o != id).collect::<Vec<_>>();
-        let who =
-            |t: Target, id: u64| if t == Target::Leader { format!("node {id} (leader)") } else { format!("node {id}") };
+        let target = match fault {
+            Fault::Kill(t) | Fault::Pause(t) | Fault::Isolate(t) => t,
+            Fault::OneWay { from, .. } => from,
+            Fault::Slow { node, .. } => node,
+        };
+        let Some(id) = self.resolve(target, leader) else {
+            self.say(format!("{fault:?}: no leader to hit"));
+            return Ok(());
+        };
+        let who = if target == Target::Leader { format!("node {id} (leader)") } else { format!("node {id}") };
+        let others: Vec<u64> = self.cluster.nodes.keys().copied().filter(|o| *o != id).collect();
         match fault {
-            Fault::Kill(t) => {
-                let Some(id) = self.resolve(t, leader) else { return Ok(self.say("kill: no leader to hit".into())) };
-                self.say(format!("SIGKILL {}", who(t, id)));
+            Fault::Kill(_) => {
+                self.say(format!("SIGKILL {who}"));
                 self.cluster.node(id).kill();
             }
-            Fault::Pause(t) => {
-                let Some(id) = self.resolve(t, leader) else { return Ok(self.say("pause: no leader to hit".into())) };
-                self.say(format!("SIGSTOP {}", who(t, id)));
+            Fault::Pause(_) => {
+                self.say(format!("SIGSTOP {who}"));
                 self.cluster.node(id).pause();
             }
-            Fault::Isolate(t) => {
-                let Some(id) = self.resolve(t, leader) else { return Ok(self.say("isolate: no leader to hit".into())) };
-                self.say(format!("isolate {} from {:?}", who(t, id), others(id, self.cluster)));
-                for o in others(id, self.cluster) {
+            Fault::Isolate(_) => {
+                self.say(format!("isolate {who} from {others:?}"));
+                for o in others {
                     self.firewall.cut(&node_ip(id), &node_ip(o))?;
                 }
             }
-            Fault::OneWay { from, to } => {
-                let Some(id) = self.resolve(from, leader) else { return Ok(self.say("drop: no leader to hit".into())) };
-                if id == to {
-                    return Ok(self.say(format!("drop {} -> itself: nothing to do", who(from, id))));
-                }
-                self.say(format!("drop packets {} -> node {to}", who(from, id)));
+            Fault::OneWay { to, .. } if to == id => self.say(format!("drop {who} -> itself: nothing to do")),
+            Fault::OneWay { to, .. } => {
+                self.say(format!("drop packets {who} -> node {to}"));
                 self.firewall.drop_one_way(&node_ip(id), &node_ip(to))?;
             }
-            Fault::Slow { node, share } => {
-                let Some(id) = self.resolve(node, leader) else { return Ok(self.say("slow: no leader to hit".into())) };
-                self.say(format!("slow links of {} (drop {:.0}% of packets)", who(node, id), share * 100.0));
-                for o in others(id, self.cluster) {
+            Fault::Slow { share, .. } => {
+                self.say(format!("slow links of {who} (drop {:.0}% of packets)", share * 100.0));
+                for o in others {
                     self.firewall.slow(&node_ip(id), &node_ip(o), share)?;
                 }
             }
