@@ -134,3 +134,39 @@ fn r2_a_deposed_leader_that_installed_a_snapshot_still_commits_writes() {
         assert!(reelected > 0, "the fault sequence never re-elected the deposed leader");
     });
 }
+
+/// R3: an SDK client whose endpoint hung (SIGSTOP: the connection stays open, nothing answers)
+/// timed out on every call, though the other nodes had elected a new leader: a timeout was
+/// not retried elsewhere and left the hung node first in line.
+#[test]
+fn r3_a_client_moves_off_a_hung_node() {
+    let dir = std::env::temp_dir().join("flotilla-chaos-r3");
+    std::fs::create_dir_all(&dir).unwrap();
+    rt().block_on(async {
+        let mut c = Cluster::start(flotilla_bin().unwrap(), 3, &dir).unwrap();
+        let leader = wait_leader(&c, 1, None, Duration::from_secs(30)).await;
+        let client = Client::connect_with(c.endpoints(), catalog::client_options()).await.unwrap();
+        // The reply names the leader, so the client goes to it first from now on.
+        let first = catalog::write(&client, "reg-0", "before").await;
+        assert!(matches!(first, flotilla_chaos::history::Ret::Written { .. }), "{first:?}");
+        eprintln!("--- SIGSTOP leader {leader}");
+        c.node(leader).pause();
+        let other = *c.nodes.keys().find(|o| **o != leader).unwrap();
+        let new = wait_leader(&c, other, Some(leader), Duration::from_secs(30)).await;
+        eprintln!("--- node {new} leads; the client must get through within 3 calls");
+        let mut rets = Vec::new();
+        for i in 0..3 {
+            let ret = catalog::write(&client, "reg-0", &format!("after-{i}")).await;
+            let done = matches!(ret, flotilla_chaos::history::Ret::Written { .. });
+            rets.push(ret);
+            if done {
+                break;
+            }
+        }
+        c.node(leader).resume();
+        assert!(
+            matches!(rets.last(), Some(flotilla_chaos::history::Ret::Written { .. })),
+            "every call waited on the hung node {leader}: {rets:?}"
+        );
+    });
+}
