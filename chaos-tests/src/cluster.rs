@@ -7,6 +7,11 @@
 //! faults too. Each node's output goes to a log file in the run's output folder; the last lines of every log are
 //! printed when a run fails. Dropping the cluster SIGKILLs every process (a stopped one is
 //! killed too: SIGKILL needs no SIGCONT).
+//!
+//! The addresses, and the firewall chain that cuts them, belong to one cluster at a time on
+//! the machine: [`Cluster::start`] takes a file lock (`$TMPDIR/flotilla-chaos.lock`) that the
+//! cluster holds until it is dropped. Start the cluster before the [`crate::net::Firewall`],
+//! so the firewall is removed before the lock is released.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -116,6 +121,8 @@ impl Node {
 
 /// A cluster of node processes in one temp dir.
 pub struct Cluster {
+    /// The machine-wide lock on the chaos addresses, held while the cluster lives.
+    _lock: std::fs::File,
     bin: PathBuf,
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, Node>,
@@ -125,6 +132,9 @@ impl Cluster {
     /// Starts `n` nodes (ids 1..=n) that form one cluster with `--initial-cluster`; their
     /// logs go to `log_dir/nID.log`.
     pub fn start(bin: PathBuf, n: u64, log_dir: &Path) -> Result<Self> {
+        let lock_path = std::env::temp_dir().join("flotilla-chaos.lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
         let dir = tempfile::Builder::new().prefix("flotilla-chaos").tempdir()?;
         let config = dir.path().join("node.toml");
         std::fs::write(&config, NODE_CONFIG)?;
@@ -138,7 +148,7 @@ impl Cluster {
             addrs.insert(id, format!("{ip}:{port}"));
         }
         let initial = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
-        let mut c = Cluster { bin, dir, nodes: BTreeMap::new() };
+        let mut c = Cluster { _lock: lock, bin, dir, nodes: BTreeMap::new() };
         for (id, addr) in addrs {
             let data = c.dir.path().join(format!("n{id}"));
             let args = [

@@ -21,7 +21,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// Our chain. One run at a time uses it (the chaos test takes a lock for the whole run).
+/// Our chain. One cluster at a time uses it (see the lock in [`crate::cluster`]).
 pub const CHAIN: &str = "FLOTILLA-CHAOS";
 
 /// The chain and its rules; removed on drop.

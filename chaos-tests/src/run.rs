@@ -71,14 +71,6 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Holds the machine-wide lock: one chaos run at a time owns the firewall chain.
-fn lock() -> Result<std::fs::File> {
-    let path = std::env::temp_dir().join("flotilla-chaos.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
-    file.lock().with_context(|| format!("lock {}", path.display()))?;
-    Ok(file)
-}
-
 /// The leader named by the sample with the highest term that names one (latest first).
 fn current_leader(samples: &Mutex<Vec<check::leader::StatusSample>>) -> Option<u64> {
     let samples = samples.lock().expect("samples lock poisoned");
@@ -149,7 +141,6 @@ fn save(dir: &std::path::Path, name: &str, value: &impl serde::Serialize) -> Res
 
 /// Runs the profile against a fresh cluster and checks every invariant.
 pub async fn run(profile: Profile) -> Result<Report> {
-    let _lock = lock()?;
     eprintln!(
         "chaos: profile {}, seed {} (replay with FLOTILLA_CHAOS_SEED={})",
         profile.name, profile.seed, profile.seed
@@ -159,8 +150,8 @@ pub async fn run(profile: Profile) -> Result<Report> {
         None => std::env::temp_dir().join(format!("flotilla-chaos-{}", profile.seed)),
     };
     std::fs::create_dir_all(&out_dir)?;
-    let mut firewall = Firewall::new()?;
     let mut cluster = Cluster::start(flotilla_bin()?, profile.nodes, &out_dir)?;
+    let mut firewall = Firewall::new()?;
     let start = Instant::now();
     let mut violations = Vec::new();
     if let Err(why) = recovered(&cluster, Duration::from_secs(30)).await {

@@ -73,8 +73,8 @@ fn r2_a_deposed_leader_that_installed_a_snapshot_still_commits_writes() {
     let dir = std::env::temp_dir().join("flotilla-chaos-r2");
     std::fs::create_dir_all(&dir).unwrap();
     rt().block_on(async {
-        let mut fw = Firewall::new().unwrap();
         let mut c = Cluster::start(flotilla_bin().unwrap(), 3, &dir).unwrap();
+        let mut fw = Firewall::new().unwrap();
         let mut reelected = 0;
         for round in 0..6 {
             if reelected == 2 {
