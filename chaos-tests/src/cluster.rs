@@ -74,6 +74,8 @@ impl Node {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(bin)
             .args(&self.args)
+            // openraft at info narrates elections, votes and snapshot installs: what a failed
+            // run's log tail needs.
             .env("RUST_LOG", "info,openraft=info")
             .stdout(log.try_clone()?)
             .stderr(log)

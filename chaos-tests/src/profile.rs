@@ -1,7 +1,7 @@
 //! How long and how hard a run is, and its seed.
 //!
-//! `short` (the default) is what CI runs: about a minute and a half of faults and checks on
-//! a 2-core machine. `long` runs ten minutes of faults with more clients and keys. Choose with
+//! `short` (the default) is what CI runs: about a minute of faults and checks on a 2-core
+//! machine. `long` runs ten minutes of faults with more clients and keys. Choose with
 //! `FLOTILLA_CHAOS_PROFILE=short|long`. The seed comes from `FLOTILLA_CHAOS_SEED`, or from the
 //! clock; it is printed at the start and in every failure, and setting it replays the run's
 //! fault plan and client choices.

@@ -10,8 +10,8 @@
 //!    runs on for `liveness`, and every operation invoked there must succeed.
 //! 4. Final reads of every key through every node, then the checkers over the history.
 //!
-//! The history, the status samples and the nemesis log are written to the run's output
-//! folder (`FLOTILLA_CHAOS_OUT`, or a folder named for the seed in the temp dir).
+//! The history, the status samples, the nemesis log and the node logs are written to the
+//! run's output folder (`FLOTILLA_CHAOS_OUT`, or a folder named for the seed in the temp dir).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

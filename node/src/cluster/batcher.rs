@@ -60,11 +60,12 @@ impl Batcher {
     }
 }
 
-/// Returns once node `id` no longer leads in `term` (true if Raft stopped instead).
+/// Returns once node `id` no longer leads in `term`: false when another term or leader is
+/// seen, true when Raft stopped instead.
 async fn deposed(raft: &Raft, id: flotilla_raft::NodeId, term: u64) -> bool {
     let mut metrics = raft.metrics();
-    let changed = metrics.wait_for(|m| m.current_term != term || m.current_leader != Some(id)).await.is_err();
-    changed
+    let stopped = metrics.wait_for(|m| m.current_term != term || m.current_leader != Some(id)).await.is_err();
+    stopped
 }
 
 /// openraft's client write error.
