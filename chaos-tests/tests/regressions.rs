@@ -76,7 +76,7 @@ fn r2_a_deposed_leader_that_installed_a_snapshot_still_commits_writes() {
         let mut c = Cluster::start(flotilla_bin().unwrap(), 3, &dir).unwrap();
         let mut fw = Firewall::new().unwrap();
         let mut reelected = 0;
-        for round in 0..6 {
+        for round in 0..10 {
             if reelected == 2 {
                 break;
             }
