@@ -170,7 +170,8 @@ pub async fn run(profile: Profile) -> Result<Report> {
         tasks.push(tokio::spawn(workload::catalog::client(p, endpoints, profile.keys, profile.seed, history, stop)));
     }
 
-    // Safety phase.
+    // Safety phase, once the samplers have seen who leads (leader-targeted faults need it).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut rng = StdRng::seed_from_u64(profile.seed);
     let plan = nemesis::plan(&mut rng, profile.nodes, profile.max_steps, profile.max_hold);
     let mut nemesis = Nemesis { cluster: &mut cluster, firewall: &mut firewall, start, log: Vec::new() };
