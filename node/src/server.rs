@@ -67,6 +67,11 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let view = state_machine.view();
 
     let mut secret = ClusterSecret::new(config.cluster_secret.clone());
+    if !config.listen.ip().is_unspecified() {
+        // Peers see this node's connections come from the address it serves on (firewall
+        // rules and partitions between loopback addresses depend on it).
+        secret = secret.with_source_ip(config.listen.ip());
+    }
     let mut server_tls = None;
     if let Some(tls) = &config.tls {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));

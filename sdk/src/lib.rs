@@ -14,8 +14,8 @@
 //! node is down or the cluster is between leaders it tries the next endpoint, then the whole
 //! list again with a short backoff. Only failures that mean "not served" are retried
 //! (unavailable: node down, no leader yet). Reads are side-effect free; a deploy carries a
-//! request id so a retry of the same deploy is applied once (the catalog remembers the last
-//! request id per app); stop is idempotent; a retried `remove_node` whose first attempt
+//! request id so a retry of the same deploy is applied once (the catalog remembers the
+//! request ids of each app's latest 64 deploys); stop is idempotent; a retried `remove_node` whose first attempt
 //! committed answers that the node is not a member.
 //! Every failure is one [`Error`] whose variant says what the caller can do about it.
 

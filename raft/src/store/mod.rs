@@ -9,6 +9,7 @@
 //! told it is done. The catalog itself is rebuilt on start from the last snapshot plus the log.
 
 mod log;
+mod migrate;
 mod state_machine;
 
 use std::path::Path;
@@ -22,7 +23,7 @@ use crate::codec;
 /// the tree layout changes; a node refuses to open a database with a version it does not know.
 pub const DATA_VERSION: u32 = 4;
 
-const DATA_VERSION_KEY: &[u8] = b"data_version";
+pub(crate) const DATA_VERSION_KEY: &[u8] = b"data_version";
 
 /// Opening the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum OpenError {
     Version { path: String, found: u32 },
     #[error("the raft store at {path} is corrupt: {source}")]
     Corrupt { path: String, source: codec::CodecError },
+    #[error("cannot migrate the raft store at {path} from data version {from}: {cause}")]
+    Migrate { path: String, from: u32, cause: migrate::MigrateError },
 }
 
 /// Opens (or creates) the store under `dir` and returns its two openraft halves.
@@ -49,7 +52,15 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         Some(bytes) => {
             let found: u32 =
                 codec::decode(&bytes).map_err(|source| OpenError::Corrupt { path: path.clone(), source })?;
-            if found != DATA_VERSION {
+            if found == 1 {
+                migrate::v1_to_v2(&meta).map_err(|e| OpenError::Migrate {
+                    path: path.clone(),
+                    from: found,
+                    cause: e,
+                })?;
+                meta.insert(DATA_VERSION_KEY, codec::encode(&DATA_VERSION).expect("u32 encodes")).map_err(sled_err)?;
+                db.flush().map_err(sled_err)?;
+            } else if found != DATA_VERSION {
                 return Err(OpenError::Version { path, found });
             }
         }
