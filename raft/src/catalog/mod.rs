@@ -66,7 +66,7 @@ impl Catalog {
                 if let Err(r) = schedule::check(&functions, &schedules) {
                     return Response::Rejected(r);
                 }
-                let retry = self.apps.get(&name).is_some_and(|a| a.last_request_id == request_id);
+                let retry = self.apps.get(&name).is_some_and(|a| a.recent_requests.contains(&request_id));
                 let resp = app::deploy(&mut self.apps, name.clone(), functions, spec_json, request_id, at_ms);
                 if !retry && matches!(resp, Response::App(_)) {
                     schedule::deploy(&mut self.schedules, &mut self.calls, &name, schedules, at_ms);

@@ -9,7 +9,6 @@
 //! told it is done. The catalog itself is rebuilt on start from the last snapshot plus the log.
 
 mod log;
-mod migrate;
 mod state_machine;
 
 use std::path::Path;
@@ -19,7 +18,7 @@ pub use state_machine::{CatalogView, StateMachineStore};
 
 use crate::codec;
 
-/// Version of the on-disk format. Bump it, and add a migration, whenever a persisted type or
+/// Version of the on-disk format. Bump it whenever a persisted type or
 /// the tree layout changes; a node refuses to open a database with a version it does not know.
 pub const DATA_VERSION: u32 = 4;
 
@@ -30,12 +29,13 @@ pub(crate) const DATA_VERSION_KEY: &[u8] = b"data_version";
 pub enum OpenError {
     #[error("cannot open the raft store at {path}: {source}")]
     Sled { path: String, source: sled::Error },
-    #[error("the raft store at {path} has data version {found}, this build reads version {DATA_VERSION}")]
+    #[error(
+        "the raft store at {path} has data version {found}, this build reads version {DATA_VERSION} and has no \
+         migration from it: keep the old binary for that data dir, or start this one on an empty data dir"
+    )]
     Version { path: String, found: u32 },
     #[error("the raft store at {path} is corrupt: {source}")]
     Corrupt { path: String, source: codec::CodecError },
-    #[error("cannot migrate the raft store at {path} from data version {from}: {cause}")]
-    Migrate { path: String, from: u32, cause: migrate::MigrateError },
 }
 
 /// Opens (or creates) the store under `dir` and returns its two openraft halves.
@@ -52,15 +52,7 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         Some(bytes) => {
             let found: u32 =
                 codec::decode(&bytes).map_err(|source| OpenError::Corrupt { path: path.clone(), source })?;
-            if found == 1 {
-                migrate::v1_to_v2(&meta).map_err(|e| OpenError::Migrate {
-                    path: path.clone(),
-                    from: found,
-                    cause: e,
-                })?;
-                meta.insert(DATA_VERSION_KEY, codec::encode(&DATA_VERSION).expect("u32 encodes")).map_err(sled_err)?;
-                db.flush().map_err(sled_err)?;
-            } else if found != DATA_VERSION {
+            if found != DATA_VERSION {
                 return Err(OpenError::Version { path, found });
             }
         }
