@@ -46,11 +46,14 @@ struct Deployed {
 }
 
 /// Writes `app.toml` for app `name` with `functions` (`[functions.X]` bodies) and deploys it.
+/// Each function runs at most one container once functions execute (the runs only need to
+/// stay live), from the busybox image, built first.
 fn deploy_app(c: &TestCluster, name: &str, functions: &[(&str, &str)]) -> Deployed {
+    busybox_image();
     let mut text = format!("name = \"{name}\"\n");
     for (f, body) in functions {
         text.push_str(&format!(
-            "\n[functions.{f}]\nimage = \"flotilla/busybox\"\ncommand = [\"sleep\", \"300\"]\n{body}\n"
+            "\n[functions.{f}]\nimage = \"flotilla/busybox\"\ncommand = [\"sleep\", \"300\"]\nmax_containers = 1\n{body}\n"
         ));
     }
     let path: PathBuf = c.dir.path().join(format!("{name}.toml"));
@@ -275,7 +278,6 @@ fn catch_up_policies_after_a_whole_cluster_outage() {
 
 #[test]
 fn overlap_policies_pause_resume_and_trigger() {
-    busybox_image();
     let mut c = TestCluster::start(3, &[]);
     c.wait_leader(Duration::from_secs(20));
     let deployed = deploy_app(
