@@ -35,6 +35,8 @@ const MAX_TICKS_PER_SCHEDULE: usize = 1_000;
 const IDLE_WAKE: Duration = Duration::from_millis(250);
 /// How long to wait for an entry to commit before planning again from the catalog.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after an entry in which `apply` refused every fire.
+const REFUSED_PAUSE: Duration = Duration::from_millis(50);
 
 /// Runs until `shutdown`, firing ticks whenever this node leads.
 pub async fn run(cluster: Cluster, stats: Stats, mut shutdown: watch::Receiver<bool>) {
@@ -113,8 +115,12 @@ async fn lead(
             }
             continue;
         }
-        if !propose(cluster, stats, fires, now).await {
-            return;
+        match propose(cluster, stats, fires, now).await {
+            Proposed::LostLeadership => return,
+            // Every fire refused (e.g. a new leader's first round over ticks that were already
+            // committed): the catalog has moved on; do not spin on a refusal that persists.
+            Proposed::Refused => tokio::time::sleep(REFUSED_PAUSE).await,
+            Proposed::Continue => {}
         }
     }
 }
@@ -132,8 +138,18 @@ fn fire(cluster: &Cluster, s: &ScheduleRecord, t: Tick) -> Command {
     }
 }
 
-/// Proposes `fires` as one entry and tallies the outcome; false if leadership is lost.
-async fn propose(cluster: &Cluster, stats: &Stats, fires: Vec<Command>, now: i64) -> bool {
+/// What became of one entry of fires.
+enum Proposed {
+    /// Committed (or timed out): plan the next round at once.
+    Continue,
+    /// Committed, but `apply` refused every fire.
+    Refused,
+    /// Not committed: this node no longer leads.
+    LostLeadership,
+}
+
+/// Proposes `fires` as one entry and tallies the outcome.
+async fn propose(cluster: &Cluster, stats: &Stats, fires: Vec<Command>, now: i64) -> Proposed {
     let scheduled: Vec<i64> = fires
         .iter()
         .map(|f| if let Command::Fire { scheduled_at_ms, .. } = f { *scheduled_at_ms } else { 0 })
@@ -145,7 +161,7 @@ async fn propose(cluster: &Cluster, stats: &Stats, fires: Vec<Command>, now: i64
             let done = now_ms();
             let Response::Batch(responses) = resp.data else {
                 warn!(response = ?resp.data, "scheduler: unexpected response to a batch of fires");
-                return true;
+                return Proposed::Refused;
             };
             let (mut lateness, mut skipped, mut stale) = (Vec::new(), 0, 0);
             for (r, at) in responses.iter().zip(&scheduled) {
@@ -160,15 +176,19 @@ async fn propose(cluster: &Cluster, stats: &Stats, fires: Vec<Command>, now: i64
                 }
             }
             stats.record(&lateness, skipped, stale);
-            true
+            if lateness.is_empty() && skipped == 0 {
+                Proposed::Refused
+            } else {
+                Proposed::Continue
+            }
         }
         Ok(Err(e)) => {
             info!(error = %e, "scheduler: fires not committed; leadership lost");
-            false
+            Proposed::LostLeadership
         }
         Err(_) => {
             warn!("scheduler: fires not committed within {COMMIT_TIMEOUT:?}; planning again from the catalog");
-            true
+            Proposed::Continue
         }
     }
 }

@@ -39,24 +39,43 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Writes `app.toml` for app `name` with `functions` (`[functions.X]` bodies) and deploys it;
-/// returns each function's first tick as `app deploy` printed it.
-fn deploy_app(c: &TestCluster, name: &str, functions: &[(&str, &str)]) -> BTreeMap<String, i64> {
+/// When an app was deployed, and the first tick of each schedule as `app deploy` printed it.
+struct Deployed {
+    before: i64,
+    after: i64,
+    printed: BTreeMap<String, i64>,
+}
+
+/// Writes `app.toml` for app `name` with `functions` (`[functions.X]` bodies) and deploys it.
+/// Each function runs at most one container once functions execute (the runs only need to
+/// stay live), from the busybox image, built first.
+fn deploy_app(c: &TestCluster, name: &str, functions: &[(&str, &str)]) -> Deployed {
+    busybox_image();
     let mut text = format!("name = \"{name}\"\n");
     for (f, body) in functions {
         text.push_str(&format!(
-            "\n[functions.{f}]\nimage = \"flotilla/busybox\"\ncommand = [\"sleep\", \"300\"]\ntimeout_s = 600\n{body}\n"
+            "
+[functions.{f}]
+image = \"flotilla/busybox\"
+command = [\"sleep\", \"300\"]
+timeout_s = 600
+max_containers = 1
+{body}
+"
         ));
     }
     let path: PathBuf = c.dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
+    let before = now_ms();
     let out = cli_json(c, &["app", "deploy", path.to_str().unwrap()]);
-    out["schedules"]
+    let after = now_ms();
+    let printed = out["schedules"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| (s["function"].as_str().unwrap().to_string(), ms(&s["next"][0])))
-        .collect()
+        .collect();
+    Deployed { before, after, printed }
 }
 
 /// Runs the CLI with `-o json` against every endpoint, retrying while the cluster elects.
@@ -100,12 +119,22 @@ fn wait_fired_through(c: &TestCluster, app: &str, t: i64) {
     });
 }
 
-/// The runs of `function` with ticks up to `until`, checked to be exactly one per tick from
-/// `first` on, `step_ms` apart: no duplicate, no gap.
-fn exactly_once(all: &[Run], function: &str, first: i64, until: i64, step_ms: i64) -> Vec<Run> {
+/// The runs of 1-second schedule `function` with ticks up to `until`, checked to be exactly
+/// one per tick from its first tick after the deploy on: no duplicate, no gap.
+fn exactly_once(all: &[Run], function: &str, d: &Deployed, until: i64) -> Vec<Run> {
     let rs: Vec<Run> = all.iter().filter(|r| r.function == function && r.scheduled_at <= until).cloned().collect();
     let ticks: Vec<i64> = rs.iter().map(|r| r.scheduled_at).collect();
-    let expected: Vec<i64> = (0..).map(|k| first + k * step_ms).take_while(|t| *t <= until).collect();
+    // The first tick is the first one after the deploy: within a second of it, and no later
+    // than what `app deploy` printed (which may already be the second tick on a slow machine).
+    let first = *ticks.first().unwrap_or_else(|| panic!("{function}: no runs"));
+    assert!(
+        first > d.before && first <= d.after + 1_000 && first <= d.printed[function],
+        "{function}: first run at {first}, deployed between {} and {}, printed {}",
+        d.before,
+        d.after,
+        d.printed[function]
+    );
+    let expected: Vec<i64> = (0..).map(|k| first + k * 1_000).take_while(|t| *t <= until).collect();
     if ticks != expected {
         let dups: Vec<i64> = ticks.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
         let missing: Vec<&i64> = expected.iter().filter(|t| !ticks.contains(t)).collect();
@@ -142,13 +171,13 @@ const FAILOVER_FUNCTIONS: &[(&str, &str)] = &[
 ];
 
 /// Reads the runs back after a minute of faults and checks each tick was committed once.
-fn check_failover_runs(c: &mut TestCluster, first: &BTreeMap<String, i64>) {
+fn check_failover_runs(c: &mut TestCluster, deployed: &Deployed) {
     c.wait_leader(Duration::from_secs(30));
     let until = now_ms() - 1_000;
     wait_fired_through(c, "tick", until);
     let all = runs(c, "tick");
     for (f, why) in [("period", None), ("cron", None), ("strict", Some("catch_up=none"))] {
-        let rs = exactly_once(&all, f, first[f], until, 1_000);
+        let rs = exactly_once(&all, f, deployed, until);
         assert!(rs.len() >= 50, "{f}: only {} ticks in the window", rs.len());
         only_skipped_for(&rs, f, why);
         eprintln!("{f}: {} ticks, {} skipped", rs.len(), rs.iter().filter(|r| r.state == "skipped").count());
@@ -159,7 +188,7 @@ fn check_failover_runs(c: &mut TestCluster, first: &BTreeMap<String, i64>) {
 fn every_tick_fires_once_while_the_leader_is_sigkilled_and_restarted() {
     let mut c = TestCluster::start(3, &[]);
     c.wait_leader(Duration::from_secs(20));
-    let first = deploy_app(&c, "tick", FAILOVER_FUNCTIONS);
+    let deployed = deploy_app(&c, "tick", FAILOVER_FUNCTIONS);
     let end = Instant::now() + Duration::from_secs(60);
     let mut leaders = Vec::new();
     while Instant::now() < end {
@@ -176,14 +205,14 @@ fn every_tick_fires_once_while_the_leader_is_sigkilled_and_restarted() {
     }
     leaders.dedup();
     assert!(leaders.len() >= 6, "only {} leader changes in a minute: {leaders:?}", leaders.len());
-    check_failover_runs(&mut c, &first);
+    check_failover_runs(&mut c, &deployed);
 }
 
 #[test]
 fn every_tick_fires_once_while_the_leader_is_frozen() {
     let mut c = TestCluster::start(3, &[]);
     c.wait_leader(Duration::from_secs(20));
-    let first = deploy_app(&c, "tick", FAILOVER_FUNCTIONS);
+    let deployed = deploy_app(&c, "tick", FAILOVER_FUNCTIONS);
     let end = Instant::now() + Duration::from_secs(60);
     let mut leaders = Vec::new();
     while Instant::now() < end {
@@ -201,14 +230,14 @@ fn every_tick_fires_once_while_the_leader_is_frozen() {
     }
     leaders.dedup();
     assert!(leaders.len() >= 6, "only {} leader changes in a minute: {leaders:?}", leaders.len());
-    check_failover_runs(&mut c, &first);
+    check_failover_runs(&mut c, &deployed);
 }
 
 #[test]
 fn catch_up_policies_after_a_whole_cluster_outage() {
     let mut c = TestCluster::start(3, &[]);
     c.wait_leader(Duration::from_secs(20));
-    let first = deploy_app(
+    let deployed = deploy_app(
         &c,
         "cu",
         &[
@@ -234,7 +263,7 @@ fn catch_up_policies_after_a_whole_cluster_outage() {
     // time is the time the leader planned it, so lateness is exact.
     let late = |r: &Run| r.created_at - r.scheduled_at;
     for f in ["none", "latest", "all"] {
-        let rs = exactly_once(&all, f, first[f], until, 1_000);
+        let rs = exactly_once(&all, f, &deployed, until);
         let missed: Vec<&Run> = rs.iter().filter(|r| late(r) > ON_TIME_MS).collect();
         assert!(missed.len() >= 10, "{f}: only {} missed ticks", missed.len());
         for r in rs.iter().filter(|r| late(r) <= ON_TIME_MS) {
@@ -263,10 +292,9 @@ fn catch_up_policies_after_a_whole_cluster_outage() {
 
 #[test]
 fn overlap_policies_pause_resume_and_trigger() {
-    busybox_image();
     let mut c = TestCluster::start(3, &[]);
     c.wait_leader(Duration::from_secs(20));
-    let first = deploy_app(
+    let deployed = deploy_app(
         &c,
         "ov",
         &[
@@ -281,15 +309,15 @@ fn overlap_policies_pause_resume_and_trigger() {
     let all = runs(&c, "ov");
     let live = is_live;
     // Each run sleeps for 300 s: the first one of each schedule is still live throughout.
-    let allow = exactly_once(&all, "allow", first["allow"], until, 1_000);
+    let allow = exactly_once(&all, "allow", &deployed, until);
     assert!(allow.len() >= 4 && allow.iter().all(live), "allow runs every tick: {allow:#?}");
-    let skip = exactly_once(&all, "skip", first["skip"], until, 1_000);
+    let skip = exactly_once(&all, "skip", &deployed, until);
     assert!(live(&skip[0]), "{:?}", skip[0]);
     for r in &skip[1..] {
         assert_eq!(r.state, "skipped", "{r:?}");
         assert!(r.error.contains(&format!("overlap=skip: run {} is still live", skip[0].id)), "{r:?}");
     }
-    let buffer = exactly_once(&all, "buffer", first["buffer"], until, 1_000);
+    let buffer = exactly_once(&all, "buffer", &deployed, until);
     assert!(live(&buffer[0]), "{:?}", buffer[0]);
     assert_eq!(buffer[1].state, "queued", "{:?}", buffer[1]);
     assert_eq!(buffer[1].error, format!("buffered until run {} ends", buffer[0].id));
