@@ -11,8 +11,11 @@
 //! chunk checks its sha256; a chunk that fails is deleted at once (so a repair can replace
 //! it) and the read fails with [`BlobError::Corrupt`]. Writes go to `tmp/` and are renamed,
 //! so a crash never leaves a half-written chunk under its final name. Chunks are not synced
-//! one by one: a blob's manifest is written only after one `syncfs` has made all of them
-//! durable, and a node acknowledges a blob only after its manifest is synced too.
+//! as they are written: recording a blob's manifest makes the blob durable, with an fsync of
+//! each of its files for a small blob, or one `syncfs` for a large one (on a disk shared with
+//! busy neighbours `syncfs` waits for their dirty data too). A node acknowledges a blob only
+//! after that. A crash before it can leave a manifest whose chunks are torn; reads check every
+//! chunk, so that copy fails its check and is replaced from another replica.
 //!
 //! The store is synchronous (plain files); async callers run it in `spawn_blocking`.
 
@@ -28,6 +31,9 @@ use sha2::{Digest, Sha256};
 /// Chunk size, bytes. Small enough for one gRPC message between nodes, big enough that a
 /// 1 GB blob is a thousand files, not a million.
 pub const CHUNK_BYTES: usize = 1 << 20;
+/// Blobs of at most this many chunks are made durable file by file, larger ones with one
+/// `syncfs` of the store's filesystem.
+const FSYNC_EACH_UP_TO: usize = 16;
 /// Largest manifest accepted from a peer, bytes (about 50 000 chunks, i.e. 50 GB of blob).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
@@ -140,7 +146,7 @@ impl BlobStore {
 
     /// Makes everything written so far durable: one `syncfs` of the store's filesystem
     /// instead of an fsync per chunk.
-    pub fn sync(&self) -> io::Result<()> {
+    fn sync(&self) -> io::Result<()> {
         let dir = fs::File::open(&self.root)?;
         rustix::fs::syncfs(&dir).map_err(io::Error::from)
     }
@@ -205,9 +211,19 @@ impl BlobStore {
         if let Some(c) = manifest.chunks.iter().find(|c| !self.has_chunk(&c.sha256)) {
             return Err(BlobError::Missing(format!("chunk {} of blob {blob}", c.sha256)));
         }
-        self.sync()?;
-        self.write_atomic(&self.manifest_path(blob), &manifest.encode())?;
-        self.sync()?;
+        let path = self.manifest_path(blob);
+        self.write_atomic(&path, &manifest.encode())?;
+        if manifest.chunks.len() <= FSYNC_EACH_UP_TO {
+            let files = manifest.chunks.iter().map(|c| self.chunk_path(&c.sha256)).chain([path]);
+            for f in files {
+                fs::File::open(&f)?.sync_data()?;
+                if let Some(dir) = f.parent() {
+                    fs::File::open(dir)?.sync_all()?;
+                }
+            }
+        } else {
+            self.sync()?;
+        }
         Ok(())
     }
 

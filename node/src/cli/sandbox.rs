@@ -233,7 +233,19 @@ async fn create(client: &Client, a: &CreateArgs, format: Format) -> anyhow::Resu
     if !a.wait {
         b = b.no_wait();
     }
-    let sb = b.create().await?;
+    // A restore fetches and unpacks the snapshot on its node: show that it is under way
+    // (on stderr, and only on a terminal).
+    let spinner = (a.wait && a.from_snapshot.is_some()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("restoring from {}", a.from_snapshot.as_deref().unwrap_or_default()));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let created = b.create().await;
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    let sb = created?;
     let out: BTreeMap<&str, &str> = BTreeMap::from([("id", sb.id.as_str())]);
     print(format, &out, |_| println!("{}", sb.id))
 }
