@@ -54,14 +54,7 @@ fn deploy_app(c: &TestCluster, name: &str, functions: &[(&str, &str)]) -> Deploy
     let mut text = format!("name = \"{name}\"\n");
     for (f, body) in functions {
         text.push_str(&format!(
-            "
-[functions.{f}]
-image = \"flotilla/busybox\"
-command = [\"sleep\", \"300\"]
-timeout_s = 600
-max_containers = 1
-{body}
-"
+            "\n[functions.{f}]\nimage = \"flotilla/busybox\"\ncommand = [\"sleep\", \"300\"]\ntimeout_s = 600\nmax_containers = 1\n{body}\n"
         ));
     }
     let path: PathBuf = c.dir.path().join(format!("{name}.toml"));
