@@ -99,6 +99,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Pre-started containers to keep per image (the warm pool), e.g. `flotilla/busybox` = 4.
     pub warm_pool: BTreeMap<String, usize>,
+    /// Where this node's GPU inventory comes from.
+    pub gpus: crate::gpu::GpuSource,
     pub snapshots: SnapshotOptions,
 }
 
@@ -134,6 +136,8 @@ pub struct FileConfig {
     /// Image -> number of pre-started containers.
     #[serde(default)]
     pub warm_pool: BTreeMap<String, usize>,
+    /// `auto`, `none` or `fake:MODEL:COUNT`.
+    pub gpus: Option<String>,
     #[serde(default)]
     pub snapshots: SnapshotOptions,
 }
@@ -312,6 +316,7 @@ mod tests {
             auth: true,
             tls: None,
             warm_pool: BTreeMap::new(),
+            gpus: Default::default(),
             snapshots: SnapshotOptions::default(),
         }
     }

@@ -36,6 +36,12 @@ pub enum NodeError {
     /// The leader answered a forwarded request with this status; passed on unchanged.
     #[error("{}", .0.message())]
     Forwarded(tonic::Status),
+    /// A function cannot run: none of its replicas could start; the reason says why.
+    #[error("no replica could start: {0}")]
+    Unstartable(String),
+    /// The request's deadline passed before it could be served.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A bug or a corrupt message between nodes.
     #[error("internal: {0}")]
     Internal(String),

@@ -8,14 +8,17 @@ mod cluster;
 mod config;
 mod data_dir;
 mod error;
+mod function;
 #[cfg(test)]
 mod fuzz;
+mod gpu;
 mod grpc;
 mod http;
 mod placement;
 mod resources;
 mod runtime;
 mod sandbox;
+mod schedule;
 mod server;
 
 use std::io::IsTerminal;

@@ -2,12 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{App, NodeRecord, Sandbox, SandboxSpec, Snapshot, SnapshotKind, Token};
+use crate::catalog::{
+    App, Call, CallOutcome, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, ScheduleRecord, ScheduleSpec, Snapshot,
+    SnapshotKind, Token,
+};
 use crate::NodeId;
 
 /// A write to the catalog. Built by the node that took the client request, stamped by the
 /// leader, then proposed. Fields named `at_ms` are leader-chosen wall-clock times (Unix ms),
 /// filled in by [`Command::stamp`] so that `apply` never reads a clock.
+// A sandbox create carries its whole spec; commands are short-lived, so it is not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Create an app or replace it atomically with a new version.
@@ -22,11 +27,14 @@ pub enum Command {
         /// applied once and answers with the version it created.
         request_id: String,
         at_ms: i64,
+        /// The app's schedules, computed by the node from the validated spec; installed in the
+        /// same entry as the new version, so a redeploy is atomic.
+        schedules: Vec<ScheduleSpec>,
     },
     /// Stop an app: it stays in the catalog, marked stopped. Stopping twice is a no-op.
     StopApp { name: String, at_ms: i64 },
     /// A node announces itself and its capacity when it starts (idempotent).
-    RegisterNode { id: NodeId, addr: String, cpus: u32, memory_mib: u64, at_ms: i64 },
+    RegisterNode { id: NodeId, addr: String, cpus: u32, memory_mib: u64, gpus: Vec<Gpu>, at_ms: i64 },
     /// Record a new sandbox, placed by the leader on `node`. A `request_id` seen before
     /// answers with the sandbox it created (a client retry), creating nothing.
     CreateSandbox {
@@ -34,6 +42,8 @@ pub enum Command {
         name: Option<String>,
         spec: SandboxSpec,
         node: NodeId,
+        /// GPU indices on `node` the leader chose for the sandbox; leased with the record.
+        gpus: Vec<u32>,
         request_id: Option<String>,
         at_ms: i64,
     },
@@ -62,6 +72,58 @@ pub enum Command {
     /// Several commands proposed as one entry by the leader's write batcher; applied in
     /// order, each as if it were its own entry. Batches do not nest.
     Batch(Vec<Command>),
+    /// Record a durable call to `app`/`function`, queued for a node with a replica. A
+    /// `request_id` seen before answers with the call it created.
+    SpawnCall { id: String, app: String, function: String, input: Vec<u8>, request_id: Option<String>, at_ms: i64 },
+    /// `node` claims a queued call's `attempt` to run it; refused unless that attempt is queued
+    /// and due.
+    StartCall { id: String, node: NodeId, attempt: u32, at_ms: i64 },
+    /// The running `attempt` ended. A failure with `retry_at_ms` queues the next attempt for
+    /// then (the node computed the backoff from the function's retry policy).
+    FinishCall { id: String, attempt: u32, outcome: CallOutcome, retry_at_ms: Option<i64>, at_ms: i64 },
+    /// The running `attempt` was lost with its node: queue the next one now. Leader only.
+    RequeueCall { id: String, attempt: u32, reason: String, at_ms: i64 },
+    /// A user cancels a call; its node stops the attempt when it sees the record final.
+    CancelCall { id: String, at_ms: i64 },
+    /// The autoscaler assigns a new warm replica of `app`/`function` at `version` to `node`,
+    /// with the GPU indices it chose there.
+    AddReplica {
+        id: String,
+        app: String,
+        function: String,
+        version: u64,
+        node: NodeId,
+        cpu: f64,
+        memory_mib: u64,
+        gpus: Vec<u32>,
+        at_ms: i64,
+    },
+    /// The hosting node's container for the replica is up.
+    ReplicaReady { id: String, at_ms: i64 },
+    /// The autoscaler retires a replica; its node drains in-flight inputs, then removes it.
+    RemoveReplica { id: String, at_ms: i64 },
+    /// The hosting node could not start the replica (e.g. its image is missing there).
+    ReplicaFailed { id: String, reason: String, at_ms: i64 },
+    /// The leader's Scheduler commits one tick of `schedule` (`app/function`): accepted only
+    /// when `scheduled_at_ms` is the schedule's next tick at `revision`; then the tick's call
+    /// `call_id` is recorded (queued, or skipped for `skip`'s reason or by the overlap policy)
+    /// and the schedule moves on to `next_fire_at_ms`, computed by the leader.
+    Fire {
+        schedule: String,
+        revision: u64,
+        scheduled_at_ms: i64,
+        next_fire_at_ms: Option<i64>,
+        call_id: String,
+        /// The leader that proposed it.
+        node: NodeId,
+        /// Set when the catch-up policy drops the tick: the reason recorded on its call.
+        skip: Option<String>,
+        at_ms: i64,
+    },
+    /// Stop firing `schedule` until it is resumed.
+    PauseSchedule { schedule: String, at_ms: i64 },
+    /// Fire `schedule` again from `next_fire_at_ms`, the first tick after the resume.
+    ResumeSchedule { schedule: String, next_fire_at_ms: Option<i64>, at_ms: i64 },
     /// The hosting node starts a snapshot of a running sandbox (id chosen by that node):
     /// recorded `pending`, the sandbox `snapshotting`.
     CreateSnapshot {
@@ -99,6 +161,18 @@ impl Command {
             | Command::TerminateSandbox { at_ms, .. }
             | Command::CreateToken { at_ms, .. }
             | Command::RevokeToken { at_ms, .. }
+            | Command::SpawnCall { at_ms, .. }
+            | Command::StartCall { at_ms, .. }
+            | Command::FinishCall { at_ms, .. }
+            | Command::RequeueCall { at_ms, .. }
+            | Command::CancelCall { at_ms, .. }
+            | Command::AddReplica { at_ms, .. }
+            | Command::ReplicaReady { at_ms, .. }
+            | Command::RemoveReplica { at_ms, .. }
+            | Command::ReplicaFailed { at_ms, .. }
+            | Command::Fire { at_ms, .. }
+            | Command::PauseSchedule { at_ms, .. }
+            | Command::ResumeSchedule { at_ms, .. }
             | Command::CreateSnapshot { at_ms, .. }
             | Command::SnapshotReady { at_ms, .. }
             | Command::RestoreSandbox { at_ms, .. } => *at_ms = now_ms,
@@ -123,10 +197,13 @@ pub enum Response {
     Node(NodeRecord),
     Sandbox(Sandbox),
     Token(Token),
+    Call(Call),
+    Replica(Replica),
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<Response>),
     /// The command was invalid for the catalog as it stood; nothing changed.
     Rejected(Rejection),
+    Schedule(ScheduleRecord),
     Snapshot(Snapshot),
 }
 
@@ -139,6 +216,10 @@ pub enum Rejection {
     SandboxNotFound(String),
     #[error("token {0:?} not found")]
     TokenNotFound(String),
+    #[error("function {0:?} not found")]
+    FunctionNotFound(String),
+    #[error("call {0:?} not found")]
+    CallNotFound(String),
     /// The request conflicts with a record that exists (e.g. a name in use).
     #[error("{0}")]
     Conflict(String),
@@ -147,6 +228,8 @@ pub enum Rejection {
     Stale(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    #[error("schedule {0:?} not found")]
+    ScheduleNotFound(String),
     #[error("snapshot {0:?} not found")]
     SnapshotNotFound(String),
 }

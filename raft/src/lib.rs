@@ -33,8 +33,9 @@ pub mod store;
 use std::io::Cursor;
 
 pub use catalog::{
-    App, AppState, Catalog, NodeRecord, Sandbox, SandboxSpec, SandboxState, Snapshot, SnapshotKind, SnapshotState,
-    Token,
+    App, AppState, Call, CallOutcome, CallState, Catalog, CatchUp, Gpu, GpuRequest, NodeRecord, Overlap, Replica,
+    ReplicaState, Sandbox, SandboxSpec, SandboxState, ScheduleRecord, ScheduleSpec, Schedules, Snapshot, SnapshotKind,
+    SnapshotState, Token,
 };
 pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 

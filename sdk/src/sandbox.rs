@@ -38,6 +38,8 @@ pub struct SandboxInfo {
     pub timeout_s: u64,
     pub idle_timeout_s: u64,
     pub tags: BTreeMap<String, String>,
+    /// GPUs asked for (`MODEL:N` or `any:N`).
+    pub gpu: Option<String>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
@@ -62,6 +64,7 @@ impl From<pb::Sandbox> for SandboxInfo {
             timeout_s: spec.timeout_s,
             idle_timeout_s: spec.idle_timeout_s,
             tags: spec.tags.into_iter().collect(),
+            gpu: spec.gpu,
             created_at_ms: s.created_at_ms,
             started_at_ms: s.started_at_ms,
             finished_at_ms: s.finished_at_ms,
@@ -124,6 +127,12 @@ impl SandboxBuilder {
     /// No network but loopback.
     pub fn block_network(mut self, block: bool) -> Self {
         self.spec.block_network = block;
+        self
+    }
+    /// GPUs for the sandbox: `MODEL:N` (e.g. `H100:1`) or `any:N`. The container sees exactly
+    /// the GPUs leased to it.
+    pub fn gpu(mut self, gpu: impl Into<String>) -> Self {
+        self.spec.gpu = Some(gpu.into());
         self
     }
     /// `runc` (default) or `runsc` (gVisor).

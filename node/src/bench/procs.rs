@@ -53,6 +53,8 @@ pub struct Cluster {
     procs: Vec<Proc>,
     /// Client endpoints (`http://127.0.0.1:PORT`), one per member, in member order.
     pub endpoints: Vec<String>,
+    /// Each Flotilla node's `--http` address (`127.0.0.1:PORT`), in member order; empty for etcd.
+    pub http: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -65,11 +67,14 @@ impl Cluster {
         let addrs: Vec<String> =
             (0..n).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
         let initial = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let http: Vec<String> =
+            (0..n).map(|_| free_port().map(|p| format!("127.0.0.1:{p}"))).collect::<Result<_, _>>()?;
         let mut procs = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let data = dir.path().join(format!("flotilla-{}", i + 1));
             let args = ["node", "--node-id", &(i + 1).to_string(), "--data-dir", path(&data)?, "--listen", addr];
             let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            args.extend(["--http".to_string(), http[i].clone()]);
             // Benchmarks measure the data path; they run the nodes without client tokens.
             args.extend(["--initial-cluster".to_string(), initial.clone(), "--no-auth".to_string()]);
             args.extend(extra.iter().map(|s| s.to_string()));
@@ -81,7 +86,7 @@ impl Cluster {
             });
         }
         let endpoints = addrs.iter().map(|a| format!("http://{a}")).collect();
-        let mut c = Cluster { procs, endpoints, _dir: dir };
+        let mut c = Cluster { procs, endpoints, http, _dir: dir };
         for p in &mut c.procs {
             p.start()?;
         }
@@ -121,7 +126,7 @@ impl Cluster {
             });
         }
         let endpoints = ports.iter().map(|(c, _)| format!("http://127.0.0.1:{c}")).collect();
-        let mut c = Cluster { procs, endpoints, _dir: dir };
+        let mut c = Cluster { procs, endpoints, http: Vec::new(), _dir: dir };
         for p in &mut c.procs {
             p.start()?;
         }
@@ -157,6 +162,26 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.procs[i].start()
     }
+
+    /// Resident memory of member `i` (0-based), KiB, from /proc; `None` if it is not running.
+    pub fn rss_kib(&self, i: usize) -> Option<u64> {
+        let pid = self.procs[i].child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+/// `GET path` on a node's `--http` endpoint, parsed as JSON (a plain HTTP/1.0 request: the
+/// endpoint is on loopback and answers small documents).
+pub async fn http_json(addr: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).context("HTTP reply without a body")?;
+    Ok(serde_json::from_str(body)?)
 }
 
 fn path(p: &Path) -> anyhow::Result<&str> {

@@ -67,6 +67,7 @@ fn raw_spec_with(tag: &str, cmd: Option<Vec<String>>, memory_mib: u64) -> Contai
         block_network: false,
         runtime: None,
         labels: BTreeMap::from([("flotilla.bench".to_string(), std::process::id().to_string())]),
+        gpu_devices: Vec::new(),
     }
 }
 

@@ -35,19 +35,25 @@ struct ScheduleFires {
     next: Vec<String>,
 }
 
-fn next_fires(app: &AppInfo) -> Vec<ScheduleFires> {
-    let now = chrono::Utc::now();
-    // A period schedule without an explicit anchor is anchored at the deploy of this version.
-    let anchor = chrono::DateTime::from_timestamp_millis(app.updated_at_ms).unwrap_or(now);
-    app.spec
-        .functions
+/// The next 3 ticks of each of the app's schedules, as the cluster recorded them (an unchanged
+/// period keeps the anchor of an earlier deploy).
+async fn next_fires(client: &Client, app: &AppInfo) -> anyhow::Result<Vec<ScheduleFires>> {
+    let schedules = client.schedules(Some(&app.name)).await?;
+    Ok(schedules
         .iter()
-        .filter_map(|(name, f)| {
-            let schedule = f.schedule.as_ref()?;
-            let next = schedule.next_fires(now, 3, anchor).iter().map(|t| t.to_rfc3339()).collect();
-            Some(ScheduleFires { function: name.clone(), next })
+        .map(|s| ScheduleFires {
+            function: s.function.clone(),
+            next: s.next_fires(3).iter().map(|t| t.to_rfc3339()).collect(),
         })
-        .collect()
+        .collect())
+}
+
+/// What `app show` prints: the app and what its functions are doing.
+#[derive(Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    app: AppInfo,
+    functions: Vec<flotilla::FunctionLoad>,
 }
 
 fn print_app(a: &AppInfo) {
@@ -62,7 +68,8 @@ impl AppCmd {
             AppCmd::Deploy { file } => {
                 let spec = AppSpec::from_toml_file(file)?;
                 let app = client.deploy(spec).await?;
-                let out = Deployed { app: app.name.clone(), version: app.version, schedules: next_fires(&app) };
+                let schedules = next_fires(client, &app).await?;
+                let out = Deployed { app: app.name.clone(), version: app.version, schedules };
                 print(format, &out, |d| {
                     println!("deployed {} version {}", d.app, d.version);
                     for s in &d.schedules {
@@ -79,7 +86,19 @@ impl AppCmd {
                     }
                 })
             }
-            AppCmd::Show { name } => print(format, &client.app(name).await?, print_app),
+            AppCmd::Show { name } => {
+                let app = client.app(name).await?;
+                let functions = client.function_status(name).await?;
+                print(format, &Shown { app, functions }, |s| {
+                    print_app(&s.app);
+                    for f in &s.functions {
+                        println!(
+                            "  {}: replicas {} ready, {} starting; inputs {} running, {} waiting; {} calls queued",
+                            f.function, f.replicas_ready, f.replicas_starting, f.running, f.waiting, f.queued_calls
+                        );
+                    }
+                })
+            }
             AppCmd::Stop { name } => print(format, &client.stop_app(name).await?, print_app),
         }
     }

@@ -30,6 +30,10 @@ impl ClusterCmd {
                     println!("ID   ADDRESS                  ROLE      STATUS");
                     for n in &s.nodes {
                         println!("{:<4} {:<24} {:<9} {}", n.id, n.addr, n.role, n.status);
+                        for g in &n.gpus {
+                            let holder = g.leased_to.as_deref().unwrap_or("free");
+                            println!("       gpu {} {:<10} {holder}", g.index, g.model);
+                        }
                     }
                 })
             }

@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::config::{parse_initial_cluster, parse_warm, tls_files, Config, ConfigError, FileConfig, Start};
 use crate::data_dir::DataDir;
+use crate::gpu::GpuSource;
 
 /// `flotilla dev`: a single-node cluster with embedded storage, in the foreground.
 #[derive(Debug, Args)]
@@ -26,6 +27,9 @@ pub struct DevArgs {
     /// Require API tokens from clients (off by default for dev; `flotilla token bootstrap`).
     #[arg(long)]
     auth: bool,
+    /// GPUs to offer: `auto` (nvidia-smi), `none`, or `fake:MODEL:COUNT` for testing.
+    #[arg(long, default_value = "auto")]
+    gpus: GpuSource,
 }
 
 impl DevArgs {
@@ -45,6 +49,7 @@ impl DevArgs {
             auth: self.auth,
             tls: None,
             warm_pool: self.warm_pool.iter().cloned().collect(),
+            gpus: self.gpus.clone(),
             // One node: one copy of each snapshot.
             snapshots: crate::config::SnapshotOptions { replication_factor: 1, ..Default::default() },
         }
@@ -105,6 +110,9 @@ pub struct NodeArgs {
     /// CA (PEM) that peers' certificates must chain to.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// GPUs to offer: `auto` (nvidia-smi; the default), `none`, or `fake:MODEL:COUNT` for testing.
+    #[arg(long)]
+    gpus: Option<GpuSource>,
 }
 
 /// The dev node's own cluster secret, made on first use in `data_dir/cluster_secret` (0600).
@@ -204,6 +212,11 @@ impl NodeArgs {
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());
         let auth = !self.no_auth && file.auth.unwrap_or(true);
+        let gpus = match (&self.gpus, file.gpus) {
+            (Some(g), _) => g.clone(),
+            (None, Some(g)) => g.parse().map_err(|e: String| missing("gpus", &e))?,
+            (None, None) => GpuSource::Auto,
+        };
         let tls = tls_files(
             self.tls_cert.clone().or(file.tls_cert),
             self.tls_key.clone().or(file.tls_key),
@@ -221,6 +234,7 @@ impl NodeArgs {
             auth,
             tls,
             warm_pool,
+            gpus,
             snapshots,
         }
         .validate()

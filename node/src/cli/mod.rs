@@ -7,9 +7,11 @@
 mod app;
 mod cluster;
 mod daemon;
+mod function;
 mod image;
 mod output;
 mod sandbox;
+mod schedule;
 mod snapshot;
 mod token;
 
@@ -55,12 +57,24 @@ enum Command {
     /// Deploy and manage apps.
     #[command(subcommand)]
     App(app::AppCmd),
+    /// Call and spawn functions of deployed apps.
+    #[command(subcommand, name = "fn")]
+    Fn(function::FnCmd),
+    /// Durable calls: get their result, cancel them.
+    #[command(subcommand)]
+    Call(function::CallCmd),
     /// Sandboxes: isolated containers for running code.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCmd),
     /// API tokens.
     #[command(subcommand)]
     Token(token::TokenCmd),
+    /// Schedules: list, pause, resume, trigger.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
+    /// Durable calls: scheduled runs and spawned calls.
+    #[command(subcommand)]
+    Runs(schedule::RunsCmd),
     /// Images on this machine's container engine.
     #[command(subcommand)]
     Image(image::ImageCmd),
@@ -86,6 +100,8 @@ impl Cli {
             Command::Node(args) => crate::server::run(args.config()?).await?,
             Command::Cluster(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::App(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Fn(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Call(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Sandbox(cmd) => {
                 if let sandbox::Outcome::Exit(code) = cmd.run(&self.client().await?, self.output).await? {
                     return Ok(code as u8);
@@ -94,6 +110,8 @@ impl Cli {
             Command::Image(cmd) => cmd.run(self.output).await?,
             Command::Token(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Bench(cmd) => cmd.run().await?,
+            Command::Schedule(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Runs(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Snapshot(cmd) => cmd.run(&self.client().await?, self.output).await?,
         }
         Ok(0)

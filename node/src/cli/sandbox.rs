@@ -84,6 +84,9 @@ pub struct CreateArgs {
     /// runc (default) or runsc (gVisor).
     #[arg(long)]
     runtime: Option<String>,
+    /// GPUs: MODEL:N (e.g. H100:1) or any:N.
+    #[arg(long)]
+    gpu: Option<String>,
     /// Return once the sandbox runs (or failed to start).
     #[arg(long)]
     wait: bool,
@@ -210,6 +213,9 @@ async fn create(client: &Client, a: &CreateArgs, format: Format) -> anyhow::Resu
     }
     if let Some(r) = &a.runtime {
         b = b.runtime(r);
+    }
+    if let Some(g) = &a.gpu {
+        b = b.gpu(g);
     }
     for (k, v) in &a.env {
         b = b.env(k, v);

@@ -50,10 +50,11 @@ impl Cluster {
                         return Ok(ProposalReply::Write(flotilla_raft::Response::Sandbox(sb)));
                     }
                 }
-                let node = self.place(spec.cpu, spec.memory_mib).await?;
+                let req = placement::Request { cpu: spec.cpu, memory_mib: spec.memory_mib, gpu: spec.gpu.as_ref() };
+                let placement::Placed { node, gpus } = self.place(req).await?;
                 let id = format!("sb-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
                 let at_ms = chrono::Utc::now().timestamp_millis();
-                let cmd = Command::CreateSandbox { id, name, spec, node, request_id, at_ms };
+                let cmd = Command::CreateSandbox { id, name, spec, node, gpus, request_id, at_ms };
                 let resp = self.raft.client_write(cmd).await.map_err(|e| self.write_error(e))?;
                 Ok(ProposalReply::Write(resp.data))
             }
@@ -63,12 +64,12 @@ impl Cluster {
     /// Picks a node for a new workload. Right after the cluster starts, nodes are still
     /// registering (and being probed); a request that finds no node at all waits for one
     /// for a few seconds instead of failing.
-    pub(crate) async fn place(&self, cpu: f64, memory_mib: u64) -> Result<NodeId, NodeError> {
+    pub(crate) async fn place(&self, req: placement::Request<'_>) -> Result<placement::Placed, NodeError> {
         let deadline = tokio::time::Instant::now() + NO_NODES_WAIT;
         loop {
             let candidates = self.view.read(|c| placement::candidates(c, |id| self.liveness.is_up(id)));
-            match placement::place(&candidates, cpu, memory_mib) {
-                Ok(node) => return Ok(node),
+            match placement::place(&candidates, req) {
+                Ok(placed) => return Ok(placed),
                 Err(placement::PlacementError::NoNodes) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

@@ -12,6 +12,7 @@ use crate::error::NodeError;
 
 pub struct ControlService {
     pub cluster: Cluster,
+    pub functions: crate::function::FunctionHost,
 }
 
 /// Response metadata naming the leader's advertised address, so clients can send the next
@@ -70,6 +71,18 @@ fn parse_spec(spec_json: &str) -> Result<AppSpec, NodeError> {
     Ok(spec)
 }
 
+/// A node's GPUs with the replica or sandbox that holds each.
+fn gpus_of(catalog: &flotilla_raft::Catalog, node: &flotilla_raft::NodeRecord) -> Vec<pb::Gpu> {
+    node.gpus
+        .iter()
+        .map(|g| pb::Gpu {
+            index: g.index,
+            model: g.model.clone(),
+            leased_to: catalog.gpu_leases.get(&(node.id, g.index)).cloned(),
+        })
+        .collect()
+}
+
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn cluster_status(
@@ -79,7 +92,7 @@ impl Control for ControlService {
         let c = &self.cluster;
         let g = c.group();
         let capacity: std::collections::BTreeMap<_, _> =
-            c.view.read(|cat| cat.nodes.values().map(|n| (n.id, (n.cpus, n.memory_mib))).collect());
+            c.view.read(|cat| cat.nodes.values().map(|n| (n.id, (n.cpus, n.memory_mib, gpus_of(cat, n)))).collect());
         let nodes = g
             .addrs
             .iter()
@@ -95,7 +108,7 @@ impl Control for ControlService {
                 }
                 .to_string(),
                 status: if c.liveness.is_up(id) { "up" } else { "down" }.to_string(),
-                gpus: Vec::new(),
+                gpus: capacity.get(&id).map(|c| c.2.clone()).unwrap_or_default(),
                 cpus: capacity.get(&id).map_or(0, |c| c.0),
                 memory_mib: capacity.get(&id).map_or(0, |c| c.1),
             })
@@ -135,6 +148,7 @@ impl Control for ControlService {
             spec_json,
             request_id: req.request_id,
             at_ms: 0,
+            schedules: crate::schedule::declare(&spec, chrono::Utc::now().timestamp_millis())?,
         };
         let app = app_reply(self.cluster.write(cmd).await?)?;
         tracing::info!(app = %app.name, version = app.version, "app deployed");
@@ -200,6 +214,59 @@ impl Control for ControlService {
 
     async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::Token>, Status> {
         Ok(self.reply(self.revoke_token_(req.into_inner()).await?))
+    }
+
+    async fn call_function(
+        &self,
+        req: Request<pb::CallFunctionRequest>,
+    ) -> Result<Response<pb::CallFunctionReply>, Status> {
+        let token = req.metadata().get(crate::auth::AUTHORIZATION).cloned();
+        Ok(self.reply(self.call_function_(req.into_inner(), token).await?))
+    }
+
+    async fn spawn_call(&self, req: Request<pb::SpawnCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.spawn_call_(req.into_inner()).await?))
+    }
+
+    async fn get_call(&self, req: Request<pb::GetCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.get_call_(req.into_inner()).await?))
+    }
+
+    async fn cancel_call(&self, req: Request<pb::CancelCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.cancel_call_(req.into_inner()).await?))
+    }
+
+    async fn function_status(
+        &self,
+        req: Request<pb::FunctionStatusRequest>,
+    ) -> Result<Response<pb::FunctionStatusReply>, Status> {
+        Ok(self.reply(self.function_status_(req.into_inner()).await?))
+    }
+
+    async fn list_schedules(
+        &self,
+        req: Request<pb::ListSchedulesRequest>,
+    ) -> Result<Response<pb::ListSchedulesReply>, Status> {
+        Ok(self.reply(self.list_schedules_(req.into_inner()).await?))
+    }
+
+    async fn pause_schedule(&self, req: Request<pb::ScheduleRef>) -> Result<Response<pb::Schedule>, Status> {
+        Ok(self.reply(self.pause_schedule_(req.into_inner()).await?))
+    }
+
+    async fn resume_schedule(&self, req: Request<pb::ScheduleRef>) -> Result<Response<pb::Schedule>, Status> {
+        Ok(self.reply(self.resume_schedule_(req.into_inner()).await?))
+    }
+
+    async fn trigger_schedule(
+        &self,
+        req: Request<pb::TriggerScheduleRequest>,
+    ) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.trigger_schedule_(req.into_inner()).await?))
+    }
+
+    async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsReply>, Status> {
+        Ok(self.reply(self.list_runs_(req.into_inner()).await?))
     }
 
     async fn list_snapshots(

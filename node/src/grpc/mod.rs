@@ -2,8 +2,10 @@
 //! and converts back; errors become a `tonic::Status` in one place ([`status`]).
 
 mod control;
+mod functions;
 mod peer;
 mod sandboxes;
+mod schedules;
 mod snapshots;
 mod status;
 mod tokens;

@@ -69,7 +69,13 @@ impl Peer for PeerService {
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         let g = self.cluster.group();
         let leader_addr = g.leader.and_then(|l| g.addrs.get(&l).cloned()).unwrap_or_default();
-        Ok(Response::new(PingReply { node_id: self.cluster.id, term: g.term, leader: g.leader, leader_addr }))
+        Ok(Response::new(PingReply {
+            node_id: self.cluster.id,
+            term: g.term,
+            leader: g.leader,
+            leader_addr,
+            loads: self.cluster.load.report(),
+        }))
     }
 
     async fn missing_chunks(&self, req: Request<MissingChunksRequest>) -> Result<Response<MissingChunksReply>, Status> {

@@ -29,6 +29,7 @@ pub fn to_pb(s: Sandbox) -> pb::Sandbox {
         block_network: s.spec.block_network,
         runtime: s.spec.runtime,
         tags: s.spec.tags.into_iter().collect(),
+        gpu: s.spec.gpu.map(|g| format!("{}:{}", g.model.as_deref().unwrap_or("any"), g.count)),
         restore_on_failure: s.spec.restore_on_failure,
         snapshot_every_s: s.spec.snapshot_every_s,
         from_snapshot: s.spec.from_snapshot,

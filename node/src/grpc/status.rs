@@ -21,6 +21,9 @@ impl From<NodeError> for Status {
                 Rejection::AppNotFound(_)
                 | Rejection::SandboxNotFound(_)
                 | Rejection::TokenNotFound(_)
+                | Rejection::FunctionNotFound(_)
+                | Rejection::CallNotFound(_)
+                | Rejection::ScheduleNotFound(_)
                 | Rejection::SnapshotNotFound(_),
             ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
@@ -28,6 +31,8 @@ impl From<NodeError> for Status {
             NodeError::NoCapacity(_) => Status::resource_exhausted(msg),
             NodeError::Membership(_) => Status::failed_precondition(msg),
             NodeError::Forwarded(status) => status,
+            NodeError::Unstartable(_) => Status::failed_precondition(msg),
+            NodeError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             NodeError::Internal(_) => Status::internal(msg),
             NodeError::FailedPrecondition(_) => Status::failed_precondition(msg),
         }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use flotilla_proto::worker::worker_client::WorkerClient;
 use flotilla_proto::worker::worker_server::Worker;
 use flotilla_proto::worker::{
-    exec_input, snapshot_progress, ArchiveChunk, ExecInput, ExecOutput, GetArchiveRequest, Image, ListImagesReply,
-    ListImagesRequest, NodeInfoReply, NodeInfoRequest, PutArchiveReply, SnapshotDone, SnapshotProgress,
-    SnapshotRequest, SnapshotStep,
+    exec_input, snapshot_progress, ArchiveChunk, ExecInput, ExecOutput, GetArchiveRequest, Image, InvokeReply,
+    InvokeRequest, ListImagesReply, ListImagesRequest, NodeInfoReply, NodeInfoRequest, PutArchiveReply, SnapshotDone,
+    SnapshotProgress, SnapshotRequest, SnapshotStep,
 };
 use flotilla_raft::{Sandbox, SandboxState};
 use futures::{Stream, StreamExt};
@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::NodeError;
+use crate::function::{router, FunctionHost};
 use crate::resources::Resources;
 use crate::sandbox::{exec, snapshot, validate, SandboxHost};
 
@@ -48,12 +49,13 @@ enum Route {
 
 pub struct WorkerService {
     pub host: SandboxHost,
+    pub functions: FunctionHost,
     pub resources: Resources,
 }
 
 impl WorkerService {
-    pub fn new(host: SandboxHost, resources: Resources) -> Self {
-        Self { host, resources }
+    pub fn new(host: SandboxHost, functions: FunctionHost, resources: Resources) -> Self {
+        Self { host, functions, resources }
     }
 
     /// A Worker client for the node at `addr`, on the channel the node already keeps to it.
@@ -257,6 +259,18 @@ impl Worker for WorkerService {
                 .into_iter()
                 .map(|i| Image { name: i.name, id: i.id, size_bytes: i.size_bytes, created_unix: i.created_unix })
                 .collect(),
+        }))
+    }
+
+    async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
+        let req = req.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.deadline_ms);
+        let result = router::invoke_here(&self.functions, &req.app, &req.function, req.input, deadline)
+            .await
+            .ok_or_else(|| Status::unavailable(format!("no replica of {}/{} on this node", req.app, req.function)))?;
+        Ok(Response::new(match result {
+            Ok(output) => InvokeReply { ok: true, output, error: String::new() },
+            Err(error) => InvokeReply { ok: false, output: vec![], error },
         }))
     }
 

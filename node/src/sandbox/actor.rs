@@ -58,13 +58,22 @@ pub struct State {
     previous_periodic: Option<String>,
 }
 
-pub(super) fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec {
+/// The container spec of `record` on this node, with the node's GPUs it leases.
+pub(super) fn spec_for(host: &SandboxHost, record: &Sandbox) -> ContainerSpec {
+    let node_gpus = host.cluster.view.read(|c| c.nodes.get(&record.node).map(|n| n.gpus.clone()));
+    container_spec(record, &host.instance, &node_gpus.unwrap_or_default())
+}
+
+fn container_spec(record: &Sandbox, instance: &str, node_gpus: &[flotilla_raft::Gpu]) -> ContainerSpec {
     let s = &record.spec;
+    let mut env: Vec<(String, String)> = s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let (gpu_env, gpu_devices) = crate::gpu::hand_out(node_gpus, &record.gpus);
+    env.extend(gpu_env);
     ContainerSpec {
         name: Some(container_name(&record.id, record.generation)),
         image: s.image.clone(),
         cmd: (!s.command.is_empty()).then(|| s.command.clone()),
-        env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env,
         workdir: s.workdir.clone(),
         limits: Limits { cpu: s.cpu, memory_mib: s.memory_mib, pids: PIDS_LIMIT },
         block_network: s.block_network,
@@ -74,6 +83,7 @@ pub(super) fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec 
             (LABEL_GENERATION.to_string(), record.generation.to_string()),
             (LABEL_INSTANCE.to_string(), instance.to_string()),
         ]),
+        gpu_devices,
     }
 }
 
@@ -107,7 +117,7 @@ impl State {
                 }
             }
         }
-        let spec = container_spec(&self.record, &self.host.instance);
+        let spec = spec_for(&self.host, &self.record);
         let id = match docker.create(&spec).await {
             Err(RuntimeError::Conflict(_)) => {
                 let name = container_name(&self.record.id, self.record.generation);

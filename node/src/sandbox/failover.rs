@@ -59,8 +59,10 @@ pub async fn run(cluster: Cluster, lease: Duration, mut shutdown: watch::Receive
         for (sb, snapshot) in moves {
             let started = Instant::now();
             let _placing = cluster.placement_lock.lock().await;
-            let node = match cluster.place(sb.spec.cpu, sb.spec.memory_mib).await {
-                Ok(n) => n,
+            // A restored sandbox gets no GPUs on its new node (its leases were on the old one).
+            let req = crate::placement::Request { cpu: sb.spec.cpu, memory_mib: sb.spec.memory_mib, gpu: None };
+            let node = match cluster.place(req).await {
+                Ok(placed) => placed.node,
                 Err(e) => {
                     tracing::warn!(sandbox = %sb.id, error = %e, "no live node to restore the sandbox on yet");
                     continue;

@@ -83,7 +83,8 @@ async fn remove_orphans(host: &SandboxHost) {
         }
     };
     let live: Vec<(String, u64)> = mine(host).into_iter().map(|s| (s.id, s.generation)).collect();
-    for c in containers {
+    // Function replicas share the instance label; their own reconciler looks after them.
+    for c in containers.into_iter().filter(|c| !c.labels.contains_key(crate::function::LABEL_REPLICA)) {
         let owner = owner(&c);
         if !owner.as_ref().is_some_and(|o| live.contains(o)) {
             tracing::info!(container = %c.id, name = %c.name, "removing container with no live sandbox record");

@@ -16,7 +16,7 @@ use flotilla_raft::{Sandbox, Snapshot, SnapshotKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::actor::container_spec;
+use super::actor::spec_for;
 use super::snapshot::{CHECKPOINT_DIR, WORK, WORK_TAR};
 use super::{container_name, SandboxHost};
 use crate::blobs::{BlobReader, BlobStore, LocalCheck};
@@ -73,7 +73,7 @@ pub async fn restore(host: &SandboxHost, record: &Sandbox, snap: &Snapshot) -> R
 
 async fn restore_once(host: &SandboxHost, record: &Sandbox, snap: &Snapshot) -> Result<String, RuntimeError> {
     let docker = &host.docker;
-    let spec = container_spec(record, &host.instance);
+    let spec = spec_for(host, record);
     let id = match docker.create(&spec).await {
         Err(RuntimeError::Conflict(_)) => {
             docker.remove(&container_name(&record.id, record.generation)).await?;

@@ -110,6 +110,7 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
     if let Some(name) = &req.name {
         check_name(name)?;
     }
+    let gpu = spec.gpu.as_deref().map(|g| parse_gpu("spec.gpu", g)).transpose()?;
     Ok((
         req.name.clone(),
         SandboxSpec {
@@ -124,11 +125,21 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
             block_network: spec.block_network,
             runtime: runtime.to_string(),
             tags: spec.tags.clone().into_iter().collect(),
+            gpu,
             restore_on_failure: spec.restore_on_failure,
             snapshot_every_s: spec.snapshot_every_s,
             from_snapshot: spec.from_snapshot.clone(),
         },
     ))
+}
+
+/// Parses a GPU request (`MODEL:N` or `any:N`, N from 1 to 16) for the catalog.
+pub fn parse_gpu(field: &str, s: &str) -> Result<flotilla_raft::GpuRequest, NodeError> {
+    let g: flotilla::spec::GpuRequest = s.parse().map_err(|e: String| invalid(field, e))?;
+    if !(1..=16).contains(&g.count) {
+        return Err(invalid(field, format!("GPU count must be between 1 and 16 (got {})", g.count)));
+    }
+    Ok(flotilla_raft::GpuRequest { model: g.model, count: g.count })
 }
 
 /// Shortest `snapshot_every_s`: each snapshot reads and replicates the sandbox's files.

@@ -35,6 +35,11 @@ impl TestNode {
         format!("http://{}", self.addr)
     }
 
+    /// The process id while the node runs (for signals such as SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
@@ -115,19 +120,24 @@ impl TestCluster {
         let addrs: Vec<(u64, String)> = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
         let initial = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
         for (id, addr) in addrs {
-            c.add_node_at(id, &addr, How::Initial(&initial), extra);
+            c.add_node_at(id, &addr, How::Initial(&initial), extra, &[]);
         }
         c
     }
 
     /// Starts one more node process.
     pub fn add_node(&mut self, id: u64, how: How, extra: &[&str]) -> String {
+        self.add_node_with_env(id, how, extra, &[])
+    }
+
+    /// [`Self::add_node`] with environment variables for the node process.
+    pub fn add_node_with_env(&mut self, id: u64, how: How, extra: &[&str], env: &[(&str, &str)]) -> String {
         let addr = format!("127.0.0.1:{}", free_port());
-        self.add_node_at(id, &addr, how, extra);
+        self.add_node_at(id, &addr, how, extra, env);
         addr
     }
 
-    fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str]) {
+    fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str], env: &[(&str, &str)]) {
         let data_dir = self.dir.path().join(format!("n{id}"));
         let mut args: Vec<String> =
             ["node", "--node-id", &id.to_string(), "--data-dir", data_dir.to_str().unwrap(), "--listen", addr]
@@ -147,14 +157,9 @@ impl TestCluster {
             args.push("--no-auth".into());
             args.extend(extra.iter().map(|s| s.to_string()));
         }
-        let mut node = TestNode {
-            id,
-            addr: addr.to_string(),
-            log: self.dir.path().join(format!("n{id}.log")),
-            args,
-            envs: Vec::new(),
-            child: None,
-        };
+        let envs = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let log = self.dir.path().join(format!("n{id}.log"));
+        let mut node = TestNode { id, addr: addr.to_string(), log, args, envs, child: None };
         node.spawn();
         self.nodes.insert(id, node);
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::replica::Gpu;
 use crate::command::{Rejection, Response};
 use crate::NodeId;
 
@@ -17,6 +18,8 @@ pub struct NodeRecord {
     pub cpus: u32,
     /// Memory the node offers to workloads, MiB.
     pub memory_mib: u64,
+    /// GPUs the node offers, each leasable on its own (see `replica`).
+    pub gpus: Vec<Gpu>,
     /// First registration (Unix ms, leader clock).
     pub registered_at_ms: i64,
     /// Last registration, i.e. the node's last restart (Unix ms, leader clock).
@@ -29,6 +32,7 @@ pub(super) fn register(
     addr: String,
     cpus: u32,
     memory_mib: u64,
+    gpus: Vec<Gpu>,
     at_ms: i64,
 ) -> Response {
     if addr.is_empty() {
@@ -39,12 +43,14 @@ pub(super) fn register(
         addr: addr.clone(),
         cpus,
         memory_mib,
+        gpus: gpus.clone(),
         registered_at_ms: at_ms,
         updated_at_ms: at_ms,
     });
     record.addr = addr;
     record.cpus = cpus;
     record.memory_mib = memory_mib;
+    record.gpus = gpus;
     record.updated_at_ms = at_ms;
     Response::Node(record.clone())
 }
@@ -54,7 +60,7 @@ mod tests {
     use crate::{Catalog, Command, Response};
 
     fn register(id: u64, addr: &str, at_ms: i64) -> Command {
-        Command::RegisterNode { id, addr: addr.into(), cpus: 2, memory_mib: 1024, at_ms }
+        Command::RegisterNode { id, addr: addr.into(), cpus: 2, memory_mib: 1024, gpus: vec![], at_ms }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::replica::GpuRequest;
 use super::snapshot::{Snapshot, SnapshotState};
 use crate::command::{Rejection, Response};
 use crate::NodeId;
@@ -34,6 +35,8 @@ pub struct SandboxSpec {
     pub runtime: String,
     /// User labels, for finding sandboxes again.
     pub tags: BTreeMap<String, String>,
+    /// GPUs the sandbox needs, if any.
+    pub gpu: Option<GpuRequest>,
     /// If its node dies, the leader restores it on a live node from its latest ready
     /// snapshot (same id, next generation).
     pub restore_on_failure: bool,
@@ -87,6 +90,8 @@ pub struct Sandbox {
     pub spec: SandboxSpec,
     /// The node that hosts it.
     pub node: NodeId,
+    /// GPU indices on `node` leased to the sandbox until it ends.
+    pub gpus: Vec<u32>,
     /// The client's id for the create request, to recognise a retry.
     pub request_id: Option<String>,
     /// 1 when created; reassignment to another node (failover, a later release) will bump it.
@@ -114,7 +119,7 @@ pub(super) fn by_request<'a>(sandboxes: &'a BTreeMap<String, Sandbox>, request_i
     sandboxes.values().find(|s| s.request_id.as_deref() == Some(request_id))
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // one per field of the command
 pub(super) fn create(
     sandboxes: &mut BTreeMap<String, Sandbox>,
     snapshots: &BTreeMap<String, Snapshot>,
@@ -122,6 +127,7 @@ pub(super) fn create(
     name: Option<String>,
     spec: SandboxSpec,
     node: NodeId,
+    gpus: Vec<u32>,
     request_id: Option<String>,
     at_ms: i64,
 ) -> Response {
@@ -150,6 +156,7 @@ pub(super) fn create(
         name,
         spec,
         node,
+        gpus,
         request_id,
         generation: 1,
         state: if restore_from.is_some() { SandboxState::Restoring } else { SandboxState::Pending },
@@ -285,6 +292,7 @@ pub(crate) mod tests {
             block_network: false,
             runtime: "runc".into(),
             tags: BTreeMap::new(),
+            gpu: None,
             restore_on_failure: false,
             snapshot_every_s: 0,
             from_snapshot: None,
@@ -297,6 +305,7 @@ pub(crate) mod tests {
             name: name.map(Into::into),
             spec: spec(),
             node: 1,
+            gpus: vec![],
             request_id: None,
             at_ms: 10,
         }
@@ -376,6 +385,7 @@ pub(crate) mod tests {
             name: None,
             spec: spec(),
             node: 1,
+            gpus: vec![],
             request_id: Some("req-1".into()),
             at_ms: 10,
         };

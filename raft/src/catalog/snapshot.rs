@@ -271,6 +271,7 @@ mod tests {
             name: None,
             spec: spec(),
             node: 1,
+            gpus: vec![],
             request_id: None,
             at_ms: 1,
         });
@@ -367,14 +368,22 @@ mod tests {
             name: None,
             spec: from.clone(),
             node: 2,
+            gpus: vec![],
             request_id: None,
             at_ms: 5,
         });
         let Response::Sandbox(sb2) = created else { panic!("{created:?}") };
         assert_eq!((sb2.state, sb2.restore_from.as_deref()), (SandboxState::Restoring, Some("sn-1")));
         from.from_snapshot = Some("sn-404".into());
-        let missing =
-            Command::CreateSandbox { id: "sb-3".into(), name: None, spec: from, node: 2, request_id: None, at_ms: 5 };
+        let missing = Command::CreateSandbox {
+            id: "sb-3".into(),
+            name: None,
+            spec: from,
+            node: 2,
+            gpus: vec![],
+            request_id: None,
+            at_ms: 5,
+        };
         assert!(matches!(c.apply(missing), Response::Rejected(Rejection::SnapshotNotFound(_))));
         // Failover: same id, next generation, on another node, restoring.
         let moved = c.apply(Command::RestoreSandbox { id: "sb-1".into(), node: 3, snapshot: "sn-1".into(), at_ms: 6 });

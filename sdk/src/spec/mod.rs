@@ -74,8 +74,8 @@
 //!
 //! # Schedules
 //!
-//! **Cron** expressions have exactly 5 fields (minute, hour, day of month,
-//! month, day of week), parsed by `croner`: `*`, lists, ranges, steps, month
+//! **Cron** expressions have 5 fields (minute, hour, day of month, month,
+//! day of week), or 6 with seconds first (`*/10 * * * * *`), parsed by `croner`: `*`, lists, ranges, steps, month
 //! and weekday names (`JAN`, `MON`, case-insensitive), `0` and `7` both
 //! Sunday, and croner's extensions (`L`, `W`, `#`, `@daily`, ...). When both
 //! day of month and day of week are restricted a day matching either fires

@@ -20,9 +20,10 @@ use super::{format_duration_ms, limits};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Schedule {
     /// A 5-field Unix crontab expression (minute hour day-of-month month
-    /// day-of-week), evaluated on the wall clock of `timezone`.
+    /// day-of-week), or 6 fields with seconds first, or `@hourly`, `@daily`,
+    /// `@weekly`, `@monthly`, evaluated on the wall clock of `timezone`.
     Cron {
-        /// The expression as written, e.g. `*/5 * * * *` or `0 9 * * MON-FRI`.
+        /// The expression as written, e.g. `*/5 * * * *`, `0 9 * * MON-FRI` or `*/10 * * * * *`.
         expr: String,
         /// IANA time zone name the expression is evaluated in, e.g. `Europe/Berlin`.
         timezone: String,
@@ -37,9 +38,9 @@ pub enum Schedule {
     },
 }
 
-/// Parses a strict 5-field crontab expression (no seconds, no year field).
+/// Parses a 5-field crontab expression, or 6 fields with seconds first (no year field).
 pub(crate) fn parse_cron(expr: &str) -> Result<Cron, String> {
-    let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
+    let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
     parser.parse(expr).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
 }
 

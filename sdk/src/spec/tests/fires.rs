@@ -1,5 +1,6 @@
-//! `Schedule::next_fires`: cron in UTC and in DST zones, weekday mapping,
-//! period anchoring.
+//! `Schedule::next_fires`: cron in UTC and in DST zones of both hemispheres
+//! (incl. Lord Howe's half-hour shift), weekday mapping, month ends, leap days,
+//! 6-field cron with seconds, the @-forms, period anchoring.
 
 use chrono::{DateTime, TimeZone, Utc};
 
@@ -121,6 +122,88 @@ const CRON_CASES: &[(&str, &str, &str, &[&str])] = &[
     ),
     // A time outside the transitions keeps its wall clock across them.
     ("0 9 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", &["2026-03-29T07:00:00Z", "2026-03-30T07:00:00Z"]),
+    // London, spring forward 2026-03-29 01:00 GMT -> 02:00 BST; fall back 2026-10-25 02:00 BST -> 01:00 GMT.
+    (
+        "30 1 * * *",
+        "Europe/London",
+        "2026-03-28T12:00:00Z",
+        &["2026-03-29T02:00:00+01:00", "2026-03-30T01:30:00+01:00"],
+    ),
+    (
+        "30 1 * * *",
+        "Europe/London",
+        "2026-10-24T12:00:00Z",
+        &["2026-10-25T01:30:00+01:00", "2026-10-26T01:30:00+00:00"],
+    ),
+    // Sydney (southern hemisphere): fall back 2026-04-05 03:00 AEDT -> 02:00 AEST,
+    // spring forward 2026-10-04 02:00 AEST -> 03:00 AEDT.
+    (
+        "30 2 * * *",
+        "Australia/Sydney",
+        "2026-04-04T00:00:00Z",
+        &["2026-04-05T02:30:00+11:00", "2026-04-06T02:30:00+10:00"],
+    ),
+    (
+        "30 2 * * *",
+        "Australia/Sydney",
+        "2026-10-02T12:00:00Z",
+        &["2026-10-03T02:30:00+10:00", "2026-10-04T03:00:00+11:00", "2026-10-05T02:30:00+11:00"],
+    ),
+    // Lord Howe shifts by half an hour: 02:00 LHDT -> 01:30 LHST on 2026-04-05 (01:30-02:00
+    // repeats), and 02:00 LHST -> 02:30 LHDT on 2026-10-04 (02:00-02:30 is missing).
+    (
+        "45 1 * * *",
+        "Australia/Lord_Howe",
+        "2026-04-04T00:00:00Z",
+        &["2026-04-05T01:45:00+11:00", "2026-04-06T01:45:00+10:30"],
+    ),
+    (
+        "15 2 * * *",
+        "Australia/Lord_Howe",
+        "2026-10-02T00:00:00Z",
+        &["2026-10-03T02:15:00+10:30", "2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"],
+    ),
+    // Month ends: the 31st only in months that have one; `L` is the last day, 29 Feb in leap years.
+    (
+        "0 0 31 * *",
+        "UTC",
+        "2026-01-31T00:00:00Z",
+        &["2026-03-31T00:00:00Z", "2026-05-31T00:00:00Z", "2026-07-31T00:00:00Z", "2026-08-31T00:00:00Z"],
+    ),
+    ("0 0 30 * *", "UTC", "2026-01-30T00:00:00Z", &["2026-03-30T00:00:00Z"]),
+    (
+        "0 12 L * *",
+        "UTC",
+        "2026-01-15T00:00:00Z",
+        &["2026-01-31T12:00:00Z", "2026-02-28T12:00:00Z", "2026-03-31T12:00:00Z", "2026-04-30T12:00:00Z"],
+    ),
+    ("0 12 L 2 *", "UTC", "2027-03-01T00:00:00Z", &["2028-02-29T12:00:00Z", "2029-02-28T12:00:00Z"]),
+    // Leap days: 29 Feb comes every four years (2100 is not a leap year).
+    ("0 0 29 2 *", "UTC", "2028-02-29T00:00:00Z", &["2032-02-29T00:00:00Z"]),
+    ("0 0 29 2 *", "UTC", "2097-01-01T00:00:00Z", &["2104-02-29T00:00:00Z"]),
+    // Month ends in a zone ahead of UTC: midnight on the 1st is the previous day in UTC.
+    ("0 0 1 * *", "Asia/Tokyo", "2026-02-15T00:00:00Z", &["2026-02-28T15:00:00Z", "2026-03-31T15:00:00Z"]),
+    // 6 fields: seconds first.
+    (
+        "*/20 * * * * *",
+        "UTC",
+        "2026-03-01T10:00:05Z",
+        &["2026-03-01T10:00:20Z", "2026-03-01T10:00:40Z", "2026-03-01T10:01:00Z"],
+    ),
+    ("30 0 9 * * MON", "UTC", "2026-02-25T00:00:00Z", &["2026-03-02T09:00:30Z", "2026-03-09T09:00:30Z"]),
+    // A seconds-precise time in a gap fires at the first instant after the gap.
+    ("15 30 2 * * *", "America/New_York", "2026-03-08T00:00:00-05:00", &["2026-03-08T03:00:00-04:00"]),
+    // Every 30 s through New York's repeated hour: each second-pass time is dropped.
+    (
+        "*/30 59 1 * * *",
+        "America/New_York",
+        "2026-11-01T01:59:10-04:00",
+        &["2026-11-01T01:59:30-04:00", "2026-11-02T01:59:00-05:00"],
+    ),
+    // The @-forms.
+    ("@daily", "America/New_York", "2026-03-07T12:00:00Z", &["2026-03-08T00:00:00-05:00", "2026-03-09T00:00:00-04:00"]),
+    ("@weekly", "UTC", "2026-03-02T00:00:00Z", &["2026-03-08T00:00:00Z", "2026-03-15T00:00:00Z"]),
+    ("@monthly", "UTC", "2026-03-02T00:00:00Z", &["2026-04-01T00:00:00Z", "2026-05-01T00:00:00Z"]),
 ];
 
 #[test]
@@ -207,4 +290,38 @@ fn period_uses_default_anchor_and_does_not_drift() {
         fast.next_fires(utc(2026, 1, 1, 0, 0, 2), 3, deployed),
         vec![at("2026-01-01T00:00:03Z"), at("2026-01-01T00:00:04.5Z"), at("2026-01-01T00:00:06Z")]
     );
+}
+
+#[test]
+fn period_is_anchored_across_leap_days_and_dst() {
+    // A daily period anchored on a leap day stays on midnight UTC.
+    let leap = utc(2024, 2, 29, 0, 0, 0);
+    let daily = Schedule::Period { every_ms: 86_400_000, anchor: Some(leap) };
+    assert_eq!(
+        daily.next_fires(utc(2025, 2, 28, 12, 0, 0), 2, unused()),
+        vec![utc(2025, 3, 1, 0, 0, 0), utc(2025, 3, 2, 0, 0, 0)]
+    );
+    // 365 days after 29 Feb 2024 is 28 Feb 2025; 366 after that is 1 Mar 2026.
+    let yearly = Schedule::Period { every_ms: 365 * 86_400_000, anchor: Some(leap) };
+    assert_eq!(
+        yearly.next_fires(utc(2024, 3, 1, 0, 0, 0), 2, unused()),
+        vec![utc(2025, 2, 28, 0, 0, 0), utc(2026, 2, 28, 0, 0, 0)]
+    );
+    // A period is an interval on the time line: an hourly period through New York's gap
+    // stays an hour apart although the wall clock jumps from 01:00 to 03:00.
+    let hourly = Schedule::Period { every_ms: 3_600_000, anchor: Some(at("2026-03-08T00:00:00-05:00")) };
+    assert_eq!(
+        hourly.next_fires(at("2026-03-08T00:30:00-05:00"), 3, unused()),
+        vec![at("2026-03-08T01:00:00-05:00"), at("2026-03-08T03:00:00-04:00"), at("2026-03-08T04:00:00-04:00")]
+    );
+}
+
+#[test]
+fn many_fires_are_strictly_increasing_in_every_zone() {
+    // A year of 6-hourly fires in zones with odd offsets and both DST hemispheres.
+    for tz in ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kathmandu", "America/Santiago"] {
+        let fires = cron("0 */6 * * *", tz).next_fires(utc(2026, 1, 1, 0, 0, 0), 4 * 366, unused());
+        assert_eq!(fires.len(), 4 * 366, "{tz}");
+        assert!(fires.windows(2).all(|w| w[0] < w[1]), "{tz}: not strictly increasing");
+    }
 }
