@@ -133,7 +133,11 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     // The server stops on its own signal, after Raft: peers keep getting answers (errors)
     // while this node's Raft winds down.
     let (stop_serving_tx, stop_serving_rx) = watch::channel(false);
-    let mut builder = tonic::transport::Server::builder();
+    // Windows sized for megabyte messages (snapshot blobs, archives), which h2's default
+    // 64 KiB windows would cut into many round trips.
+    let mut builder = tonic::transport::Server::builder()
+        .initial_stream_window_size(flotilla_raft::network::BULK_STREAM_WINDOW)
+        .initial_connection_window_size(flotilla_raft::network::BULK_CONNECTION_WINDOW);
     if let Some(tls) = server_tls {
         builder = builder.tls_config(tls)?;
     }

@@ -59,6 +59,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// HTTP/2 flow-control windows of bulk-transfer channels, bytes: a few 1 MiB messages in
+/// flight per stream instead of h2's default 64 KiB.
+pub const BULK_STREAM_WINDOW: u32 = 8 << 20;
+pub const BULK_CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// How this node reaches and proves itself to peers: the cluster secret (empty means
 /// none), when TLS is configured the CA that peers' certificates must chain to, and the
 /// local address its connections to peers start from.
@@ -88,11 +93,30 @@ impl ClusterSecret {
     /// A channel to `addr` (`host:port`), over TLS when a CA is configured. Lazy: creating
     /// it never fails on a dead peer.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        self.channel_with(addr, |e| e)
+    }
+
+    /// A channel of its own for a bulk transfer (snapshot blobs), with HTTP/2 flow-control
+    /// windows sized for megabyte messages. Kept apart from the shared channel, so a transfer
+    /// that fills its window never delays Raft messages to the same peer.
+    pub fn bulk_channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        self.channel_with(addr, |e| {
+            e.initial_stream_window_size(BULK_STREAM_WINDOW).initial_connection_window_size(BULK_CONNECTION_WINDOW)
+        })
+    }
+
+    fn channel_with(
+        &self,
+        addr: &str,
+        tune: impl FnOnce(Endpoint) -> Endpoint,
+    ) -> Result<Channel, tonic::transport::Error> {
         let scheme = if self.1.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .local_address(self.2);
+        let mut endpoint = tune(
+            Endpoint::from_shared(format!("{scheme}://{addr}"))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .local_address(self.2),
+        );
         if let Some(ca) = &self.1 {
             let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
             let tls = tonic::transport::ClientTlsConfig::new()
@@ -148,6 +172,12 @@ impl PeerPool {
         let c = self.secret.channel(addr)?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// A Peer client for `addr` on a new connection of its own, for a bulk transfer (see
+    /// [`ClusterSecret::bulk_channel`]); not cached, it closes when dropped.
+    pub fn bulk(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
+        Ok(self.secret.client_on(self.secret.bulk_channel(addr)?))
     }
 
     /// A Peer client for `addr`, on the shared channel.

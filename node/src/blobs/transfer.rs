@@ -75,7 +75,7 @@ fn to_status(e: BlobError) -> Status {
 
 fn client(peers: &PeerPool, addr: &str) -> Result<flotilla_raft::network::AuthedPeerClient, TransferError> {
     let c = peers
-        .get(addr)
+        .bulk(addr)
         .map_err(|e| TransferError::Peer { addr: addr.to_string(), status: Status::unavailable(e.to_string()) })?;
     Ok(c.max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
