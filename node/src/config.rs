@@ -53,6 +53,30 @@ impl Default for RaftOptions {
     }
 }
 
+/// Snapshot copies, their upkeep, and the failover lease (`[snapshots]` in the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotOptions {
+    /// Copies of every snapshot (this node's included) before it is ready; a cluster with
+    /// fewer nodes keeps one per node.
+    pub replication_factor: usize,
+    /// Seconds between checks of this node's copies (repair from another replica when bad)
+    /// and collections of blobs no snapshot references.
+    pub scrub_every_s: u64,
+    /// Blobs younger than this many seconds are never collected (they may belong to a
+    /// snapshot still being taken or received).
+    pub gc_grace_s: u64,
+    /// A node that reaches no quorum for this long fences itself (stops its sandboxes); the
+    /// leader restores a silent node's sandboxes elsewhere only after this plus a margin, ms.
+    pub fence_lease_ms: u64,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        Self { replication_factor: 2, scrub_every_s: 300, gc_grace_s: 600, fence_lease_ms: 3000 }
+    }
+}
+
 /// The node's configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -77,6 +101,7 @@ pub struct Config {
     pub warm_pool: BTreeMap<String, usize>,
     /// Where this node's GPU inventory comes from.
     pub gpus: crate::gpu::GpuSource,
+    pub snapshots: SnapshotOptions,
 }
 
 /// PEM files for TLS. The node serves with `cert`/`key` and trusts peers whose certificates
@@ -113,6 +138,8 @@ pub struct FileConfig {
     pub warm_pool: BTreeMap<String, usize>,
     /// `auto`, `none` or `fake:MODEL:COUNT`.
     pub gpus: Option<String>,
+    #[serde(default)]
+    pub snapshots: SnapshotOptions,
 }
 
 /// Most pre-started containers one image may keep on a node.
@@ -242,6 +269,16 @@ impl Config {
                 }
             }
         }
+        let sn = &self.snapshots;
+        if !(1..=7).contains(&sn.replication_factor) {
+            return Err(err("snapshots.replication_factor", "must be 1 to 7"));
+        }
+        if sn.scrub_every_s == 0 {
+            return Err(err("snapshots.scrub_every_s", "must be 1 or more"));
+        }
+        if sn.fence_lease_ms < 1000 {
+            return Err(err("snapshots.fence_lease_ms", "must be at least 1000 (probes run every 500 ms)"));
+        }
         for (image, &n) in &self.warm_pool {
             if image.is_empty() || n > MAX_WARM_PER_IMAGE {
                 return Err(err("warm-pool", format!("{image:?}={n}: at most {MAX_WARM_PER_IMAGE} per image")));
@@ -280,6 +317,7 @@ mod tests {
             tls: None,
             warm_pool: BTreeMap::new(),
             gpus: Default::default(),
+            snapshots: SnapshotOptions::default(),
         }
     }
 
@@ -339,6 +377,9 @@ mod tests {
                 }),
                 "warm-pool",
             ),
+            (Box::new(|c| c.snapshots.replication_factor = 0), "snapshots.replication_factor"),
+            (Box::new(|c| c.snapshots.scrub_every_s = 0), "snapshots.scrub_every_s"),
+            (Box::new(|c| c.snapshots.fence_lease_ms = 500), "snapshots.fence_lease_ms"),
         ];
         for (mutate, field) in cases {
             let mut c = base();

@@ -90,6 +90,11 @@ impl DataDir {
         self.path.join("raft")
     }
 
+    /// Where snapshot blobs live (see `blobs`).
+    pub fn blobs(&self) -> PathBuf {
+        self.path.join("blobs")
+    }
+
     /// The node id recorded in `path`, if the directory was used before.
     pub fn recorded_node_id(path: &Path) -> Option<NodeId> {
         std::fs::read_to_string(path.join("node_id")).ok()?.trim().parse().ok()

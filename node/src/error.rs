@@ -36,9 +36,19 @@ pub enum NodeError {
     /// The leader answered a forwarded request with this status; passed on unchanged.
     #[error("{}", .0.message())]
     Forwarded(tonic::Status),
+    /// A function cannot run: none of its replicas could start; the reason says why.
+    #[error("no replica could start: {0}")]
+    Unstartable(String),
+    /// The request's deadline passed before it could be served.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// A bug or a corrupt message between nodes.
     #[error("internal: {0}")]
     Internal(String),
+    /// The request cannot be carried out in the state things are in (a sandbox that is not
+    /// running, a feature this node lacks); the message says what is missing.
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl NodeError {

@@ -37,7 +37,7 @@ fn any_spec() -> impl Strategy<Value = pb::SandboxSpec> {
                     block_network,
                     runtime,
                     tags: HashMap::new(),
-                    gpu: None,
+                    ..Default::default()
                 }
             },
         )

@@ -66,6 +66,19 @@ impl GpuSource {
     }
 }
 
+/// What a container needs to see exactly the GPUs at `leased` indices of `node_gpus`:
+/// `NVIDIA_VISIBLE_DEVICES` with the indices (for fakes, the only trace; the NVIDIA runtime
+/// reads it too), and the indices of real GPUs for the engine's device request.
+pub fn hand_out(node_gpus: &[Gpu], leased: &[u32]) -> (Vec<(String, String)>, Vec<String>) {
+    if leased.is_empty() {
+        return (vec![], vec![]);
+    }
+    let list = leased.iter().map(u32::to_string).collect::<Vec<_>>();
+    let real =
+        leased.iter().filter(|i| node_gpus.iter().any(|g| g.index == **i && !g.fake)).map(u32::to_string).collect();
+    (vec![("NVIDIA_VISIBLE_DEVICES".to_string(), list.join(","))], real)
+}
+
 /// Lists GPUs with `nvidia-smi --query-gpu=index,name --format=csv,noheader`.
 fn nvidia_smi() -> Result<Vec<Gpu>, String> {
     let out = Command::new("nvidia-smi")
@@ -120,6 +133,16 @@ mod tests {
             gpus.iter().map(|g| (g.index, g.model.as_str(), g.fake)).collect::<Vec<_>>(),
             [(0, "H100", true), (1, "H100", true)]
         );
+    }
+
+    #[test]
+    fn leased_gpus_are_handed_out_by_index() {
+        let gpus =
+            [Gpu { index: 0, model: "H100".into(), fake: false }, Gpu { index: 1, model: "H100".into(), fake: true }];
+        let (env, devices) = hand_out(&gpus, &[1, 0]);
+        assert_eq!(env, [("NVIDIA_VISIBLE_DEVICES".to_string(), "1,0".to_string())]);
+        assert_eq!(devices, ["0"]);
+        assert_eq!(hand_out(&gpus, &[]), (vec![], vec![]));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 
 mod auth;
 mod bench;
+mod blobs;
 mod cli;
 mod cluster;
 mod config;
 mod data_dir;
 mod error;
+mod function;
 #[cfg(test)]
 mod fuzz;
 mod gpu;

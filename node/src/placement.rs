@@ -253,6 +253,9 @@ mod tests {
             runtime: "runc".into(),
             tags: Default::default(),
             gpu: None,
+            restore_on_failure: false,
+            snapshot_every_s: 0,
+            from_snapshot: None,
         };
         for (i, (cpu, mem)) in [(1.0, 100), (1.0, 200), (3.0, 300)].into_iter().enumerate() {
             let cmd = Command::CreateSandbox {

@@ -1,12 +1,17 @@
 //! Starting and stopping a node.
 //!
+//! A node whose container engine does not answer at start still runs as a control-plane
+//! member (Raft, the API, its GPU inventory) with no capacity, so nothing is placed on it; it
+//! says so in its log.
+//!
 //! Start-up, in order: lock the data dir, open the Raft store, start Raft, bind the gRPC
 //! port and serve Control, Worker and Peer, then join the cluster the way the config says
 //! (bootstrap, initial cluster, join, or resume from the data dir), announce the node's
 //! capacity in the catalog, start probing peers, and start the Scheduler (idle unless this
 //! node leads; see `schedule::scheduler`).
 //!
-//! Shutdown on SIGTERM or Ctrl-C, in order: stop background tasks, stop Raft (it stops
+//! Shutdown on SIGTERM or Ctrl-C, in order: stop background tasks (function replicas drain
+//! and are removed), stop Raft (it stops
 //! replicating and voting; the log is already durable), stop serving, then release the data
 //! dir. Sandbox containers are left running: they belong to the catalog, not to this
 //! process, and the next start of the node adopts them (see `sandbox::reconciler`).
@@ -27,9 +32,11 @@ use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn, Instrument};
 
 use crate::auth;
+use crate::blobs::{BlobStore, KeeperOptions};
 use crate::cluster::{self, Cluster, Liveness};
 use crate::config::{Config, Start};
 use crate::data_dir::DataDir;
+use crate::function::{self, FunctionHost};
 use crate::grpc::{self, BootstrapService, ControlService, PeerService, WorkerService};
 use crate::resources::Resources;
 use crate::runtime::Docker;
@@ -46,12 +53,25 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let data_dir = DataDir::open(&config.data_dir, config.node_id)?;
     let instance = data_dir.instance_id()?;
     info!("connecting to the container engine");
-    let docker = Docker::connect().await?;
+    // Without an engine the node still serves the cluster (a Raft member, the API, its GPU
+    // inventory) but offers no capacity, so nothing is placed on it.
+    let (docker, workloads) = match Docker::connect().await {
+        Ok(d) => (d, true),
+        Err(e) => {
+            tracing::error!(error = %e, "no container engine: this node joins the control plane only and runs no workloads");
+            (Docker::offline()?, false)
+        }
+    };
     info!(data_dir = %config.data_dir.display(), "opening the raft store");
     let (log_store, state_machine) = store::open(&data_dir.raft())?;
     let view = state_machine.view();
 
     let mut secret = ClusterSecret::new(config.cluster_secret.clone());
+    if !config.listen.ip().is_unspecified() {
+        // Peers see this node's connections come from the address it serves on (firewall
+        // rules and partitions between loopback addresses depend on it).
+        secret = secret.with_source_ip(config.listen.ip());
+    }
     let mut server_tls = None;
     if let Some(tls) = &config.tls {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
@@ -84,12 +104,27 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         view,
         peers: PeerPool::new(secret.clone()),
         liveness: Liveness::default(),
+        load: Default::default(),
         placement_lock: Default::default(),
         batcher: Cluster::batcher_for(&raft, config.node_id),
     };
-    let resources = Resources::detect(&config.gpus);
+    let mut resources = Resources::detect(&config.gpus);
+    if !workloads {
+        resources.cpus = 0;
+        resources.memory_mib = 0;
+    }
     let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
-    let host = SandboxHost::new(docker, cluster.clone(), instance, pool);
+    let functions = FunctionHost::new(docker.clone(), cluster.clone(), instance.clone());
+    let blobs = BlobStore::open(&data_dir.blobs())
+        .map_err(|e| anyhow::anyhow!("blob store {}: {e}", data_dir.blobs().display()))?;
+    let sn = &config.snapshots;
+    let keeper = KeeperOptions {
+        replication_factor: sn.replication_factor,
+        scrub_every: Duration::from_secs(sn.scrub_every_s),
+        gc_grace: Duration::from_secs(sn.gc_grace_s),
+    };
+    let lease = Duration::from_millis(sn.fence_lease_ms);
+    let host = SandboxHost::new(docker, cluster.clone(), instance, pool, blobs.clone(), keeper.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -104,16 +139,19 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     }
     let server = builder
         .add_service(InterceptedService::new(
-            ControlServer::new(ControlService { cluster: cluster.clone() }).max_decoding_message_size(16 << 20),
+            ControlServer::new(ControlService { cluster: cluster.clone(), functions: functions.clone() })
+                .max_decoding_message_size(16 << 20),
             auth::interceptor(cluster.view.clone(), config.auth),
         ))
         .add_service(InterceptedService::new(
-            WorkerServer::new(WorkerService::new(host.clone(), resources.clone())).max_decoding_message_size(64 << 20),
+            WorkerServer::new(WorkerService::new(host.clone(), functions.clone(), resources.clone()))
+                .max_decoding_message_size(64 << 20),
             auth::interceptor(cluster.view.clone(), config.auth),
         ))
         .add_service(BootstrapServer::new(BootstrapService { cluster: cluster.clone() }))
         .add_service(InterceptedService::new(
-            PeerServer::new(PeerService { cluster: cluster.clone() }).max_decoding_message_size(64 << 20),
+            PeerServer::new(PeerService { cluster: cluster.clone(), blobs: blobs.clone() })
+                .max_decoding_message_size(64 << 20),
             grpc::authenticate(secret.clone()),
         ))
         // No Nagle: small Raft and client messages must not wait for delayed ACKs.
@@ -139,7 +177,15 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     start_membership(&config, &cluster, shutdown_rx.clone()).await?;
     tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
     tokio::spawn(register(cluster.clone(), resources.clone(), shutdown_rx.clone()).in_current_span());
-    tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
+    tokio::spawn(crate::blobs::keep(cluster.clone(), blobs, keeper, shutdown_rx.clone()).in_current_span());
+    tokio::spawn(crate::sandbox::failover::run(cluster.clone(), lease, shutdown_rx.clone()).in_current_span());
+    let replicas = workloads.then(|| {
+        tokio::spawn(crate::sandbox::fence::run(host.clone(), lease, shutdown_rx.clone()).in_current_span());
+        tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
+        tokio::spawn(function::executor::run(functions.clone(), shutdown_rx.clone()).in_current_span());
+        tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span())
+    });
+    tokio::spawn(function::autoscaler::run(functions, shutdown_rx.clone()).in_current_span());
     tokio::spawn(crate::schedule::scheduler::run(cluster.clone(), fires, shutdown_rx.clone()).in_current_span());
     println!(
         "flotilla node {} ready: endpoint {}://{} (data dir {})",
@@ -152,6 +198,10 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     wait_for_signal().await?;
     info!("shutting down: stopping background tasks");
     let _ = shutdown_tx.send(true);
+    if let Some(replicas) = replicas {
+        info!("shutting down: draining function replicas");
+        let _ = tokio::time::timeout(function::reconciler::SHUTDOWN_DRAIN + Duration::from_secs(2), replicas).await;
+    }
     info!("shutting down: stopping raft");
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "raft did not stop cleanly");

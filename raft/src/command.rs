@@ -3,13 +3,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
-    App, Call, CallOutcome, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, ScheduleRecord, ScheduleSpec, Token,
+    App, Call, CallOutcome, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, ScheduleRecord, ScheduleSpec, Snapshot,
+    SnapshotKind, Token,
 };
 use crate::NodeId;
 
 /// A write to the catalog. Built by the node that took the client request, stamped by the
 /// leader, then proposed. Fields named `at_ms` are leader-chosen wall-clock times (Unix ms),
 /// filled in by [`Command::stamp`] so that `apply` never reads a clock.
+// A sandbox create carries its whole spec; commands are short-lived, so it is not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Create an app or replace it atomically with a new version.
@@ -99,6 +102,8 @@ pub enum Command {
     ReplicaReady { id: String, at_ms: i64 },
     /// The autoscaler retires a replica; its node drains in-flight inputs, then removes it.
     RemoveReplica { id: String, at_ms: i64 },
+    /// The hosting node could not start the replica (e.g. its image is missing there).
+    ReplicaFailed { id: String, reason: String, at_ms: i64 },
     /// The leader's Scheduler commits one tick of `schedule` (`app/function`): accepted only
     /// when `scheduled_at_ms` is the schedule's next tick at `revision`; then the tick's call
     /// `call_id` is recorded (queued, or skipped for `skip`'s reason or by the overlap policy)
@@ -119,6 +124,28 @@ pub enum Command {
     PauseSchedule { schedule: String, at_ms: i64 },
     /// Fire `schedule` again from `next_fire_at_ms`, the first tick after the resume.
     ResumeSchedule { schedule: String, next_fire_at_ms: Option<i64>, at_ms: i64 },
+    /// The hosting node starts a snapshot of a running sandbox (id chosen by that node):
+    /// recorded `pending`, the sandbox `snapshotting`.
+    CreateSnapshot {
+        id: String,
+        sandbox: String,
+        generation: u64,
+        kind: SnapshotKind,
+        path: Option<String>,
+        node: NodeId,
+        at_ms: i64,
+    },
+    /// The blob is stored on every node of `replicas`: the snapshot is restorable.
+    SnapshotReady { id: String, size_bytes: u64, sha256: String, replicas: Vec<NodeId>, at_ms: i64 },
+    /// A pending snapshot could not be taken or replicated: dropped.
+    SnapshotFailed { id: String },
+    /// `snapshot rm`: the record goes; every node then collects the blob.
+    RemoveSnapshot { id: String },
+    /// The nodes holding a verified copy changed (repair, or a copy found missing).
+    SetSnapshotReplicas { id: String, replicas: Vec<NodeId> },
+    /// Failover: the leader moves a live sandbox to `node` as its next generation, restored
+    /// from `snapshot`.
+    RestoreSandbox { id: String, node: NodeId, snapshot: String, at_ms: i64 },
 }
 
 impl Command {
@@ -142,10 +169,17 @@ impl Command {
             | Command::AddReplica { at_ms, .. }
             | Command::ReplicaReady { at_ms, .. }
             | Command::RemoveReplica { at_ms, .. }
+            | Command::ReplicaFailed { at_ms, .. }
             | Command::Fire { at_ms, .. }
             | Command::PauseSchedule { at_ms, .. }
-            | Command::ResumeSchedule { at_ms, .. } => *at_ms = now_ms,
-            Command::ForgetNode { .. } => {}
+            | Command::ResumeSchedule { at_ms, .. }
+            | Command::CreateSnapshot { at_ms, .. }
+            | Command::SnapshotReady { at_ms, .. }
+            | Command::RestoreSandbox { at_ms, .. } => *at_ms = now_ms,
+            Command::ForgetNode { .. }
+            | Command::SnapshotFailed { .. }
+            | Command::RemoveSnapshot { .. }
+            | Command::SetSnapshotReplicas { .. } => {}
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
         }
     }
@@ -170,6 +204,7 @@ pub enum Response {
     /// The command was invalid for the catalog as it stood; nothing changed.
     Rejected(Rejection),
     Schedule(ScheduleRecord),
+    Snapshot(Snapshot),
 }
 
 /// Why `apply` refused a command. Deterministic: every node refuses it the same way.
@@ -195,6 +230,8 @@ pub enum Rejection {
     Invalid { field: String, message: String },
     #[error("schedule {0:?} not found")]
     ScheduleNotFound(String),
+    #[error("snapshot {0:?} not found")]
+    SnapshotNotFound(String),
 }
 
 /// A write only the leader can carry out, as a follower forwards it (Peer `Forward`).

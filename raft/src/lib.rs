@@ -34,7 +34,8 @@ use std::io::Cursor;
 
 pub use catalog::{
     App, AppState, Call, CallOutcome, CallState, Catalog, CatchUp, Gpu, GpuRequest, NodeRecord, Overlap, Replica,
-    ReplicaState, Sandbox, SandboxSpec, SandboxState, ScheduleRecord, ScheduleSpec, Schedules, Token,
+    ReplicaState, Sandbox, SandboxSpec, SandboxState, ScheduleRecord, ScheduleSpec, Schedules, Snapshot, SnapshotKind,
+    SnapshotState, Token,
 };
 pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 

@@ -9,6 +9,7 @@
 //! When a cluster secret is configured, every call carries it in the `x-flotilla-secret`
 //! metadata entry and the Peer service refuses calls without it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,14 +60,15 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// How this node reaches and proves itself to peers: the cluster secret (empty means
-/// none) and, when TLS is configured, the CA that peers' certificates must chain to.
+/// none), when TLS is configured the CA that peers' certificates must chain to, and the
+/// local address its connections to peers start from.
 #[derive(Clone, Default)]
-pub struct ClusterSecret(Option<Arc<str>>, Option<Arc<Vec<u8>>>);
+pub struct ClusterSecret(Option<Arc<str>>, Option<Arc<Vec<u8>>>, Option<IpAddr>);
 
 impl ClusterSecret {
     /// `None` or an empty string disables peer authentication.
     pub fn new(secret: Option<String>) -> Self {
-        Self(secret.filter(|s| !s.is_empty()).map(Into::into), None)
+        Self(secret.filter(|s| !s.is_empty()).map(Into::into), None, None)
     }
 
     /// Peers are reached over TLS and must present a certificate signed by this CA (PEM).
@@ -75,12 +77,22 @@ impl ClusterSecret {
         self
     }
 
+    /// Connections to peers start from `ip` (the address the node serves on), so peers and
+    /// firewall rules see a node's traffic coming from that address. Without it the kernel
+    /// picks the source: on loopback always 127.0.0.1, whatever address the node serves on.
+    pub fn with_source_ip(mut self, ip: IpAddr) -> Self {
+        self.2 = Some(ip);
+        self
+    }
+
     /// A channel to `addr` (`host:port`), over TLS when a CA is configured. Lazy: creating
     /// it never fails on a dead peer.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let scheme = if self.1.is_some() { "https" } else { "http" };
-        let mut endpoint =
-            Endpoint::from_shared(format!("{scheme}://{addr}"))?.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .local_address(self.2);
         if let Some(ca) = &self.1 {
             let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
             let tls = tonic::transport::ClientTlsConfig::new()
@@ -253,4 +265,23 @@ pub async fn serve_vote(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecErr
 pub async fn serve_install_snapshot(raft: &Raft, payload: &[u8]) -> Result<Vec<u8>, CodecError> {
     let req: InstallSnapshotRequest<TypeConfig> = codec::decode_untrusted(payload)?;
     codec::encode(&raft.install_snapshot(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Partitions between loopback addresses (chaos-tests) match on the source address, so a
+    /// node serving on 127.0.0.2 must reach its peers from 127.0.0.2, not the kernel's 127.0.0.1.
+    #[tokio::test]
+    async fn peer_connections_start_from_the_source_ip() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let secret = ClusterSecret::new(None).with_source_ip("127.0.0.2".parse().unwrap());
+        let mut client = secret.client(&addr).unwrap();
+        let call = tokio::spawn(async move { client.ping(flotilla_proto::peer::PingRequest { from: 1 }).await });
+        let (_conn, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.2");
+        call.abort();
+    }
 }

@@ -44,7 +44,9 @@ impl TryFrom<pb::App> for AppInfo {
 
 impl Client {
     /// Deploys `spec`, creating the app or replacing it atomically with a new version.
-    /// A retry after a lost reply is applied once (the request carries a fresh id).
+    /// A retry after a lost reply is applied once (the request carries a fresh id); when the
+    /// first attempt was applied, the answer is the app as it is then, which another deploy
+    /// may have replaced since.
     pub async fn deploy(&self, spec: AppSpec) -> Result<AppInfo> {
         spec.validate()?;
         let spec_json = serde_json::to_string(&spec).map_err(|e| Error::Internal(format!("encode spec: {e}")))?;

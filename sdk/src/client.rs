@@ -212,9 +212,16 @@ impl Client {
         self.attempts(|i, channel| {
             let call = call(ControlClient::new(channel).max_decoding_message_size(64 << 20));
             async move {
-                let resp = tokio::time::timeout(timeout, call)
-                    .await
-                    .map_err(|_| Error::Timeout(format!("no answer within {timeout:?}")))??;
+                let Ok(resp) = tokio::time::timeout(timeout, call).await else {
+                    // The endpoint took the call and never answered (a hung or cut-off node).
+                    // The outcome is unknown, so this call is not retried; the next one starts
+                    // at the next endpoint, or every call would wait on the hung node
+                    // (docs/reliability.md R3).
+                    let next = (i + 1) % self.inner.channels.len();
+                    let _ = self.inner.preferred.compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
+                    return Err(Error::Timeout(format!("no answer within {timeout:?}")));
+                };
+                let resp = resp?;
                 self.inner.preferred.store(self.leader_index(&resp).unwrap_or(i), Ordering::Relaxed);
                 Ok(resp.into_inner())
             }

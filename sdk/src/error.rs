@@ -29,6 +29,10 @@ pub enum Error {
     /// The call took longer than its deadline.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The function ran and failed (non-zero exit, timeout, an error from the worker,
+    /// malformed worker output), or the call was cancelled; the message says which.
+    #[error("function failed: {0}")]
+    FunctionFailed(String),
     /// The token was missing or wrong.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),

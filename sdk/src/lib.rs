@@ -14,8 +14,8 @@
 //! node is down or the cluster is between leaders it tries the next endpoint, then the whole
 //! list again with a short backoff. Only failures that mean "not served" are retried
 //! (unavailable: node down, no leader yet). Reads are side-effect free; a deploy carries a
-//! request id so a retry of the same deploy is applied once (the catalog remembers the last
-//! request id per app); stop is idempotent; a retried `remove_node` whose first attempt
+//! request id so a retry of the same deploy is applied once (the catalog remembers the
+//! request ids of each app's latest 64 deploys); stop is idempotent; a retried `remove_node` whose first attempt
 //! committed answers that the node is not a member.
 //! Every failure is one [`Error`] whose variant says what the caller can do about it.
 
@@ -24,17 +24,22 @@ mod client;
 mod cluster;
 mod error;
 mod exec;
+mod function;
 mod sandbox;
 mod schedule;
+mod snapshot;
 pub mod spec;
 mod token;
+pub mod worker;
 
 pub use app::AppInfo;
 pub use client::{Client, ClientOptions};
 pub use cluster::{ClusterStatus, GpuInfo, Membership, NodeInfo};
 pub use error::{Error, Result};
 pub use exec::{ExecBuilder, ExecEvent, ExecProcess, ExecResult};
+pub use function::{Function, FunctionCall, FunctionLoad, ReplicaInfo};
 pub use sandbox::{Sandbox, SandboxBuilder, SandboxInfo};
 pub use schedule::{CallRecord, RunsFilter, ScheduleInfo};
+pub use snapshot::{SnapshotInfo, SnapshotProgress, SnapshotTimings};
 pub use spec::AppSpec;
 pub use token::{NewToken, TokenInfo};

@@ -19,7 +19,7 @@ pub struct SandboxInfo {
     pub name: Option<String>,
     /// Node that hosts it.
     pub node: u64,
-    /// `pending`, `running`, `terminated` or `failed`.
+    /// `pending`, `running`, `snapshotting`, `restoring`, `terminated` or `failed`.
     pub state: String,
     pub image: String,
     pub generation: u64,
@@ -27,11 +27,19 @@ pub struct SandboxInfo {
     pub exit_code: Option<i64>,
     /// Why it ended ("exited", "timeout", "idle timeout", "terminated", or the error).
     pub reason: Option<String>,
-    /// Latest ready snapshot (snapshots come with a later release).
+    /// Latest ready snapshot.
     pub last_snapshot: Option<String>,
+    /// Restored on a live node from its latest snapshot if its node dies.
+    pub restore_on_failure: bool,
+    /// Seconds between automatic snapshots; 0 = none.
+    pub snapshot_every_s: u64,
+    /// The snapshot it was created from.
+    pub from_snapshot: Option<String>,
     pub timeout_s: u64,
     pub idle_timeout_s: u64,
     pub tags: BTreeMap<String, String>,
+    /// GPUs asked for (`MODEL:N` or `any:N`).
+    pub gpu: Option<String>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
@@ -49,10 +57,14 @@ impl From<pb::Sandbox> for SandboxInfo {
             generation: s.generation,
             exit_code: s.exit_code,
             reason: s.reason,
-            last_snapshot: None,
+            last_snapshot: s.last_snapshot,
+            restore_on_failure: spec.restore_on_failure,
+            snapshot_every_s: spec.snapshot_every_s,
+            from_snapshot: spec.from_snapshot,
             timeout_s: spec.timeout_s,
             idle_timeout_s: spec.idle_timeout_s,
             tags: spec.tags.into_iter().collect(),
+            gpu: spec.gpu,
             created_at_ms: s.created_at_ms,
             started_at_ms: s.started_at_ms,
             finished_at_ms: s.finished_at_ms,
@@ -117,6 +129,12 @@ impl SandboxBuilder {
         self.spec.block_network = block;
         self
     }
+    /// GPUs for the sandbox: `MODEL:N` (e.g. `H100:1`) or `any:N`. The container sees exactly
+    /// the GPUs leased to it.
+    pub fn gpu(mut self, gpu: impl Into<String>) -> Self {
+        self.spec.gpu = Some(gpu.into());
+        self
+    }
     /// `runc` (default) or `runsc` (gVisor).
     pub fn runtime(mut self, runtime: impl Into<String>) -> Self {
         self.spec.runtime = runtime.into();
@@ -129,6 +147,28 @@ impl SandboxBuilder {
     /// A name, unique among live sandboxes.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+    /// Creates the sandbox from a snapshot, on any node: its files (and, for a memory
+    /// snapshot, its processes) are back. Image, command, env and limits come from the
+    /// snapshot; timeouts, tags and failover settings from this builder.
+    pub fn from_snapshot(self, snapshot: &crate::SnapshotInfo) -> Self {
+        self.from_snapshot_id(&snapshot.id)
+    }
+    /// [`Self::from_snapshot`] by snapshot id.
+    pub fn from_snapshot_id(mut self, id: &str) -> Self {
+        self.spec.from_snapshot = Some(id.to_string());
+        self
+    }
+    /// If the sandbox's node dies, restore it (same id) on a live node from its latest
+    /// ready snapshot.
+    pub fn restore_on_failure(mut self, yes: bool) -> Self {
+        self.spec.restore_on_failure = yes;
+        self
+    }
+    /// Take a filesystem snapshot this often (at least 5 s); the newest is kept.
+    pub fn snapshot_every(mut self, every: Duration) -> Self {
+        self.spec.snapshot_every_s = every.as_secs();
         self
     }
     /// Return as soon as the sandbox is recorded instead of once it runs.
@@ -242,6 +282,10 @@ impl Client {
 }
 
 impl Sandbox {
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Starts building an exec of `cmd` in this sandbox.
     pub fn exec<I: IntoIterator<Item = S>, S: Into<String>>(&self, cmd: I) -> ExecBuilder {
         ExecBuilder::new(self.client.clone(), self.id.clone(), cmd.into_iter().map(Into::into).collect())

@@ -6,10 +6,12 @@
 //! them through the same client stack, prints a table, and stops everything.
 
 mod catalog;
+mod functions;
 mod load;
 mod procs;
 mod sandbox;
 mod schedules;
+mod snapshots;
 
 use clap::Subcommand;
 
@@ -19,8 +21,12 @@ pub enum BenchCmd {
     Catalog(catalog::CatalogArgs),
     /// Sandbox start and exec latency and stdout throughput vs the raw Docker API.
     Sandbox(sandbox::SandboxArgs),
+    /// Warm sync-call latency and throughput (worker and exec mode) vs raw Docker exec; cold calls.
+    Functions(functions::FunctionsArgs),
     /// Schedules: fire lateness at a steady rate, memory, failover, and an exactly-once audit.
     Schedules(schedules::SchedulesArgs),
+    /// Snapshot and restore vs the raw engine, memory snapshots per GB, and failover time.
+    Snapshots(snapshots::SnapshotsArgs),
 }
 
 impl BenchCmd {
@@ -28,7 +34,9 @@ impl BenchCmd {
         match self {
             BenchCmd::Catalog(args) => catalog::run(args).await,
             BenchCmd::Sandbox(args) => sandbox::run(args).await,
+            BenchCmd::Functions(args) => functions::run(args).await,
             BenchCmd::Schedules(args) => schedules::run(args).await,
+            BenchCmd::Snapshots(args) => snapshots::run(args).await,
         }
     }
 }

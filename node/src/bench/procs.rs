@@ -152,6 +152,12 @@ impl Cluster {
         self.procs[i].kill();
     }
 
+    /// The container label selector of Flotilla member `i` (0-based), once it has started.
+    pub fn instance_label(&self, i: usize) -> anyhow::Result<String> {
+        let id = std::fs::read_to_string(self._dir.path().join(format!("flotilla-{}/instance_id", i + 1)))?;
+        Ok(format!("{}={}", crate::sandbox::LABEL_INSTANCE, id.trim()))
+    }
+
     /// Starts member `i` again with its data dir.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.procs[i].start()

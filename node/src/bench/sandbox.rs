@@ -65,6 +65,7 @@ fn raw_spec(i: usize) -> ContainerSpec {
         block_network: false,
         runtime: None,
         labels: BTreeMap::from([("flotilla.bench".to_string(), std::process::id().to_string())]),
+        gpu_devices: Vec::new(),
     }
 }
 

@@ -48,6 +48,14 @@ async fn next_fires(client: &Client, app: &AppInfo) -> anyhow::Result<Vec<Schedu
         .collect())
 }
 
+/// What `app show` prints: the app and what its functions are doing.
+#[derive(Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    app: AppInfo,
+    functions: Vec<flotilla::FunctionLoad>,
+}
+
 fn print_app(a: &AppInfo) {
     println!("{}  version {}  {}", a.name, a.version, a.state);
     println!("  functions: {}", a.functions.join(", "));
@@ -78,7 +86,19 @@ impl AppCmd {
                     }
                 })
             }
-            AppCmd::Show { name } => print(format, &client.app(name).await?, print_app),
+            AppCmd::Show { name } => {
+                let app = client.app(name).await?;
+                let functions = client.function_status(name).await?;
+                print(format, &Shown { app, functions }, |s| {
+                    print_app(&s.app);
+                    for f in &s.functions {
+                        println!(
+                            "  {}: replicas {} ready, {} starting; inputs {} running, {} waiting; {} calls queued",
+                            f.function, f.replicas_ready, f.replicas_starting, f.running, f.waiting, f.queued_calls
+                        );
+                    }
+                })
+            }
             AppCmd::Stop { name } => print(format, &client.stop_app(name).await?, print_app),
         }
     }

@@ -50,6 +50,8 @@ impl DevArgs {
             tls: None,
             warm_pool: self.warm_pool.iter().cloned().collect(),
             gpus: self.gpus.clone(),
+            // One node: one copy of each snapshot.
+            snapshots: crate::config::SnapshotOptions { replication_factor: 1, ..Default::default() },
         }
         .validate()
     }
@@ -95,6 +97,10 @@ pub struct NodeArgs {
     /// Serve clients without API tokens (auth is on by default for nodes).
     #[arg(long)]
     no_auth: bool,
+    /// Copies of every snapshot, this node's included, before it is ready (default 2;
+    /// overrides the config file's `[snapshots] replication_factor`).
+    #[arg(long)]
+    replication_factor: Option<usize>,
     /// TLS certificate (PEM) this node serves with; needs --tls-key and --tls-ca.
     #[arg(long)]
     tls_cert: Option<PathBuf>,
@@ -199,6 +205,10 @@ impl NodeArgs {
                 std::env::var("FLOTILLA_CLUSTER_SECRET").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
             }
         };
+        let mut snapshots = file.snapshots;
+        if let Some(rf) = self.replication_factor {
+            snapshots.replication_factor = rf;
+        }
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());
         let auth = !self.no_auth && file.auth.unwrap_or(true);
@@ -225,6 +235,7 @@ impl NodeArgs {
             tls,
             warm_pool,
             gpus,
+            snapshots,
         }
         .validate()
     }

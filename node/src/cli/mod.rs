@@ -7,10 +7,12 @@
 mod app;
 mod cluster;
 mod daemon;
+mod function;
 mod image;
 mod output;
 mod sandbox;
 mod schedule;
+mod snapshot;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +57,12 @@ enum Command {
     /// Deploy and manage apps.
     #[command(subcommand)]
     App(app::AppCmd),
+    /// Call and spawn functions of deployed apps.
+    #[command(subcommand, name = "fn")]
+    Fn(function::FnCmd),
+    /// Durable calls: get their result, cancel them.
+    #[command(subcommand)]
+    Call(function::CallCmd),
     /// Sandboxes: isolated containers for running code.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCmd),
@@ -73,6 +81,9 @@ enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(crate::bench::BenchCmd),
+    /// Sandbox snapshots (take one with `sandbox snapshot`).
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
 }
 
 impl Cli {
@@ -89,6 +100,8 @@ impl Cli {
             Command::Node(args) => crate::server::run(args.config()?).await?,
             Command::Cluster(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::App(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Fn(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Call(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Sandbox(cmd) => {
                 if let sandbox::Outcome::Exit(code) = cmd.run(&self.client().await?, self.output).await? {
                     return Ok(code as u8);
@@ -99,6 +112,7 @@ impl Cli {
             Command::Bench(cmd) => cmd.run().await?,
             Command::Schedule(cmd) => cmd.run(&self.client().await?, self.output).await?,
             Command::Runs(cmd) => cmd.run(&self.client().await?, self.output).await?,
+            Command::Snapshot(cmd) => cmd.run(&self.client().await?, self.output).await?,
         }
         Ok(0)
     }

@@ -39,6 +39,18 @@ pub enum SandboxCmd {
     Terminate { id: String },
     /// Copy between a sandbox and here: `ID:/abs/path LOCAL_DIR` or `LOCAL_PATH ID:/abs/dir`.
     Cp { src: String, dst: String },
+    /// Snapshot a running sandbox (it keeps running); prints the snapshot id once it is
+    /// stored on its replicas.
+    Snapshot {
+        id: String,
+        /// fs: its writable filesystem (/work); dir: one directory (--path); memory: its
+        /// processes and memory (CRIU) plus the filesystem.
+        #[arg(long, default_value = "fs", value_parser = ["fs", "dir", "memory"])]
+        kind: String,
+        /// The directory of a dir snapshot: an absolute path below /work.
+        #[arg(long)]
+        path: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -72,9 +84,22 @@ pub struct CreateArgs {
     /// runc (default) or runsc (gVisor).
     #[arg(long)]
     runtime: Option<String>,
+    /// GPUs: MODEL:N (e.g. H100:1) or any:N.
+    #[arg(long)]
+    gpu: Option<String>,
     /// Return once the sandbox runs (or failed to start).
     #[arg(long)]
     wait: bool,
+    /// Create it from this snapshot (sn-…), on any node: image, command, env and limits
+    /// come from the snapshot.
+    #[arg(long)]
+    from_snapshot: Option<String>,
+    /// Take a filesystem snapshot every S seconds (the newest is kept).
+    #[arg(long, value_name = "S")]
+    snapshot_every: Option<u64>,
+    /// If its node dies, restore it on a live node from its latest ready snapshot.
+    #[arg(long)]
+    restore_on_failure: bool,
     /// Entrypoint; without one the sandbox idles, waiting for execs.
     #[arg(last = true)]
     command: Vec<String>,
@@ -112,6 +137,12 @@ fn print_sandbox(s: &SandboxInfo) {
     }
     if s.timeout_s > 0 || s.idle_timeout_s > 0 {
         println!("  timeout {} s, idle timeout {} s", s.timeout_s, s.idle_timeout_s);
+    }
+    if let Some(snap) = &s.last_snapshot {
+        println!("  last snapshot {snap}");
+    }
+    if s.restore_on_failure || s.snapshot_every_s > 0 {
+        println!("  restore on failure: {}, snapshot every {} s", s.restore_on_failure, s.snapshot_every_s);
     }
     if let Some(t) = s.finished_at_ms {
         let code = s.exit_code.map_or("none".to_string(), |c| c.to_string());
@@ -152,6 +183,9 @@ impl SandboxCmd {
             }
             SandboxCmd::Terminate { id } => print(format, &client.terminate_sandbox(id).await?, print_sandbox)?,
             SandboxCmd::Cp { src, dst } => copy(client, src, dst).await?,
+            SandboxCmd::Snapshot { id, kind, path } => {
+                super::snapshot::take(client, id, kind, path.as_deref(), format).await?
+            }
         }
         Ok(Outcome::Done)
     }
@@ -180,17 +214,38 @@ async fn create(client: &Client, a: &CreateArgs, format: Format) -> anyhow::Resu
     if let Some(r) = &a.runtime {
         b = b.runtime(r);
     }
+    if let Some(g) = &a.gpu {
+        b = b.gpu(g);
+    }
     for (k, v) in &a.env {
         b = b.env(k, v);
     }
     for (k, v) in &a.tags {
         b = b.tag(k, v);
     }
-    b = b.block_network(a.block_network);
+    b = b.block_network(a.block_network).restore_on_failure(a.restore_on_failure);
+    if let Some(from) = &a.from_snapshot {
+        b = b.from_snapshot_id(from);
+    }
+    if let Some(s) = a.snapshot_every {
+        b = b.snapshot_every(Duration::from_secs(s));
+    }
     if !a.wait {
         b = b.no_wait();
     }
-    let sb = b.create().await?;
+    // A restore fetches and unpacks the snapshot on its node: show that it is under way
+    // (on stderr, and only on a terminal).
+    let spinner = (a.wait && a.from_snapshot.is_some()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(format!("restoring from {}", a.from_snapshot.as_deref().unwrap_or_default()));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    let created = b.create().await;
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    let sb = created?;
     let out: BTreeMap<&str, &str> = BTreeMap::from([("id", sb.id.as_str())]);
     print(format, &out, |_| println!("{}", sb.id))
 }

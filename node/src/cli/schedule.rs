@@ -114,7 +114,7 @@ fn schedule_row(s: &ScheduleInfo) -> ScheduleRow {
 
 /// A call as `runs ls` prints it (CONTRACT.md: fields may be added, never removed).
 #[derive(Serialize)]
-struct RunRow {
+pub(super) struct RunRow {
     id: String,
     app: String,
     function: String,
@@ -130,7 +130,7 @@ struct RunRow {
     finished_at: Option<String>,
 }
 
-fn run_row(c: &CallRecord) -> RunRow {
+pub(super) fn run_row(c: &CallRecord) -> RunRow {
     RunRow {
         id: c.id.clone(),
         app: c.app.clone(),
@@ -201,6 +201,14 @@ impl ScheduleCmd {
 impl RunsCmd {
     pub async fn run(&self, client: &Client, format: Format) -> anyhow::Result<()> {
         let RunsCmd::Ls(a) = self;
+        a.list(client, format).await
+    }
+}
+
+impl RunsArgs {
+    /// Lists the calls this filter selects (`runs ls`, `call ls`).
+    pub(super) async fn list(&self, client: &Client, format: Format) -> anyhow::Result<()> {
+        let a = self;
         let filter =
             RunsFilter { app: a.app.clone(), function: a.function.clone(), scheduled: a.scheduled, limit: a.limit };
         let rows: Vec<RunRow> = client.runs(&filter).await?.iter().map(run_row).collect();

@@ -9,6 +9,13 @@
 //! arrive meanwhile queue up and form the next batch. `apply` handles the commands of a batch
 //! in order, each exactly as if it had been its own entry, and each caller gets its own
 //! response.
+//!
+//! A batch proposed in a term that ends before it is answered fails with "not leader" at once
+//! (the client retries; writes carry request ids or are idempotent). openraft 0.9 answers a
+//! deposed leader's pending writes when it truncates them, but not when a snapshot install
+//! purges them, and such a `client_write` never returns: without this, two of them held both
+//! batch slots for good, and the node committed no write again, even as leader
+//! (docs/reliability.md R2).
 
 use std::sync::Arc;
 
@@ -53,6 +60,14 @@ impl Batcher {
     }
 }
 
+/// Returns once node `id` no longer leads in `term`: false when another term or leader is
+/// seen, true when Raft stopped instead.
+async fn deposed(raft: &Raft, id: flotilla_raft::NodeId, term: u64) -> bool {
+    let mut metrics = raft.metrics();
+    let stopped = metrics.wait_for(|m| m.current_term != term || m.current_leader != Some(id)).await.is_err();
+    stopped
+}
+
 /// openraft's client write error.
 pub type WriteError = openraft::error::RaftError<
     flotilla_raft::NodeId,
@@ -78,7 +93,18 @@ async fn run(
             let _permit = permit;
             let single = cmds.len() == 1;
             let entry = if single { cmds.into_iter().next().expect("one command") } else { Command::Batch(cmds) };
-            match raft.client_write(entry).await {
+            let term = raft.metrics().borrow().current_term;
+            let written = tokio::select! {
+                written = raft.client_write(entry) => written,
+                stopped = deposed(&raft, id, term) => {
+                    for reply in replies {
+                        let err = if stopped { NodeError::Stopped("raft stopped".into()) } else { NodeError::NotLeader(id) };
+                        let _ = reply.send(Err(err));
+                    }
+                    return;
+                }
+            };
+            match written {
                 Ok(resp) => match resp.data {
                     Response::Batch(responses) if !single => {
                         for (reply, r) in replies.into_iter().zip(responses) {

@@ -1,5 +1,5 @@
 //! Which members answer. Every node probes every other member with Peer `Ping` and remembers
-//! when each last answered; `cluster status` reports a member `down` when it has not answered
+//! when each last answered (and the function load each reports, for the autoscaler); `cluster status` reports a member `down` when it has not answered
 //! for [`DOWN_AFTER`]. Liveness is local and in memory: nothing here goes through Raft.
 
 use std::collections::HashMap;
@@ -33,6 +33,12 @@ impl Liveness {
         seen.get(&id).is_some_and(|t| t.elapsed() < DOWN_AFTER)
     }
 
+    /// Whether `id` answered within `window`.
+    pub fn seen_within(&self, id: NodeId, window: Duration) -> bool {
+        let seen = self.last_seen.lock().expect("liveness lock poisoned");
+        seen.get(&id).is_some_and(|t| t.elapsed() < window)
+    }
+
     fn saw(&self, id: NodeId) {
         self.last_seen.lock().expect("liveness lock poisoned").insert(id, Instant::now());
     }
@@ -52,13 +58,15 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
             if id == cluster.id {
                 continue;
             }
-            let (peers, liveness, from) = (cluster.peers.clone(), cluster.liveness.clone(), cluster.id);
+            let (peers, liveness, from, load) =
+                (cluster.peers.clone(), cluster.liveness.clone(), cluster.id, cluster.load.clone());
             tokio::spawn(async move {
                 let Ok(mut client) = peers.get(&addr) else { return };
                 let mut req = tonic::Request::new(PingRequest { from });
                 req.set_timeout(PROBE_TIMEOUT);
-                if client.ping(req).await.is_ok() {
+                if let Ok(reply) = client.ping(req).await {
                     liveness.saw(id);
+                    load.record_peer(id, reply.into_inner().loads);
                 }
             });
         }

@@ -44,6 +44,8 @@ pub struct Cluster {
     /// Clients for this node's own calls to peers.
     pub peers: PeerPool,
     pub liveness: Liveness,
+    /// Function inputs running and waiting here and, from their Ping replies, on peers.
+    pub load: crate::function::load::Load,
     /// Held by the leader from choosing a node for a workload until that choice is applied.
     pub placement_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Batches this node's catalog writes while it leads.

@@ -12,6 +12,7 @@ use crate::error::NodeError;
 
 pub struct ControlService {
     pub cluster: Cluster,
+    pub functions: crate::function::FunctionHost,
 }
 
 /// Response metadata naming the leader's advertised address, so clients can send the next
@@ -215,6 +216,33 @@ impl Control for ControlService {
         Ok(self.reply(self.revoke_token_(req.into_inner()).await?))
     }
 
+    async fn call_function(
+        &self,
+        req: Request<pb::CallFunctionRequest>,
+    ) -> Result<Response<pb::CallFunctionReply>, Status> {
+        let token = req.metadata().get(crate::auth::AUTHORIZATION).cloned();
+        Ok(self.reply(self.call_function_(req.into_inner(), token).await?))
+    }
+
+    async fn spawn_call(&self, req: Request<pb::SpawnCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.spawn_call_(req.into_inner()).await?))
+    }
+
+    async fn get_call(&self, req: Request<pb::GetCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.get_call_(req.into_inner()).await?))
+    }
+
+    async fn cancel_call(&self, req: Request<pb::CancelCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
+        Ok(self.reply(self.cancel_call_(req.into_inner()).await?))
+    }
+
+    async fn function_status(
+        &self,
+        req: Request<pb::FunctionStatusRequest>,
+    ) -> Result<Response<pb::FunctionStatusReply>, Status> {
+        Ok(self.reply(self.function_status_(req.into_inner()).await?))
+    }
+
     async fn list_schedules(
         &self,
         req: Request<pb::ListSchedulesRequest>,
@@ -239,5 +267,20 @@ impl Control for ControlService {
 
     async fn list_runs(&self, req: Request<pb::ListRunsRequest>) -> Result<Response<pb::ListRunsReply>, Status> {
         Ok(self.reply(self.list_runs_(req.into_inner()).await?))
+    }
+
+    async fn list_snapshots(
+        &self,
+        req: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<pb::ListSnapshotsReply>, Status> {
+        Ok(self.reply(self.list_snapshots_(req.into_inner()).await?))
+    }
+
+    async fn get_snapshot(&self, req: Request<pb::GetSnapshotRequest>) -> Result<Response<pb::Snapshot>, Status> {
+        Ok(self.reply(self.get_snapshot_(&req.into_inner().id).await?))
+    }
+
+    async fn remove_snapshot(&self, req: Request<pb::GetSnapshotRequest>) -> Result<Response<pb::Snapshot>, Status> {
+        Ok(self.reply(self.remove_snapshot_(&req.into_inner().id).await?))
     }
 }

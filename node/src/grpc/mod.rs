@@ -2,9 +2,11 @@
 //! and converts back; errors become a `tonic::Status` in one place ([`status`]).
 
 mod control;
+mod functions;
 mod peer;
 mod sandboxes;
 mod schedules;
+mod snapshots;
 mod status;
 mod tokens;
 mod worker;

@@ -3,12 +3,14 @@
 
 use flotilla_proto::peer::peer_server::Peer;
 use flotilla_proto::peer::{
-    ForwardReply, ForwardRequest, PingReply, PingRequest, RaftMessage, ReadIndexReply, ReadIndexRequest,
+    BlobPart, FetchBlobRequest, ForwardReply, ForwardRequest, MissingChunksReply, MissingChunksRequest, PingReply,
+    PingRequest, PushBlobReply, RaftMessage, ReadIndexReply, ReadIndexRequest,
 };
 use flotilla_raft::network::{self, ClusterSecret, SECRET_HEADER};
 use flotilla_raft::{codec, Proposal};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
+use crate::blobs::{transfer, BlobStore};
 use crate::cluster::Cluster;
 
 /// Rejects a Peer call that does not carry the cluster secret.
@@ -25,6 +27,8 @@ pub fn authenticate(secret: ClusterSecret) -> impl FnMut(Request<()>) -> Result<
 
 pub struct PeerService {
     pub cluster: Cluster,
+    /// This node's snapshot blobs, for transfers.
+    pub blobs: BlobStore,
 }
 
 fn bad_payload(e: codec::CodecError) -> Status {
@@ -65,6 +69,26 @@ impl Peer for PeerService {
     async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         let g = self.cluster.group();
         let leader_addr = g.leader.and_then(|l| g.addrs.get(&l).cloned()).unwrap_or_default();
-        Ok(Response::new(PingReply { node_id: self.cluster.id, term: g.term, leader: g.leader, leader_addr }))
+        Ok(Response::new(PingReply {
+            node_id: self.cluster.id,
+            term: g.term,
+            leader: g.leader,
+            leader_addr,
+            loads: self.cluster.load.report(),
+        }))
+    }
+
+    async fn missing_chunks(&self, req: Request<MissingChunksRequest>) -> Result<Response<MissingChunksReply>, Status> {
+        Ok(Response::new(transfer::serve_missing(&self.blobs, req.into_inner()).await?))
+    }
+
+    async fn push_blob(&self, req: Request<Streaming<BlobPart>>) -> Result<Response<PushBlobReply>, Status> {
+        Ok(Response::new(transfer::serve_push(&self.blobs, req.into_inner()).await?))
+    }
+
+    type FetchBlobStream = tokio_stream::wrappers::ReceiverStream<Result<BlobPart, Status>>;
+
+    async fn fetch_blob(&self, req: Request<FetchBlobRequest>) -> Result<Response<Self::FetchBlobStream>, Status> {
+        Ok(Response::new(transfer::serve_fetch(&self.blobs, req.into_inner().sha256)))
     }
 }

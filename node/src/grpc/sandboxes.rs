@@ -30,6 +30,9 @@ pub fn to_pb(s: Sandbox) -> pb::Sandbox {
         runtime: s.spec.runtime,
         tags: s.spec.tags.into_iter().collect(),
         gpu: s.spec.gpu.map(|g| format!("{}:{}", g.model.as_deref().unwrap_or("any"), g.count)),
+        restore_on_failure: s.spec.restore_on_failure,
+        snapshot_every_s: s.spec.snapshot_every_s,
+        from_snapshot: s.spec.from_snapshot,
     };
     pb::Sandbox {
         id: s.id,
@@ -44,6 +47,7 @@ pub fn to_pb(s: Sandbox) -> pb::Sandbox {
         created_at_ms: s.created_at_ms,
         started_at_ms: s.started_at_ms,
         finished_at_ms: s.finished_at_ms,
+        last_snapshot: s.last_snapshot,
     }
 }
 
@@ -99,7 +103,10 @@ async fn wait_until(
 
 impl ControlService {
     pub(super) async fn create_sandbox_(&self, req: pb::CreateSandboxRequest) -> Result<pb::Sandbox, Status> {
-        let (name, spec) = validate::sandbox(&req)?;
+        let (name, mut spec) = validate::sandbox(&req)?;
+        if let Some(from) = spec.from_snapshot.clone() {
+            spec = super::snapshots::restore_spec(&self.cluster, &from, spec).await?;
+        }
         if req.request_id.len() > 128 {
             return Err(NodeError::invalid("request_id", "at most 128 characters").into());
         }
@@ -115,8 +122,10 @@ impl ControlService {
             return Ok(to_pb(sb));
         }
         // This node may not have applied the entry yet: wait for it, then for the state.
-        let sb =
-            wait_until(&self.cluster, &sb.id, CREATE_WAIT, |s| s.state != flotilla_raft::SandboxState::Pending).await?;
+        let sb = wait_until(&self.cluster, &sb.id, CREATE_WAIT, |s| {
+            !matches!(s.state, flotilla_raft::SandboxState::Pending | flotilla_raft::SandboxState::Restoring)
+        })
+        .await?;
         Ok(to_pb(sb))
     }
 

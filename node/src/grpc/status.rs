@@ -23,14 +23,18 @@ impl From<NodeError> for Status {
                 | Rejection::TokenNotFound(_)
                 | Rejection::FunctionNotFound(_)
                 | Rejection::CallNotFound(_)
-                | Rejection::ScheduleNotFound(_),
+                | Rejection::ScheduleNotFound(_)
+                | Rejection::SnapshotNotFound(_),
             ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
             NodeError::Rejected(Rejection::Stale(_)) => Status::failed_precondition(msg),
             NodeError::NoCapacity(_) => Status::resource_exhausted(msg),
             NodeError::Membership(_) => Status::failed_precondition(msg),
             NodeError::Forwarded(status) => status,
+            NodeError::Unstartable(_) => Status::failed_precondition(msg),
+            NodeError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             NodeError::Internal(_) => Status::internal(msg),
+            NodeError::FailedPrecondition(_) => Status::failed_precondition(msg),
         }
     }
 }

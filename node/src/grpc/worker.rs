@@ -8,8 +8,9 @@ use std::time::Duration;
 use flotilla_proto::worker::worker_client::WorkerClient;
 use flotilla_proto::worker::worker_server::Worker;
 use flotilla_proto::worker::{
-    exec_input, ArchiveChunk, ExecInput, ExecOutput, GetArchiveRequest, Image, ListImagesReply, ListImagesRequest,
-    NodeInfoReply, NodeInfoRequest, PutArchiveReply,
+    exec_input, snapshot_progress, ArchiveChunk, ExecInput, ExecOutput, GetArchiveRequest, Image, InvokeReply,
+    InvokeRequest, ListImagesReply, ListImagesRequest, NodeInfoReply, NodeInfoRequest, PutArchiveReply, SnapshotDone,
+    SnapshotProgress, SnapshotRequest, SnapshotStep,
 };
 use flotilla_raft::{Sandbox, SandboxState};
 use futures::{Stream, StreamExt};
@@ -18,8 +19,9 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::NodeError;
+use crate::function::{router, FunctionHost};
 use crate::resources::Resources;
-use crate::sandbox::{exec, validate, SandboxHost};
+use crate::sandbox::{exec, snapshot, validate, SandboxHost};
 
 /// How long an exec or copy waits for a just-created sandbox to start running.
 const WAIT_RUNNING: Duration = Duration::from_secs(60);
@@ -47,12 +49,13 @@ enum Route {
 
 pub struct WorkerService {
     pub host: SandboxHost,
+    pub functions: FunctionHost,
     pub resources: Resources,
 }
 
 impl WorkerService {
-    pub fn new(host: SandboxHost, resources: Resources) -> Self {
-        Self { host, resources }
+    pub fn new(host: SandboxHost, functions: FunctionHost, resources: Resources) -> Self {
+        Self { host, functions, resources }
     }
 
     /// A Worker client for the node at `addr`, on the channel the node already keeps to it.
@@ -74,12 +77,23 @@ impl WorkerService {
         loop {
             let sb = self.record(id).ok_or_else(|| Status::not_found(format!("sandbox {id:?} not found")))?;
             match sb.state {
-                SandboxState::Running if sb.node == self.host.cluster.id => {
+                SandboxState::Running | SandboxState::Snapshotting if sb.node == self.host.cluster.id => {
+                    if self.host.is_fenced() {
+                        return Err(Status::unavailable(format!(
+                            "node {} is fenced (it cannot reach a quorum); sandbox {id} is not served here",
+                            sb.node
+                        )));
+                    }
                     let container =
                         sb.container_id.ok_or_else(|| Status::internal("running sandbox without a container"))?;
                     return Ok(Route::Local { container, env: sb.spec.env, workdir: sb.spec.workdir });
                 }
-                SandboxState::Running | SandboxState::Pending if sb.node != self.host.cluster.id => {
+                SandboxState::Running
+                | SandboxState::Pending
+                | SandboxState::Snapshotting
+                | SandboxState::Restoring
+                    if sb.node != self.host.cluster.id =>
+                {
                     let addr = self.host.cluster.group().addrs.get(&sb.node).cloned().ok_or_else(|| {
                         Status::unavailable(format!("sandbox {id} is on node {}, which is not a member", sb.node))
                     })?;
@@ -246,5 +260,61 @@ impl Worker for WorkerService {
                 .map(|i| Image { name: i.name, id: i.id, size_bytes: i.size_bytes, created_unix: i.created_unix })
                 .collect(),
         }))
+    }
+
+    async fn invoke(&self, req: Request<InvokeRequest>) -> Result<Response<InvokeReply>, Status> {
+        let req = req.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.deadline_ms);
+        let result = router::invoke_here(&self.functions, &req.app, &req.function, req.input, deadline)
+            .await
+            .ok_or_else(|| Status::unavailable(format!("no replica of {}/{} on this node", req.app, req.function)))?;
+        Ok(Response::new(match result {
+            Ok(output) => InvokeReply { ok: true, output, error: String::new() },
+            Err(error) => InvokeReply { ok: false, output: vec![], error },
+        }))
+    }
+
+    type SnapshotStream = BoxStream<SnapshotProgress>;
+
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        let token = token_of(&req);
+        let req = req.into_inner();
+        let (kind, path) = validate::snapshot(&req)?;
+        match self.route(&req.sandbox_id).await? {
+            Route::Remote { addr } => {
+                Ok(Response::new(Box::pin(self.worker(&addr)?.snapshot(onward(req, &token)).await?.into_inner())))
+            }
+            Route::Local { .. } => {
+                let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+                let (steps_tx, mut steps) = tokio::sync::mpsc::channel::<snapshot::Step>(STREAM_BUFFER);
+                let host = self.host.clone();
+                let out = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(s) = steps.recv().await {
+                        let step =
+                            SnapshotStep { phase: s.phase, done_bytes: s.done_bytes, total_bytes: s.total_bytes };
+                        let msg = SnapshotProgress { progress: Some(snapshot_progress::Progress::Step(step)) };
+                        let _ = out.try_send(Ok(msg));
+                    }
+                });
+                // The snapshot runs to its end even if the client leaves: the catalog must
+                // not keep a pending record behind.
+                tokio::spawn(async move {
+                    let result = snapshot::take(&host, &req.sandbox_id, kind, path, steps_tx).await;
+                    let msg = result.map_err(Status::from).map(|t| SnapshotProgress {
+                        progress: Some(snapshot_progress::Progress::Done(SnapshotDone {
+                            id: t.id,
+                            size_bytes: t.size_bytes,
+                            sha256: t.sha256,
+                            replicas: t.replicas,
+                            store_s: t.store_s,
+                            replicate_s: t.replicate_s,
+                        })),
+                    });
+                    let _ = tx.send(msg).await;
+                });
+                Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            }
+        }
     }
 }

@@ -123,6 +123,20 @@ impl Docker {
             .map_err(|e| RuntimeError::for_container(&format!("{id}:{dir}"), e))
     }
 
+    /// [`Docker::put_archive`] with the tar streamed from `tar` instead of held in memory.
+    pub async fn put_archive_stream(
+        &self,
+        id: &str,
+        dir: &str,
+        tar: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let options = UploadToContainerOptionsBuilder::new().path(dir).build();
+        self.inner
+            .upload_to_container(id, Some(options), bollard::body_try_stream(tar))
+            .await
+            .map_err(|e| RuntimeError::for_container(&format!("{id}:{dir}"), e))
+    }
+
     /// Reads `path` (a file or a directory, recursively) out of the container as a tar
     /// stream. A file comes as one entry named by its base name; a directory as entries under
     /// its base name. A missing container or path ends the stream with

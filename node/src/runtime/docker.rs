@@ -39,6 +39,18 @@ impl Docker {
         Self::connect_to(&host).await
     }
 
+    /// A handle on the local engine's address without talking to it: every call fails while
+    /// the engine is unreachable. For a node that runs without an engine (control plane only).
+    pub fn offline() -> Result<Docker, RuntimeError> {
+        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string());
+        // bollard refuses a Unix socket path that does not exist; then point the handle at a
+        // loopback port nothing listens on (the discard port), so calls fail fast instead.
+        let inner = bollard::Docker::connect_with_host(&host)
+            .or_else(|_| bollard::Docker::connect_with_http("http://127.0.0.1:9", 5, bollard::API_DEFAULT_VERSION))
+            .map_err(|e| RuntimeError::EngineUnreachable { host: host.clone(), reason: e.to_string() })?;
+        Ok(Docker { inner })
+    }
+
     /// Connects to the engine at `host` (`unix://...`, `tcp://...` or `http://...`).
     pub async fn connect_to(host: &str) -> Result<Docker, RuntimeError> {
         let unreachable = |reason: String| RuntimeError::EngineUnreachable { host: host.to_string(), reason };

@@ -66,6 +66,7 @@
 //! `runtime: Some("runsc")` runs the sandbox under gVisor (a user-space kernel) on top of
 //! all this, when the engine has that runtime registered.
 
+mod checkpoint;
 mod container;
 mod debootstrap;
 mod docker;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountType};
 
 use super::{ContainerSpec, Limits};
 
@@ -65,6 +65,14 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         network_mode: spec.block_network.then(|| "none".into()),
         runtime: spec.runtime.clone(),
         log_config: Some(log_config()),
+        device_requests: (!spec.gpu_devices.is_empty()).then(|| {
+            vec![DeviceRequest {
+                driver: Some("nvidia".into()),
+                device_ids: Some(spec.gpu_devices.clone()),
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                ..Default::default()
+            }]
+        }),
         ..limits
     }
 }

@@ -72,6 +72,8 @@ pub struct ContainerSpec {
     pub runtime: Option<String>,
     /// Labels to put on the container; `flotilla=1` is always added.
     pub labels: BTreeMap<String, String>,
+    /// NVIDIA GPU indices to hand to the container (a device request); empty for none.
+    pub gpu_devices: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -88,6 +90,7 @@ impl ContainerSpec {
             block_network: false,
             runtime: None,
             labels: BTreeMap::new(),
+            gpu_devices: Vec::new(),
         }
     }
 }

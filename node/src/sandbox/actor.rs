@@ -31,6 +31,8 @@ pub enum SandboxMsg {
     Exited(i64),
     /// The catalog says the sandbox is final: remove the container and stop.
     Stop,
+    /// A periodic snapshot finished: the new one's id, if it was taken.
+    Snapshotted(Option<String>),
 }
 
 pub struct SandboxActor;
@@ -48,15 +50,30 @@ pub struct State {
     started: Instant,
     last_activity: Instant,
     active_execs: u32,
+    /// When the last periodic snapshot was started (`--snapshot-every`).
+    last_periodic: Instant,
+    /// A periodic snapshot is being taken.
+    periodic_in_flight: bool,
+    /// The previous periodic snapshot, removed once the next one is ready.
+    previous_periodic: Option<String>,
 }
 
-fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec {
+/// The container spec of `record` on this node, with the node's GPUs it leases.
+pub(super) fn spec_for(host: &SandboxHost, record: &Sandbox) -> ContainerSpec {
+    let node_gpus = host.cluster.view.read(|c| c.nodes.get(&record.node).map(|n| n.gpus.clone()));
+    container_spec(record, &host.instance, &node_gpus.unwrap_or_default())
+}
+
+fn container_spec(record: &Sandbox, instance: &str, node_gpus: &[flotilla_raft::Gpu]) -> ContainerSpec {
     let s = &record.spec;
+    let mut env: Vec<(String, String)> = s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let (gpu_env, gpu_devices) = crate::gpu::hand_out(node_gpus, &record.gpus);
+    env.extend(gpu_env);
     ContainerSpec {
         name: Some(container_name(&record.id, record.generation)),
         image: s.image.clone(),
         cmd: (!s.command.is_empty()).then(|| s.command.clone()),
-        env: s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env,
         workdir: s.workdir.clone(),
         limits: Limits { cpu: s.cpu, memory_mib: s.memory_mib, pids: PIDS_LIMIT },
         block_network: s.block_network,
@@ -66,6 +83,7 @@ fn container_spec(record: &Sandbox, instance: &str) -> ContainerSpec {
             (LABEL_GENERATION.to_string(), record.generation.to_string()),
             (LABEL_INSTANCE.to_string(), instance.to_string()),
         ]),
+        gpu_devices,
     }
 }
 
@@ -81,6 +99,11 @@ impl State {
                 return Ok(id);
             }
         }
+        if let Some(from) = &self.record.restore_from {
+            let snap = self.host.cluster.view.read(|c| c.snapshots.get(from).cloned());
+            let snap = snap.ok_or_else(|| RuntimeError::NotFound(format!("snapshot {from} (to restore from)")))?;
+            return super::restore::restore(&self.host, &self.record, &snap).await;
+        }
         let docker = &self.host.docker;
         let spec = &self.record.spec;
         if WarmPool::eligible(spec) {
@@ -94,7 +117,7 @@ impl State {
                 }
             }
         }
-        let spec = container_spec(&self.record, &self.host.instance);
+        let spec = spec_for(&self.host, &self.record);
         let id = match docker.create(&spec).await {
             Err(RuntimeError::Conflict(_)) => {
                 let name = container_name(&self.record.id, self.record.generation);
@@ -176,6 +199,9 @@ impl Actor for SandboxActor {
             started: now,
             last_activity: now,
             active_execs: 0,
+            last_periodic: now,
+            periodic_in_flight: false,
+            previous_periodic: None,
         };
         match state.adopt_or_create().await {
             Ok(container) => {
@@ -245,6 +271,18 @@ impl Actor for SandboxActor {
                     state.finish(124, reason);
                     state.remove_container().await;
                     myself.stop(None);
+                } else if spec.snapshot_every_s > 0
+                    && !state.periodic_in_flight
+                    && now.duration_since(state.last_periodic) >= Duration::from_secs(spec.snapshot_every_s)
+                {
+                    state.periodic_in_flight = true;
+                    state.last_periodic = now;
+                    periodic_snapshot(
+                        state.host.clone(),
+                        state.record.id.clone(),
+                        state.previous_periodic.clone(),
+                        myself,
+                    );
                 }
             }
             SandboxMsg::ExecStarted => {
@@ -268,6 +306,12 @@ impl Actor for SandboxActor {
                 state.remove_container().await;
                 myself.stop(None);
             }
+            SandboxMsg::Snapshotted(id) => {
+                state.periodic_in_flight = false;
+                if id.is_some() {
+                    state.previous_periodic = id;
+                }
+            }
         }
         Ok(())
     }
@@ -276,6 +320,30 @@ impl Actor for SandboxActor {
         state.host.unregister(&state.record.id);
         Ok(())
     }
+}
+
+/// Takes a filesystem snapshot for `--snapshot-every` and, once it is ready, removes the
+/// previous periodic one (so periodic snapshots keep one restore point, not a growing pile).
+fn periodic_snapshot(host: super::SandboxHost, id: String, previous: Option<String>, actor: ActorRef<SandboxMsg>) {
+    tokio::spawn(async move {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let taken = super::snapshot::take(&host, &id, flotilla_raft::SnapshotKind::Fs, None, tx).await;
+        let new = match taken {
+            Ok(t) => {
+                if let Some(old) = previous {
+                    if let Err(e) = host.cluster.write(Command::RemoveSnapshot { id: old.clone() }).await {
+                        tracing::debug!(sandbox = %id, snapshot = %old, error = %e, "previous periodic snapshot not removed");
+                    }
+                }
+                Some(t.id)
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %id, error = %e, "periodic snapshot failed");
+                None
+            }
+        };
+        let _ = actor.cast(SandboxMsg::Snapshotted(new));
+    });
 }
 
 /// Waits for the container's main process to exit and returns its code. If the engine stops

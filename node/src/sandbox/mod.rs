@@ -19,8 +19,12 @@
 
 pub mod actor;
 pub mod exec;
+pub mod failover;
+pub mod fence;
 pub mod pool;
 pub mod reconciler;
+mod restore;
+pub mod snapshot;
 pub mod validate;
 
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +34,7 @@ use std::time::Duration;
 use flotilla_raft::{Command, Rejection};
 use ractor::ActorRef;
 
+use crate::blobs::{BlobStore, KeeperOptions};
 use crate::cluster::Cluster;
 use crate::error::NodeError;
 use crate::runtime::{Docker, Listed};
@@ -79,6 +84,13 @@ pub struct SandboxHost {
     /// This node's instance id (see [`LABEL_INSTANCE`]).
     pub instance: String,
     pub pool: std::sync::Arc<pool::WarmPool>,
+    /// Snapshot blobs kept by this node.
+    pub blobs: BlobStore,
+    /// Replication and upkeep of snapshot copies.
+    pub keeper: KeeperOptions,
+    /// Set while this node has lost its quorum for longer than its lease: it serves no
+    /// exec and runs no sandbox (see [`fence`]).
+    pub fenced: Arc<std::sync::atomic::AtomicBool>,
     actors: Arc<Mutex<HashMap<String, ActorRef<actor::SandboxMsg>>>>,
     /// Sandboxes whose actor is being spawned (creating a container takes a while).
     starting: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -95,12 +107,22 @@ struct ExecLog {
 }
 
 impl SandboxHost {
-    pub fn new(docker: Docker, cluster: Cluster, instance: String, pool: std::sync::Arc<pool::WarmPool>) -> Self {
+    pub fn new(
+        docker: Docker,
+        cluster: Cluster,
+        instance: String,
+        pool: std::sync::Arc<pool::WarmPool>,
+        blobs: BlobStore,
+        keeper: KeeperOptions,
+    ) -> Self {
         Self {
             docker,
             cluster,
             instance,
             pool,
+            blobs,
+            keeper,
+            fenced: Default::default(),
             actors: Default::default(),
             starting: Default::default(),
             ended: Default::default(),
@@ -111,6 +133,11 @@ impl SandboxHost {
     /// The label selector for this node's containers.
     pub fn instance_label(&self) -> String {
         format!("{LABEL_INSTANCE}={}", self.instance)
+    }
+
+    /// Whether this node is fenced off (see [`fence`]).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Tells a sandbox's actor something happened (exec activity for the idle timer).

@@ -73,6 +73,7 @@ impl WarmPool {
                 (LABEL_INSTANCE.to_string(), self.instance.clone()),
                 (LABEL_POOL.to_string(), image.to_string()),
             ]),
+            gpu_devices: Vec::new(),
         };
         let id = self.docker.create(&spec).await?;
         if let Err(e) = self.docker.start(&id).await {

@@ -50,6 +50,13 @@ fn mine(host: &SandboxHost) -> Vec<Sandbox> {
 }
 
 async fn pass(host: &SandboxHost) {
+    if host.is_fenced() {
+        // No quorum: run nothing (see `fence`); what still is ours starts again once it is back.
+        for id in host.hosted() {
+            host.notify(&id, SandboxMsg::Stop);
+        }
+        return;
+    }
     let live = mine(host);
     let live_ids: HashSet<&str> = live.iter().map(|s| s.id.as_str()).collect();
     host.forget_ended(&live_ids);
@@ -76,7 +83,8 @@ async fn remove_orphans(host: &SandboxHost) {
         }
     };
     let live: Vec<(String, u64)> = mine(host).into_iter().map(|s| (s.id, s.generation)).collect();
-    for c in containers {
+    // Function replicas share the instance label; their own reconciler looks after them.
+    for c in containers.into_iter().filter(|c| !c.labels.contains_key(crate::function::LABEL_REPLICA)) {
         let owner = owner(&c);
         if !owner.as_ref().is_some_and(|o| live.contains(o)) {
             tracing::info!(container = %c.id, name = %c.name, "removing container with no live sandbox record");

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use flotilla_proto::control as pb;
-use flotilla_proto::worker::ExecStart;
-use flotilla_raft::SandboxSpec;
+use flotilla_proto::worker::{ExecStart, SnapshotRequest};
+use flotilla_raft::{SandboxSpec, SnapshotKind};
 
 use super::exec::ExecRequest;
 use crate::error::NodeError;
@@ -101,6 +101,7 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
     check_env("spec.env", &env)?;
     check_args("spec.command", &spec.command, &env)?;
     check_workdir("spec.workdir", &spec.workdir)?;
+    check_snapshot_settings(spec)?;
     for (k, v) in &spec.tags {
         if k.is_empty() || k.len() > 63 || v.len() > 255 {
             return Err(invalid(&format!("spec.tags.{k}"), "keys are 1-63 characters, values at most 255"));
@@ -125,6 +126,9 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
             runtime: runtime.to_string(),
             tags: spec.tags.clone().into_iter().collect(),
             gpu,
+            restore_on_failure: spec.restore_on_failure,
+            snapshot_every_s: spec.snapshot_every_s,
+            from_snapshot: spec.from_snapshot.clone(),
         },
     ))
 }
@@ -136,6 +140,59 @@ pub fn parse_gpu(field: &str, s: &str) -> Result<flotilla_raft::GpuRequest, Node
         return Err(invalid(field, format!("GPU count must be between 1 and 16 (got {})", g.count)));
     }
     Ok(flotilla_raft::GpuRequest { model: g.model, count: g.count })
+}
+
+/// Shortest `snapshot_every_s`: each snapshot reads and replicates the sandbox's files.
+pub const MIN_SNAPSHOT_EVERY_S: u64 = 5;
+
+/// Checks the snapshot settings of a sandbox spec.
+fn check_snapshot_settings(spec: &pb::SandboxSpec) -> Result<(), NodeError> {
+    if spec.snapshot_every_s != 0 && !(MIN_SNAPSHOT_EVERY_S..=MAX_TIMEOUT_S).contains(&spec.snapshot_every_s) {
+        return Err(invalid(
+            "spec.snapshot_every_s",
+            format!("must be 0 (never) or {MIN_SNAPSHOT_EVERY_S} to {MAX_TIMEOUT_S} seconds"),
+        ));
+    }
+    if let Some(id) = &spec.from_snapshot {
+        if !id.starts_with("sn-") || id.len() > 64 {
+            return Err(invalid("spec.from_snapshot", format!("{id:?} is not a snapshot id (sn-…)")));
+        }
+    }
+    Ok(())
+}
+
+/// A snapshot request: its kind and, for `dir`, the directory (below `/work`, normalised).
+pub fn snapshot(req: &SnapshotRequest) -> Result<(SnapshotKind, Option<String>), NodeError> {
+    if req.sandbox_id.is_empty() {
+        return Err(invalid("sandbox_id", "is required"));
+    }
+    let kind = SnapshotKind::parse(&req.kind)
+        .ok_or_else(|| invalid("kind", format!("{:?} is not one of fs, dir, memory", req.kind)))?;
+    match kind {
+        SnapshotKind::Dir => {
+            // Checked on the text: `Path::components` would quietly drop a `.`.
+            let normal = req
+                .path
+                .trim_end_matches('/')
+                .split('/')
+                .skip(1)
+                .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+            if !req.path.starts_with("/work/") || !normal || req.path.contains('\0') {
+                return Err(invalid(
+                    "path",
+                    format!(
+                        "{:?} must be an absolute directory below /work (the sandbox's writable filesystem), without . or ..",
+                        req.path
+                    ),
+                ));
+            }
+            Ok((kind, Some(req.path.trim_end_matches('/').to_string())))
+        }
+        _ if !req.path.is_empty() => {
+            Err(invalid("path", format!("only a dir snapshot takes a path, not {}", req.kind)))
+        }
+        _ => Ok((kind, None)),
+    }
 }
 
 /// The first message of an exec stream as a request.
@@ -240,6 +297,56 @@ mod tests {
         ];
         for (start, want) in cases {
             match exec(&start) {
+                Err(NodeError::InvalidArgument { field, .. }) => assert_eq!(field, want),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot_requests_name_the_field() {
+        let req = |kind: &str, path: &str| SnapshotRequest {
+            sandbox_id: "sb-1".into(),
+            kind: kind.into(),
+            path: path.into(),
+        };
+        assert_eq!(snapshot(&req("fs", "")).unwrap(), (SnapshotKind::Fs, None));
+        assert_eq!(snapshot(&req("memory", "")).unwrap(), (SnapshotKind::Memory, None));
+        assert_eq!(snapshot(&req("dir", "/work/a/b/")).unwrap(), (SnapshotKind::Dir, Some("/work/a/b".into())));
+        let cases = [
+            (SnapshotRequest { sandbox_id: String::new(), ..req("fs", "") }, "sandbox_id"),
+            (req("disk", ""), "kind"),
+            (req("dir", ""), "path"),
+            (req("dir", "/work"), "path"),
+            (req("dir", "/etc"), "path"),
+            (req("dir", "work/a"), "path"),
+            (req("dir", "/work/../etc"), "path"),
+            (req("dir", "/work/./a"), "path"),
+            (req("fs", "/work/a"), "path"),
+        ];
+        for (r, want) in cases {
+            match snapshot(&r) {
+                Err(NodeError::InvalidArgument { field, .. }) => assert_eq!(field, want, "{r:?}"),
+                other => panic!("{r:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot_settings_are_bounded() {
+        let with = |every: u64, from: Option<&str>| pb::CreateSandboxRequest {
+            spec: Some(pb::SandboxSpec {
+                image: "flotilla/busybox".into(),
+                snapshot_every_s: every,
+                from_snapshot: from.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(sandbox(&with(0, None)).is_ok());
+        assert_eq!(sandbox(&with(60, Some("sn-1"))).unwrap().1.from_snapshot.as_deref(), Some("sn-1"));
+        for (r, want) in [(with(1, None), "spec.snapshot_every_s"), (with(0, Some("sb-1")), "spec.from_snapshot")] {
+            match sandbox(&r) {
                 Err(NodeError::InvalidArgument { field, .. }) => assert_eq!(field, want),
                 other => panic!("{want}: {other:?}"),
             }

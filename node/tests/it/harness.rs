@@ -25,6 +25,8 @@ pub struct TestNode {
     pub addr: String,
     log: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the process (e.g. a PATH without a tool).
+    pub envs: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -47,6 +49,7 @@ impl TestNode {
         let child = Command::new(BIN)
             .args(&self.args)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
@@ -117,19 +120,24 @@ impl TestCluster {
         let addrs: Vec<(u64, String)> = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
         let initial = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
         for (id, addr) in addrs {
-            c.add_node_at(id, &addr, How::Initial(&initial), extra);
+            c.add_node_at(id, &addr, How::Initial(&initial), extra, &[]);
         }
         c
     }
 
     /// Starts one more node process.
     pub fn add_node(&mut self, id: u64, how: How, extra: &[&str]) -> String {
+        self.add_node_with_env(id, how, extra, &[])
+    }
+
+    /// [`Self::add_node`] with environment variables for the node process.
+    pub fn add_node_with_env(&mut self, id: u64, how: How, extra: &[&str], env: &[(&str, &str)]) -> String {
         let addr = format!("127.0.0.1:{}", free_port());
-        self.add_node_at(id, &addr, how, extra);
+        self.add_node_at(id, &addr, how, extra, env);
         addr
     }
 
-    fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str]) {
+    fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str], env: &[(&str, &str)]) {
         let data_dir = self.dir.path().join(format!("n{id}"));
         let mut args: Vec<String> =
             ["node", "--node-id", &id.to_string(), "--data-dir", data_dir.to_str().unwrap(), "--listen", addr]
@@ -149,14 +157,26 @@ impl TestCluster {
             args.push("--no-auth".into());
             args.extend(extra.iter().map(|s| s.to_string()));
         }
-        let mut node =
-            TestNode { id, addr: addr.to_string(), log: self.dir.path().join(format!("n{id}.log")), args, child: None };
+        let envs = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let log = self.dir.path().join(format!("n{id}.log"));
+        let mut node = TestNode { id, addr: addr.to_string(), log, args, envs, child: None };
         node.spawn();
         self.nodes.insert(id, node);
     }
 
     pub fn node(&mut self, id: u64) -> &mut TestNode {
         self.nodes.get_mut(&id).unwrap()
+    }
+
+    /// Node `id`'s data dir.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("n{id}"))
+    }
+
+    /// Node `id`'s instance label selector (`flotilla.instance=…`), once it has started.
+    pub fn instance_label(&self, id: u64) -> String {
+        let instance = std::fs::read_to_string(self.data_dir(id).join("instance_id")).unwrap_or_default();
+        format!("flotilla.instance={}", instance.trim())
     }
 
     /// Every node's endpoint, comma-separated, for `--endpoint`.

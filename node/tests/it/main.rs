@@ -10,4 +10,7 @@ mod t40_bad_input;
 mod t50_dev;
 mod t60_sandbox;
 mod t70_security;
+mod t75_functions;
+mod t80_snapshots;
+mod t85_failover;
 mod t90_schedules;

@@ -185,7 +185,9 @@ fn isolation_defaults_hold() {
     // A fork bomb hits the pids limit and the sandbox lives on.
     let t = Instant::now();
     let bomb = cli(&ep, &["sandbox", "exec", &id, "--timeout", "5", "--", "sh", "-c", "f() { f | f & }; f; sleep 30"]);
-    assert_eq!(bomb.status.code(), Some(124));
+    // 124: the timeout ended it; 2: the shell could not even fork `sleep` once the bomb hit
+    // the pids limit (a busy machine lets the bomb get there first). Either way it was held.
+    assert!(matches!(bomb.status.code(), Some(124 | 2)), "{:?}: {}", bomb.status.code(), err(&bomb));
     assert!(t.elapsed() < Duration::from_secs(30));
     c.eventually(Duration::from_secs(20), "the sandbox to recover from the fork bomb", || {
         out(&sh("echo alive")) == "alive\n"

@@ -2,9 +2,10 @@
 //! overlap and catch-up policies leave the records they promise, and pause/resume/trigger.
 //! Everything is read back through the CLI, as a user would.
 //!
-//! Function execution is not part of these tests' contract: the functions sleep for longer
-//! than the tests look, so a run is `queued` or `running` whether or not a node executes it,
-//! and the records each policy leaves are the same either way.
+//! Function execution is not what these tests check: the functions sleep for longer than the
+//! tests look (with a time limit longer still), so a run that is not skipped is `queued` or
+//! `running` (live) whether or not a replica has taken it yet, and the records each policy
+//! leaves are the same either way.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,7 +54,7 @@ fn deploy_app(c: &TestCluster, name: &str, functions: &[(&str, &str)]) -> Deploy
     let mut text = format!("name = \"{name}\"\n");
     for (f, body) in functions {
         text.push_str(&format!(
-            "\n[functions.{f}]\nimage = \"flotilla/busybox\"\ncommand = [\"sleep\", \"300\"]\nmax_containers = 1\n{body}\n"
+            "\n[functions.{f}]\nimage = \"flotilla/busybox\"\ncommand = [\"sleep\", \"300\"]\ntimeout_s = 600\nmax_containers = 1\n{body}\n"
         ));
     }
     let path: PathBuf = c.dir.path().join(format!("{name}.toml"));
@@ -135,12 +136,17 @@ fn exactly_once(all: &[Run], function: &str, d: &Deployed, until: i64) -> Vec<Ru
     rs
 }
 
+/// Whether a run is queued or running (not skipped, not ended).
+fn is_live(r: &Run) -> bool {
+    matches!(r.state.as_str(), "queued" | "running")
+}
+
 /// Asserts every run is queued or running, or skipped with a reason containing `why` (with
 /// `None`, nothing may be skipped).
 fn only_skipped_for(rs: &[Run], function: &str, why: Option<&str>) {
     for r in rs {
         let skipped_for = |w: &str| r.state == "skipped" && r.error.contains(w);
-        let ok = matches!(r.state.as_str(), "queued" | "running") || why.is_some_and(skipped_for);
+        let ok = is_live(r) || why.is_some_and(skipped_for);
         assert!(
             ok,
             "{function}: run {} at {} is {} ({:?}); only {why:?} may skip",
@@ -254,23 +260,24 @@ fn catch_up_policies_after_a_whole_cluster_outage() {
         let missed: Vec<&Run> = rs.iter().filter(|r| late(r) > ON_TIME_MS).collect();
         assert!(missed.len() >= 10, "{f}: only {} missed ticks", missed.len());
         for r in rs.iter().filter(|r| late(r) <= ON_TIME_MS) {
-            assert_eq!(r.state, "queued", "{f}: on-time tick {r:?}");
+            assert!(is_live(r), "{f}: on-time tick {r:?}");
         }
         match f {
             "none" => only_skipped_for(&rs, f, Some("catch_up=none")),
             "latest" => {
                 let (last, earlier) = missed.split_last().unwrap();
-                assert_eq!(last.state, "queued", "latest: the last missed tick runs: {last:?}");
+                assert!(is_live(last), "latest: the last missed tick runs: {last:?}");
                 for r in earlier {
                     assert!(r.state == "skipped" && r.error.contains("catch_up=latest"), "latest: {r:?}");
                 }
             }
             _ => {
                 for r in &missed {
-                    let (want, why) = if late(r) <= 8_000 { ("queued", "") } else { ("skipped", "(8 s)") };
-                    assert!(r.state == want && r.error.contains(why), "all, window 8 s: {r:?}");
+                    let ok =
+                        if late(r) <= 8_000 { is_live(r) } else { r.state == "skipped" && r.error.contains("(8 s)") };
+                    assert!(ok, "all, window 8 s: {r:?}");
                 }
-                assert!(missed.iter().any(|r| r.state == "queued"), "all: nothing was caught up");
+                assert!(missed.iter().any(|r| is_live(r)), "all: nothing was caught up");
             }
         }
     }
@@ -293,7 +300,7 @@ fn overlap_policies_pause_resume_and_trigger() {
     let until = now_ms() - 1_000;
     wait_fired_through(&c, "ov", until);
     let all = runs(&c, "ov");
-    let live = |r: &Run| matches!(r.state.as_str(), "queued" | "running");
+    let live = is_live;
     // Each run sleeps for 300 s: the first one of each schedule is still live throughout.
     let allow = exactly_once(&all, "allow", &deployed, until);
     assert!(allow.len() >= 4 && allow.iter().all(live), "allow runs every tick: {allow:#?}");
@@ -326,7 +333,8 @@ fn overlap_policies_pause_resume_and_trigger() {
     let id = triggered["id"].as_str().unwrap();
     let all_runs = cli_json(&c, &["runs", "ls", "--app", "ov", "--function", "allow"]);
     let t = all_runs.as_array().unwrap().iter().find(|r| r["id"] == id).expect("triggered run listed");
-    assert_eq!((t["scheduled_at"].clone(), t["state"].as_str()), (Value::Null, Some("queued")));
+    assert_eq!(t["scheduled_at"], Value::Null);
+    assert!(matches!(t["state"].as_str(), Some("queued" | "running")), "{t}");
 
     // Pause: no tick while paused; resume: ticks again from the next one after now.
     let paused = cli_json(&c, &["schedule", "pause", "ov/allow"]);
@@ -352,4 +360,56 @@ fn overlap_policies_pause_resume_and_trigger() {
     let missing = c.cli(&c.endpoints(), &["schedule", "trigger", "ov/nope"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("schedule \"ov/nope\" not found"));
+}
+
+#[test]
+fn scheduled_runs_execute_and_overlap_is_judged_on_their_states() {
+    busybox_image();
+    let mut c = TestCluster::start(3, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let path = c.dir.path().join("ex.toml");
+    std::fs::write(
+        &path,
+        r#"name = "ex"
+[functions.tick]
+image = "flotilla/busybox"
+command = ["sh", "-c", "echo ran"]
+schedule = { period = "1s" }
+min_containers = 1
+[functions.slow]
+image = "flotilla/busybox"
+command = ["sh", "-c", "sleep 2.5; echo done"]
+schedule = { period = "1s" }
+overlap = "skip"
+min_containers = 1
+max_containers = 1
+"#,
+    )
+    .unwrap();
+    cli_json(&c, &["app", "deploy", path.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_secs(10));
+    let list = cli_json(&c, &["runs", "ls", "--app", "ex", "--scheduled", "--limit", "1000"]);
+    let mut rows: Vec<Value> = list.as_array().unwrap().clone();
+    rows.sort_by_key(|r| ms(&r["scheduled_at"]));
+    let of = |f: &str| rows.iter().filter(|r| r["function"] == f).cloned().collect::<Vec<_>>();
+    // Every tick of `tick` that had time to run ran, once, with its output.
+    let done: Vec<Value> = of("tick").into_iter().filter(|r| r["state"] == "succeeded").collect();
+    assert!(done.len() >= 5, "scheduled runs executed: {rows:#?}");
+    assert!(done.iter().all(|r| r["output"] == "ran\n" && r["attempt"] == 1), "{done:#?}");
+    // `slow` takes 2.5 s per 1 s tick: a tick whose previous run is still live is skipped,
+    // naming it; the others run. Runs never overlap.
+    let slow = of("slow");
+    let ran: Vec<&Value> = slow.iter().filter(|r| r["state"] != "skipped").collect();
+    let skipped: Vec<&Value> = slow.iter().filter(|r| r["state"] == "skipped").collect();
+    assert!(ran.len() >= 2 && skipped.len() >= 2, "{slow:#?}");
+    assert!(skipped.iter().all(|r| r["error"].as_str().unwrap().contains("overlap=skip: run fc-")), "{slow:#?}");
+    let finished: Vec<&&Value> = ran.iter().filter(|r| r["state"] == "succeeded").collect();
+    assert!(!finished.is_empty(), "{slow:#?}");
+    for pair in ran.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if let (Some(end), Some(start)) = (a["finished_at"].as_str(), b["started_at"].as_str()) {
+            let (end, start) = (ms(&Value::from(end)), ms(&Value::from(start)));
+            assert!(start >= end, "run {} started before {} ended: {slow:#?}", b["id"], a["id"]);
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Apps: deploy (create or replace with a new version) and stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,9 +21,15 @@ pub struct App {
     pub deployed_at_ms: i64,
     /// When the last deploy or stop was committed (Unix ms, leader clock).
     pub updated_at_ms: i64,
-    /// Request id of the deploy that created this version, to recognise a client retry.
-    pub last_request_id: String,
+    /// Request ids of the app's latest deploys, oldest first, at most [`RECENT_REQUESTS`], to
+    /// recognise a client's retry of any of them, not only of the last one: a retry can
+    /// arrive after another client's deploy (found by chaos-tests, docs/reliability.md R1).
+    pub recent_requests: VecDeque<String>,
 }
+
+/// Deploys per app whose request ids are remembered. A client retries for seconds (the SDK
+/// for 10 s by default), so this covers 64 deploys of one app within a client's retries.
+pub const RECENT_REQUESTS: usize = 64;
 
 /// Lifecycle of an app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,14 +66,19 @@ pub(super) fn deploy(
         return invalid("request_id", "must not be empty");
     }
     match apps.get_mut(&name) {
-        Some(app) if app.last_request_id == request_id => Response::App(app.clone()),
+        // Already applied: a retry changes nothing and answers with the app as it is now
+        // (a later deploy may have replaced this one since).
+        Some(app) if app.recent_requests.contains(&request_id) => Response::App(app.clone()),
         Some(app) => {
             app.version += 1;
             app.state = AppState::Deployed;
             app.functions = functions;
             app.spec_json = spec_json;
             app.updated_at_ms = at_ms;
-            app.last_request_id = request_id;
+            if app.recent_requests.len() == RECENT_REQUESTS {
+                app.recent_requests.pop_front();
+            }
+            app.recent_requests.push_back(request_id);
             Response::App(app.clone())
         }
         None => {
@@ -79,7 +90,7 @@ pub(super) fn deploy(
                 spec_json,
                 deployed_at_ms: at_ms,
                 updated_at_ms: at_ms,
-                last_request_id: request_id,
+                recent_requests: VecDeque::from([request_id]),
             };
             apps.insert(name, app.clone());
             Response::App(app)
@@ -148,6 +159,29 @@ mod tests {
         c.apply(deploy_cmd("etl", "r1", 1000));
         let again = app(c.apply(deploy_cmd("etl", "r1", 5000)));
         assert_eq!((again.version, again.updated_at_ms), (1, 1000));
+    }
+
+    /// R1 (docs/reliability.md): a retry that arrives after another client's deploy was
+    /// applied a second time, bringing back the older spec over the newer one.
+    #[test]
+    fn r1_a_retry_after_a_later_deploy_is_not_applied_again() {
+        let mut c = Catalog::default();
+        c.apply(deploy_cmd("etl", "r1", 1000));
+        c.apply(deploy_cmd("etl", "r2", 2000));
+        let retry = app(c.apply(deploy_cmd("etl", "r1", 3000)));
+        assert_eq!((retry.version, retry.updated_at_ms), (2, 2000));
+        assert_eq!(c.apps["etl"].version, 2);
+    }
+
+    #[test]
+    fn only_the_latest_request_ids_are_remembered() {
+        let mut c = Catalog::default();
+        for i in 0..=RECENT_REQUESTS {
+            c.apply(deploy_cmd("etl", &format!("r{i}"), i as i64));
+        }
+        let a = &c.apps["etl"];
+        assert_eq!(a.recent_requests.len(), RECENT_REQUESTS);
+        assert_eq!(a.recent_requests.front().map(String::as_str), Some("r1"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod node;
 mod replica;
 mod sandbox;
 pub mod schedule;
+mod snapshot;
 mod token;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use node::NodeRecord;
 pub use replica::{Gpu, GpuRequest, GpuSlot, Replica, ReplicaState};
 pub use sandbox::{Sandbox, SandboxSpec, SandboxState};
 pub use schedule::{CatchUp, Overlap, ScheduleRecord, ScheduleSpec, Schedules};
+pub use snapshot::{latest_ready, Snapshot, SnapshotKind, SnapshotState};
 pub use token::Token;
 
 use crate::command::{Command, Rejection, Response};
@@ -47,6 +49,8 @@ pub struct Catalog {
     pub gpu_leases: BTreeMap<GpuSlot, String>,
     /// Schedules by `app/function`, with their next tick.
     pub schedules: Schedules,
+    /// Snapshots by id (metadata; the blobs live on the replica nodes).
+    pub snapshots: BTreeMap<String, Snapshot>,
 }
 
 impl Catalog {
@@ -62,7 +66,7 @@ impl Catalog {
                 if let Err(r) = schedule::check(&functions, &schedules) {
                     return Response::Rejected(r);
                 }
-                let retry = self.apps.get(&name).is_some_and(|a| a.last_request_id == request_id);
+                let retry = self.apps.get(&name).is_some_and(|a| a.recent_requests.contains(&request_id));
                 let resp = app::deploy(&mut self.apps, name.clone(), functions, spec_json, request_id, at_ms);
                 if !retry && matches!(resp, Response::App(_)) {
                     schedule::deploy(&mut self.schedules, &mut self.calls, &name, schedules, at_ms);
@@ -86,7 +90,17 @@ impl Catalog {
                 if let Err(r) = replica::lease(&mut self.gpu_leases, &self.nodes, node, &gpus, &id) {
                     return Response::Rejected(r);
                 }
-                let resp = sandbox::create(&mut self.sandboxes, id.clone(), name, spec, node, gpus, request_id, at_ms);
+                let resp = sandbox::create(
+                    &mut self.sandboxes,
+                    &self.snapshots,
+                    id.clone(),
+                    name,
+                    spec,
+                    node,
+                    gpus,
+                    request_id,
+                    at_ms,
+                );
                 if matches!(resp, Response::Rejected(_)) {
                     replica::release(&mut self.gpu_leases, node, &id);
                 }
@@ -152,12 +166,25 @@ impl Catalog {
                     return Response::Rejected(r);
                 }
                 let state = ReplicaState::Starting;
-                let replica =
-                    Replica { id, app, function, version, node, cpu, memory_mib, gpus, state, created_at_ms: at_ms };
+                let replica = Replica {
+                    id,
+                    app,
+                    function,
+                    version,
+                    node,
+                    cpu,
+                    memory_mib,
+                    gpus,
+                    state,
+                    error: None,
+                    created_at_ms: at_ms,
+                    updated_at_ms: at_ms,
+                };
                 replica::add(&mut self.replicas, &mut self.gpu_leases, &self.nodes, replica)
             }
-            Command::ReplicaReady { id, .. } => replica::ready(&mut self.replicas, &id),
+            Command::ReplicaReady { id, at_ms } => replica::ready(&mut self.replicas, &id, at_ms),
             Command::RemoveReplica { id, .. } => replica::remove(&mut self.replicas, &mut self.gpu_leases, &id),
+            Command::ReplicaFailed { id, reason, at_ms } => replica::failed(&mut self.replicas, &id, reason, at_ms),
             Command::Fire { schedule, revision, scheduled_at_ms, next_fire_at_ms, call_id, node, skip, at_ms } => {
                 let fire =
                     schedule::Fire { schedule, revision, scheduled_at_ms, next_fire_at_ms, call_id, node, skip, at_ms };
@@ -166,6 +193,36 @@ impl Catalog {
             Command::PauseSchedule { schedule, at_ms } => schedule::pause(&mut self.schedules, &schedule, at_ms),
             Command::ResumeSchedule { schedule, next_fire_at_ms, at_ms } => {
                 schedule::resume(&mut self.schedules, &schedule, next_fire_at_ms, at_ms)
+            }
+            Command::CreateSnapshot { id, sandbox, generation, kind, path, node, at_ms } => snapshot::create(
+                &mut self.snapshots,
+                &mut self.sandboxes,
+                id,
+                &sandbox,
+                generation,
+                kind,
+                path,
+                node,
+                at_ms,
+            ),
+            Command::SnapshotReady { id, size_bytes, sha256, replicas, at_ms } => {
+                snapshot::ready(&mut self.snapshots, &mut self.sandboxes, &id, size_bytes, sha256, replicas, at_ms)
+            }
+            Command::SnapshotFailed { id } => snapshot::failed(&mut self.snapshots, &mut self.sandboxes, &id),
+            Command::RemoveSnapshot { id } => snapshot::remove(&mut self.snapshots, &mut self.sandboxes, &id),
+            Command::SetSnapshotReplicas { id, replicas } => snapshot::set_replicas(&mut self.snapshots, &id, replicas),
+            Command::RestoreSandbox { id, node, snapshot, at_ms: _ } => {
+                let was_on = self.sandboxes.get(&id).map(|sb| sb.node);
+                let resp = sandbox::restore(&mut self.sandboxes, &self.snapshots, &id, node, &snapshot);
+                // GPU leases are per node: a sandbox restored elsewhere gives up the old ones
+                // (and runs without GPUs there; see functions.md).
+                if let (Some(old), Some(sb)) = (was_on, self.sandboxes.get_mut(&id)) {
+                    if sb.node != old {
+                        replica::release(&mut self.gpu_leases, old, &id);
+                        sb.gpus.clear();
+                    }
+                }
+                resp
             }
         }
     }

@@ -25,6 +25,8 @@ pub enum ReplicaState {
     Starting,
     /// The container is up and takes inputs.
     Ready,
+    /// The container could not be started; the autoscaler replaces the record later.
+    Failed,
 }
 
 impl ReplicaState {
@@ -32,6 +34,7 @@ impl ReplicaState {
         match self {
             ReplicaState::Starting => "starting",
             ReplicaState::Ready => "ready",
+            ReplicaState::Failed => "failed",
         }
     }
 }
@@ -52,7 +55,11 @@ pub struct Replica {
     /// GPU indices on `node` leased to this replica.
     pub gpus: Vec<u32>,
     pub state: ReplicaState,
+    /// Why it failed, once failed.
+    pub error: Option<String>,
     pub created_at_ms: i64,
+    /// When the state last changed.
+    pub updated_at_ms: i64,
 }
 
 /// A GPU as a node reports it.
@@ -137,10 +144,26 @@ pub(super) fn add(
     Response::Replica(replica)
 }
 
-pub(super) fn ready(replicas: &mut BTreeMap<String, Replica>, id: &str) -> Response {
+pub(super) fn ready(replicas: &mut BTreeMap<String, Replica>, id: &str, at_ms: i64) -> Response {
+    set_state(replicas, id, ReplicaState::Ready, None, at_ms)
+}
+
+pub(super) fn failed(replicas: &mut BTreeMap<String, Replica>, id: &str, reason: String, at_ms: i64) -> Response {
+    set_state(replicas, id, ReplicaState::Failed, Some(reason), at_ms)
+}
+
+fn set_state(
+    replicas: &mut BTreeMap<String, Replica>,
+    id: &str,
+    state: ReplicaState,
+    error: Option<String>,
+    at_ms: i64,
+) -> Response {
     match replicas.get_mut(id) {
         Some(r) => {
-            r.state = ReplicaState::Ready;
+            r.state = state;
+            r.error = error;
+            r.updated_at_ms = at_ms;
             Response::Replica(r.clone())
         }
         None => Response::Rejected(Rejection::Stale(format!("replica {id} was removed"))),
@@ -233,5 +256,19 @@ mod tests {
             c.apply(Command::ReplicaReady { id: "rp-a".into(), at_ms: 8 }),
             Response::Rejected(Rejection::Stale(_))
         ));
+    }
+
+    #[test]
+    fn a_failed_replica_keeps_its_reason_and_its_gpus_until_removed() {
+        let mut c = with_gpus(1);
+        c.apply(add("rp-a", vec![0]));
+        let reason = "image x not found on node 1".to_string();
+        let failed = Command::ReplicaFailed { id: "rp-a".into(), reason: reason.clone(), at_ms: 9 };
+        assert!(
+            matches!(c.apply(failed), Response::Replica(r) if r.state == ReplicaState::Failed && r.error == Some(reason))
+        );
+        assert_eq!(c.gpu_leases.len(), 1);
+        c.apply(Command::RemoveReplica { id: "rp-a".into(), at_ms: 10 });
+        assert!(c.gpu_leases.is_empty());
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::replica::GpuRequest;
+use super::snapshot::{Snapshot, SnapshotState};
 use crate::command::{Rejection, Response};
 use crate::NodeId;
 
@@ -36,6 +37,13 @@ pub struct SandboxSpec {
     pub tags: BTreeMap<String, String>,
     /// GPUs the sandbox needs, if any.
     pub gpu: Option<GpuRequest>,
+    /// If its node dies, the leader restores it on a live node from its latest ready
+    /// snapshot (same id, next generation).
+    pub restore_on_failure: bool,
+    /// Its node takes a snapshot every this many seconds; 0 = never.
+    pub snapshot_every_s: u64,
+    /// The snapshot it was created from, if any.
+    pub from_snapshot: Option<String>,
 }
 
 /// Lifecycle. `Terminated` and `Failed` are final.
@@ -48,6 +56,11 @@ pub enum SandboxState {
     Terminated,
     /// Could not be started (e.g. the image is missing on its node).
     Failed,
+    /// Running, while its node takes a snapshot of it.
+    Snapshotting,
+    /// Assigned, and being restored from a snapshot (created from one, or moved off a dead
+    /// node); `running` once the container is back.
+    Restoring,
 }
 
 impl SandboxState {
@@ -57,6 +70,8 @@ impl SandboxState {
             SandboxState::Running => "running",
             SandboxState::Terminated => "terminated",
             SandboxState::Failed => "failed",
+            SandboxState::Snapshotting => "snapshotting",
+            SandboxState::Restoring => "restoring",
         }
     }
 
@@ -93,6 +108,10 @@ pub struct Sandbox {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// Its newest ready snapshot.
+    pub last_snapshot: Option<String>,
+    /// The snapshot this generation's container is restored from (`None`: a fresh one).
+    pub restore_from: Option<String>,
 }
 
 /// The sandbox a create request with this client request id made, if any.
@@ -103,6 +122,7 @@ pub(super) fn by_request<'a>(sandboxes: &'a BTreeMap<String, Sandbox>, request_i
 #[allow(clippy::too_many_arguments)] // one per field of the command
 pub(super) fn create(
     sandboxes: &mut BTreeMap<String, Sandbox>,
+    snapshots: &BTreeMap<String, Snapshot>,
     id: String,
     name: Option<String>,
     spec: SandboxSpec,
@@ -125,6 +145,12 @@ pub(super) fn create(
             return Response::Rejected(Rejection::Conflict(format!("sandbox name {name:?} is in use by {}", other.id)));
         }
     }
+    if let Some(from) = &spec.from_snapshot {
+        if !snapshots.get(from).is_some_and(|s| s.state == SnapshotState::Ready) {
+            return Response::Rejected(Rejection::SnapshotNotFound(from.clone()));
+        }
+    }
+    let restore_from = spec.from_snapshot.clone();
     let sandbox = Sandbox {
         id: id.clone(),
         name,
@@ -133,13 +159,15 @@ pub(super) fn create(
         gpus,
         request_id,
         generation: 1,
-        state: SandboxState::Pending,
+        state: if restore_from.is_some() { SandboxState::Restoring } else { SandboxState::Pending },
         container_id: None,
         exit_code: None,
         reason: None,
         created_at_ms: at_ms,
         started_at_ms: None,
         finished_at_ms: None,
+        last_snapshot: None,
+        restore_from,
     };
     sandboxes.insert(id, sandbox.clone());
     Response::Sandbox(sandbox)
@@ -205,6 +233,32 @@ pub(super) fn finished(
     Response::Sandbox(sb.clone())
 }
 
+/// Failover: the leader moves a live sandbox to `node` as its next generation, restored from
+/// `snapshot`. Reports from the old generation are stale from here on.
+pub(super) fn restore(
+    sandboxes: &mut BTreeMap<String, Sandbox>,
+    snapshots: &BTreeMap<String, Snapshot>,
+    id: &str,
+    node: NodeId,
+    snapshot: &str,
+) -> Response {
+    let Some(sb) = sandboxes.get_mut(id) else {
+        return Response::Rejected(Rejection::SandboxNotFound(id.to_string()));
+    };
+    if sb.state.is_final() {
+        return Response::Rejected(Rejection::Stale(format!("sandbox {id} is already {}", sb.state.as_str())));
+    }
+    if !snapshots.get(snapshot).is_some_and(|s| s.state == SnapshotState::Ready && s.sandbox == id) {
+        return Response::Rejected(Rejection::SnapshotNotFound(snapshot.to_string()));
+    }
+    sb.generation += 1;
+    sb.node = node;
+    sb.state = SandboxState::Restoring;
+    sb.container_id = None;
+    sb.restore_from = Some(snapshot.to_string());
+    Response::Sandbox(sb.clone())
+}
+
 /// A user's terminate: final at once in the catalog (exit 137); the hosting node sees the
 /// final record and removes the container. Terminating a final sandbox changes nothing.
 pub(super) fn terminate(sandboxes: &mut BTreeMap<String, Sandbox>, id: &str, at_ms: i64) -> Response {
@@ -221,7 +275,7 @@ pub(super) fn terminate(sandboxes: &mut BTreeMap<String, Sandbox>, id: &str, at_
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Catalog, Command};
 
@@ -239,6 +293,9 @@ mod tests {
             runtime: "runc".into(),
             tags: BTreeMap::new(),
             gpu: None,
+            restore_on_failure: false,
+            snapshot_every_s: 0,
+            from_snapshot: None,
         }
     }
 

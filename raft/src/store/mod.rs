@@ -18,18 +18,21 @@ pub use state_machine::{CatalogView, StateMachineStore};
 
 use crate::codec;
 
-/// Version of the on-disk format. Bump it, and add a migration, whenever a persisted type or
+/// Version of the on-disk format. Bump it whenever a persisted type or
 /// the tree layout changes; a node refuses to open a database with a version it does not know.
-pub const DATA_VERSION: u32 = 3;
+pub const DATA_VERSION: u32 = 4;
 
-const DATA_VERSION_KEY: &[u8] = b"data_version";
+pub(crate) const DATA_VERSION_KEY: &[u8] = b"data_version";
 
 /// Opening the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot open the raft store at {path}: {source}")]
     Sled { path: String, source: sled::Error },
-    #[error("the raft store at {path} has data version {found}, this build reads version {DATA_VERSION}")]
+    #[error(
+        "the raft store at {path} has data version {found}, this build reads version {DATA_VERSION} and has no \
+         migration from it: keep the old binary for that data dir, or start this one on an empty data dir"
+    )]
     Version { path: String, found: u32 },
     #[error("the raft store at {path} is corrupt: {source}")]
     Corrupt { path: String, source: codec::CodecError },

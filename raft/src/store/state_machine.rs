@@ -15,7 +15,8 @@ use crate::catalog::Catalog;
 use crate::command::Response;
 use crate::{codec, Node, NodeId, TypeConfig};
 
-const SNAPSHOT: &[u8] = b"snapshot";
+/// Key of the persisted snapshot in the `meta` tree.
+pub(super) const SNAPSHOT: &[u8] = b"snapshot";
 
 /// What applying the log has produced so far.
 #[derive(Debug, Default)]
@@ -27,10 +28,10 @@ struct Applied {
 
 /// A snapshot as persisted in the `meta` tree.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, Node>,
+pub(super) struct StoredSnapshot {
+    pub(super) meta: SnapshotMeta<NodeId, Node>,
     /// `codec::encode(&Catalog)`.
-    data: Vec<u8>,
+    pub(super) data: Vec<u8>,
 }
 
 /// Read-only handle on the applied catalog, for the node's services. Locks are held only for

@@ -1,0 +1,231 @@
+//! Real `flotilla node` processes, each on its own loopback address (127.0.0.2, .3, .4, …).
+//!
+//! Linux routes all of 127.0.0.0/8 to `lo` with no set-up, and a node that listens on a
+//! specific address also connects to its peers from it, so every packet between two nodes
+//! names both of them and [`crate::net`] can cut any link. Nodes run without client auth and
+//! with a small snapshot interval, so log compaction and snapshot installs happen under
+//! faults too. Each node's output goes to a log file in the run's output folder; the last lines of every log are
+//! printed when a run fails. Dropping the cluster SIGKILLs every process (a stopped one is
+//! killed too: SIGKILL needs no SIGCONT).
+//!
+//! The addresses, and the firewall chain that cuts them, belong to one cluster at a time on
+//! the machine: [`Cluster::start`] takes a file lock (`$TMPDIR/flotilla-chaos.lock`) that the
+//! cluster holds until it is dropped. Start the cluster before the [`crate::net::Firewall`],
+//! so the firewall is removed before the lock is released.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use rustix::process::{kill_process, Pid, Signal};
+
+/// The loopback address of node `id`: 127.0.0.(id + 1), so 127.0.0.1 stays for everything else.
+pub fn node_ip(id: u64) -> String {
+    format!("127.0.0.{}", id + 1)
+}
+
+/// Where the `flotilla` binary is: `FLOTILLA_BIN`, else the workspace's debug build.
+pub fn flotilla_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FLOTILLA_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/flotilla");
+    if !bin.exists() {
+        bail!("{} not found: build it first (cargo build -p flotilla-node) or set FLOTILLA_BIN", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Raft settings for chaos nodes: compaction every few hundred entries, so followers that
+/// fall behind during a fault catch up by snapshot.
+const NODE_CONFIG: &str = "[raft]\nsnapshot_every = 300\nlogs_kept_after_snapshot = 50\n";
+
+/// One node process and how to start it again.
+pub struct Node {
+    pub id: u64,
+    /// `127.0.0.X:PORT`, where it listens and what it advertises.
+    pub addr: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    /// Whether the process is stopped with SIGSTOP.
+    paused: bool,
+}
+
+impl Node {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    fn spawn(&mut self, bin: &Path) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(bin)
+            .args(&self.args)
+            // openraft at info narrates elections, votes and snapshot installs: what a failed
+            // run's log tail needs.
+            .env("RUST_LOG", "info,openraft=info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn signal(&self, sig: Signal) {
+        if let Some(c) = &self.child {
+            // The process is ours and not yet reaped, so the pid is still its own.
+            let _ = kill_process(Pid::from_child(c), sig);
+        }
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open, as a hung machine does.
+    pub fn pause(&mut self) {
+        self.signal(Signal::STOP);
+        self.paused = self.child.is_some();
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self) {
+        self.signal(Signal::CONT);
+        self.paused = false;
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// A cluster of node processes in one temp dir.
+pub struct Cluster {
+    /// The machine-wide lock on the chaos addresses, held while the cluster lives.
+    _lock: std::fs::File,
+    bin: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, Node>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) that form one cluster with `--initial-cluster`; their
+    /// logs go to `log_dir/nID.log`.
+    pub fn start(bin: PathBuf, n: u64, log_dir: &Path) -> Result<Self> {
+        let lock_path = std::env::temp_dir().join("flotilla-chaos.lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
+        let dir = tempfile::Builder::new().prefix("flotilla-chaos").tempdir()?;
+        let config = dir.path().join("node.toml");
+        std::fs::write(&config, NODE_CONFIG)?;
+        let mut addrs = BTreeMap::new();
+        for id in 1..=n {
+            let ip = node_ip(id);
+            let port = TcpListener::bind((ip.as_str(), 0))
+                .and_then(|l| l.local_addr())
+                .with_context(|| format!("bind {ip}: loopback addresses other than 127.0.0.1 must work"))?
+                .port();
+            addrs.insert(id, format!("{ip}:{port}"));
+        }
+        let initial = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
+        let mut c = Cluster { _lock: lock, bin, dir, nodes: BTreeMap::new() };
+        for (id, addr) in addrs {
+            let data = c.dir.path().join(format!("n{id}"));
+            let args = [
+                "node",
+                "--node-id",
+                &id.to_string(),
+                "--data-dir",
+                &data.to_string_lossy(),
+                "--listen",
+                &addr,
+                "--initial-cluster",
+                &initial,
+                "--config",
+                &config.to_string_lossy(),
+                "--no-auth",
+            ]
+            .map(str::to_string)
+            .to_vec();
+            let log = log_dir.join(format!("n{id}.log"));
+            let _ = std::fs::remove_file(&log);
+            let mut node = Node { id, addr, args, log, child: None, paused: false };
+            node.spawn(&c.bin)?;
+            c.nodes.insert(id, node);
+        }
+        Ok(c)
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Node {
+        self.nodes.get_mut(&id).expect("node id of this cluster")
+    }
+
+    /// Starts a killed node again on its data dir.
+    pub fn restart(&mut self, id: u64) -> Result<()> {
+        let bin = self.bin.clone();
+        let node = self.node(id);
+        if node.child.is_none() {
+            node.spawn(&bin)?;
+        }
+        Ok(())
+    }
+
+    /// Every node's endpoint.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.values().map(Node::endpoint).collect()
+    }
+
+    /// Every node's address.
+    pub fn ips(&self) -> BTreeMap<u64, String> {
+        self.nodes.keys().map(|id| (*id, node_ip(*id))).collect()
+    }
+
+    /// Resumes paused nodes and restarts killed ones: the start of the liveness phase.
+    pub fn heal(&mut self) -> Result<()> {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.node(id).resume();
+            self.restart(id)?;
+        }
+        Ok(())
+    }
+
+    /// The last lines of every node's log, for a failure report.
+    pub fn logs(&self, lines: usize) -> String {
+        self.nodes
+            .values()
+            .map(|n| format!("--- node {} ({}) log, last {lines} lines ---\n{}", n.id, n.addr, n.log_tail(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in self.nodes.values_mut() {
+            n.kill();
+        }
+    }
+}

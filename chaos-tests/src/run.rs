@@ -1,0 +1,249 @@
+//! One chaos run, start to finish.
+//!
+//! 1. Start the cluster, create the firewall chain, wait for a leader.
+//! 2. **Safety phase**: workload clients and status samplers run while the nemesis strikes
+//!    and heals faults from the seeded plan, bounded by the profile's steps and time.
+//! 3. **Liveness phase**: everything healed (rules gone, paused nodes resumed, killed ones
+//!    restarted). The cluster must recover completely within `recover_within`: every node
+//!    answers, all agree on one leader and term, every node reports every other up, and
+//!    every node has applied what the leader had logged when healing began. Then the workload
+//!    runs on for `liveness`, and every operation invoked there must succeed.
+//! 4. Final reads of every key through every node, then the checkers over the history.
+//!
+//! The history, the status samples, the nemesis log and the node logs are written to the
+//! run's output folder (`FLOTILLA_CHAOS_OUT`, or a folder named for the seed in the temp dir).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use flotilla::{Client, ClientOptions};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::watch;
+
+use crate::check::{self, Violation};
+use crate::cluster::{flotilla_bin, Cluster};
+use crate::history::{History, Op, Ret};
+use crate::nemesis::{self, Nemesis};
+use crate::net::Firewall;
+use crate::profile::Profile;
+use crate::workload;
+
+/// What a run did and found.
+#[derive(Debug)]
+pub struct Report {
+    pub profile: Profile,
+    /// Operations in the history (workload and final reads).
+    pub ops: usize,
+    pub acknowledged_writes: usize,
+    pub unknown: usize,
+    pub status_samples: usize,
+    /// Terms in which some node named a leader.
+    pub terms: usize,
+    pub faults: Vec<String>,
+    pub violations: Vec<Violation>,
+    pub out_dir: PathBuf,
+    /// The tail of every node's log when there are violations.
+    pub logs: Option<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.profile;
+        writeln!(f, "chaos run: profile {}, seed {} (replay: FLOTILLA_CHAOS_SEED={})", p.name, p.seed, p.seed)?;
+        writeln!(
+            f,
+            "  {} operations checked ({} acknowledged writes, {} unknown outcomes) on {} keys by {} clients",
+            self.ops, self.acknowledged_writes, self.unknown, p.keys, p.clients
+        )?;
+        writeln!(f, "  {} status samples over {} terms with a leader", self.status_samples, self.terms)?;
+        writeln!(f, "  {} fault steps; history and logs in {}", self.faults.len(), self.out_dir.display())?;
+        for v in &self.violations {
+            writeln!(f, "  VIOLATION {v}")?;
+        }
+        if let Some(logs) = &self.logs {
+            writeln!(f, "{logs}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The leader named by the sample with the highest term that names one (latest first).
+fn current_leader(samples: &Mutex<Vec<check::leader::StatusSample>>) -> Option<u64> {
+    let samples = samples.lock().expect("samples lock poisoned");
+    samples.iter().rev().filter(|s| s.leader.is_some()).max_by_key(|s| s.term).and_then(|s| s.leader)
+}
+
+/// Asks each node alone for its status; `None` for a node that does not answer.
+async fn statuses(cluster: &Cluster) -> BTreeMap<u64, Option<flotilla::ClusterStatus>> {
+    let options = ClientOptions {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(1),
+        retry_for: Duration::ZERO,
+        ..Default::default()
+    };
+    let mut out = BTreeMap::new();
+    for (id, node) in &cluster.nodes {
+        let status = match Client::connect_with([node.endpoint()], options.clone()).await {
+            Ok(c) => c.cluster_status().await.ok(),
+            Err(_) => None,
+        };
+        out.insert(*id, status);
+    }
+    out
+}
+
+/// Waits until the cluster has fully recovered (see the module doc); `Err` says what is
+/// still wrong when `within` runs out.
+async fn recovered(cluster: &Cluster, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut target: Option<u64> = None;
+    loop {
+        let all = statuses(cluster).await;
+        let problem = (|| {
+            let answered: Vec<&flotilla::ClusterStatus> = all.values().flatten().collect();
+            if answered.len() != all.len() {
+                let silent: Vec<u64> = all.iter().filter(|(_, s)| s.is_none()).map(|(id, _)| *id).collect();
+                return Some(format!("nodes {silent:?} do not answer"));
+            }
+            let leaders: Vec<(Option<u64>, u64)> = answered.iter().map(|s| (s.leader, s.term)).collect();
+            let Some(leader) = leaders[0].0.filter(|_| leaders.iter().all(|l| *l == leaders[0])) else {
+                return Some(format!("no agreed leader and term: {leaders:?}"));
+            };
+            let lead = answered.iter().find(|s| s.answered_by == leader)?;
+            let target = *target.get_or_insert(lead.last_log_index);
+            for s in &answered {
+                if let Some(down) = s.nodes.iter().find(|n| n.status != "up") {
+                    return Some(format!("node {} reports node {} {}", s.answered_by, down.id, down.status));
+                }
+                if s.last_applied < target {
+                    return Some(format!("node {} has applied {} of {target}", s.answered_by, s.last_applied));
+                }
+            }
+            None
+        })();
+        match problem {
+            None => return Ok(()),
+            Some(p) if Instant::now() >= deadline => return Err(p),
+            Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Writes `value` as pretty JSON to `dir/name`.
+fn save(dir: &std::path::Path, name: &str, value: &impl serde::Serialize) -> Result<()> {
+    std::fs::write(dir.join(name), serde_json::to_vec_pretty(value)?)?;
+    Ok(())
+}
+
+/// Runs the profile against a fresh cluster and checks every invariant.
+pub async fn run(profile: Profile) -> Result<Report> {
+    eprintln!(
+        "chaos: profile {}, seed {} (replay with FLOTILLA_CHAOS_SEED={})",
+        profile.name, profile.seed, profile.seed
+    );
+    let out_dir = match std::env::var_os("FLOTILLA_CHAOS_OUT") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("flotilla-chaos-{}", profile.seed)),
+    };
+    std::fs::create_dir_all(&out_dir)?;
+    let mut cluster = Cluster::start(flotilla_bin()?, profile.nodes, &out_dir)?;
+    let mut firewall = Firewall::new()?;
+    let start = Instant::now();
+    let mut violations = Vec::new();
+    if let Err(why) = recovered(&cluster, Duration::from_secs(30)).await {
+        anyhow::bail!("the cluster did not form: {why}\n{}", cluster.logs(40));
+    }
+
+    let history = Arc::new(History::new(start));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for endpoint in cluster.endpoints() {
+        tasks.push(tokio::spawn(workload::status::sampler(endpoint, start, samples.clone(), stop_rx.clone())));
+    }
+    for p in 0..profile.clients {
+        let (endpoints, history, stop) = (cluster.endpoints(), history.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(workload::catalog::client(p, endpoints, profile.keys, profile.seed, history, stop)));
+    }
+
+    // Safety phase, once the samplers have seen who leads (leader-targeted faults need it).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut rng = StdRng::seed_from_u64(profile.seed);
+    let plan = nemesis::plan(&mut rng, profile.nodes, profile.max_steps, profile.max_hold);
+    let mut nemesis = Nemesis { cluster: &mut cluster, firewall: &mut firewall, start, log: Vec::new() };
+    let safety_end = start + profile.safety;
+    for step in plan {
+        if Instant::now() + step.hold > safety_end {
+            break;
+        }
+        nemesis.strike(step.fault, current_leader(&samples))?;
+        tokio::time::sleep(step.hold).await;
+        nemesis.heal()?;
+        tokio::time::sleep(step.gap).await;
+    }
+    nemesis.heal()?;
+    let faults = std::mem::take(&mut nemesis.log);
+
+    // Liveness phase.
+    let healed_at = history.micros(Instant::now());
+    match recovered(&cluster, profile.recover_within).await {
+        Ok(()) => eprintln!(
+            "chaos: recovered {:.1}s after healing",
+            (history.micros(Instant::now()) - healed_at) as f64 / 1e6
+        ),
+        Err(why) => violations.push(Violation::new(
+            "liveness",
+            format!("not recovered {:?} after every fault was healed: {why}", profile.recover_within),
+        )),
+    }
+    let live_from = history.micros(Instant::now());
+    tokio::time::sleep(profile.liveness).await;
+    stop_tx.send_replace(true);
+    for t in tasks {
+        t.await.context("workload task")??;
+    }
+    let failed_live: Vec<Op> = history
+        .ops()
+        .into_iter()
+        .filter(|o| o.invoke_us >= live_from && matches!(o.ret, Ret::Failed { .. } | Ret::Unknown { .. }))
+        .collect();
+    if let Some(first) = failed_live.first() {
+        violations.push(Violation::new(
+            "liveness",
+            format!("{} operations failed on the healed cluster, first: {first:?}", failed_live.len()),
+        ));
+    }
+
+    // Final reads and checks.
+    let nodes: BTreeMap<u64, String> = cluster.nodes.iter().map(|(id, n)| (*id, n.endpoint())).collect();
+    let finals = workload::catalog::final_reads(&nodes, profile.keys, profile.clients, &history).await;
+    let ops = history.ops();
+    let samples = samples.lock().expect("samples lock poisoned").clone();
+    match &finals {
+        Ok(finals) => violations.extend(check::lost_writes::check(&ops, finals)),
+        Err(e) => violations.push(Violation::new("no-lost-write", format!("final reads failed: {e}"))),
+    }
+    violations.extend(check::linearizable::check(&ops));
+    violations.extend(check::leader::check(&samples));
+
+    save(&out_dir, "history.json", &ops)?;
+    save(&out_dir, "status-samples.json", &samples)?;
+    save(&out_dir, "nemesis.json", &faults)?;
+    let logs = (!violations.is_empty()).then(|| cluster.logs(60));
+    Ok(Report {
+        ops: ops.len(),
+        acknowledged_writes: check::lost_writes::acknowledged(&ops),
+        unknown: ops.iter().filter(|o| matches!(o.ret, Ret::Unknown { .. })).count(),
+        status_samples: samples.len(),
+        terms: check::leader::terms_with_leader(&samples),
+        faults,
+        violations,
+        out_dir,
+        logs,
+        profile,
+    })
+}

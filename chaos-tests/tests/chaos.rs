@@ -1,0 +1,17 @@
+//! The chaos run as a test: the profile from `FLOTILLA_CHAOS_PROFILE` (short by default, as
+//! in CI), faults and checks as in `flotilla_chaos::run`. Needs root (iptables) and the built
+//! `flotilla` binary.
+
+use flotilla_chaos::profile::Profile;
+
+#[test]
+fn the_cluster_keeps_its_promises_under_faults() {
+    let profile = Profile::from_env().expect("profile");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let report = rt.block_on(flotilla_chaos::run::run(profile)).expect("chaos run");
+    eprintln!("{report}");
+    assert!(report.violations.is_empty(), "chaos run found violations:\n{report}");
+    // A run that checked nothing proves nothing.
+    assert!(report.acknowledged_writes > 50, "too few acknowledged writes to check:\n{report}");
+    assert!(report.faults.len() >= 5, "too few faults:\n{report}");
+}

@@ -1,0 +1,172 @@
+//! Numbered regression tests for bugs the chaos runs found (docs/reliability.md). Each one
+//! replays the fault sequence that exposed the bug, bounded in rounds and time.
+
+use std::time::{Duration, Instant};
+
+use flotilla::Client;
+use flotilla_chaos::cluster::{flotilla_bin, node_ip, Cluster};
+use flotilla_chaos::net::Firewall;
+use flotilla_chaos::workload::catalog;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// The leader as node `id` sees it, asked alone.
+async fn leader_seen_by(c: &Cluster, id: u64) -> Option<u64> {
+    let client = Client::connect_with([c.nodes[&id].endpoint()], catalog::client_options()).await.ok()?;
+    client.cluster_status().await.ok()?.leader
+}
+
+/// Waits for a leader that node `via` knows, other than `not`.
+async fn wait_leader(c: &Cluster, via: u64, not: Option<u64>, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(l) = leader_seen_by(c, via).await.filter(|l| Some(*l) != not) {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "no leader seen by node {via} within {within:?}\n{}", c.logs(30));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until node `id` has applied at least `index`.
+async fn wait_applied(c: &Cluster, id: u64, index: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    let client = Client::connect_with([c.nodes[&id].endpoint()], catalog::client_options()).await.unwrap();
+    while client.cluster_status().await.map_or(true, |s| s.last_applied < index) {
+        assert!(Instant::now() < deadline, "node {id} did not apply {index} within {within:?}\n{}", c.logs(30));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Writes `n` values to `key` through `endpoints`, `tasks` at a time; returns how many were
+/// acknowledged.
+async fn write_many(endpoints: Vec<String>, key: &str, n: usize, tasks: usize) -> usize {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (endpoints, key) = (endpoints.clone(), key.to_string());
+        handles.push(tokio::spawn(async move {
+            let client = Client::connect_with(&endpoints, catalog::client_options()).await.unwrap();
+            let mut acked = 0;
+            for i in 0..n / tasks {
+                let ret = catalog::write(&client, &key, &format!("t{t}-{i}")).await;
+                acked += usize::from(matches!(ret, flotilla_chaos::history::Ret::Written { .. }));
+            }
+            acked
+        }));
+    }
+    let mut acked = 0;
+    for h in handles {
+        acked += h.await.unwrap();
+    }
+    acked
+}
+
+/// R2: a leader cut off while clients kept writing to it, deposed, caught up by installing a
+/// snapshot, then elected again, never committed another write. openraft 0.9 answers the
+/// writes a deposed leader proposed when it truncates them, but not when a snapshot install
+/// purges them: those `client_write` calls never returned, and they held the write batcher's
+/// slots for good. Reads still worked, so the node looked healthy.
+#[test]
+fn r2_a_deposed_leader_that_installed_a_snapshot_still_commits_writes() {
+    let dir = std::env::temp_dir().join("flotilla-chaos-r2");
+    std::fs::create_dir_all(&dir).unwrap();
+    rt().block_on(async {
+        let mut c = Cluster::start(flotilla_bin().unwrap(), 3, &dir).unwrap();
+        let mut fw = Firewall::new().unwrap();
+        let mut reelected = 0;
+        for round in 0..10 {
+            if reelected == 2 {
+                break;
+            }
+            let old = wait_leader(&c, 1, None, Duration::from_secs(30)).await;
+            let others: Vec<u64> = c.nodes.keys().copied().filter(|o| *o != old).collect();
+            eprintln!("--- round {round}: writes in flight on leader {old}, then it is cut off");
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let history = std::sync::Arc::new(flotilla_chaos::history::History::new(Instant::now()));
+            let mut stuck = Vec::new();
+            for p in 0..4 {
+                let (endpoint, history, stop) = (vec![c.nodes[&old].endpoint()], history.clone(), stop_rx.clone());
+                stuck.push(tokio::spawn(catalog::client(p, endpoint, 1, round, history, stop)));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for o in &others {
+                fw.cut(&node_ip(old), &node_ip(*o)).unwrap();
+            }
+            let new = wait_leader(&c, others[0], Some(old), Duration::from_secs(30)).await;
+            // More entries than a snapshot interval plus the log kept behind it, so the cut-off
+            // node can only catch up by installing a snapshot.
+            let live: Vec<String> = others.iter().map(|o| c.nodes[o].endpoint()).collect();
+            let acked = write_many(live, "reg-new", 420, 1).await;
+            eprintln!("--- round {round}: {acked} writes through leader {new}; heal");
+            fw.heal().unwrap();
+            stop_tx.send_replace(true);
+            for s in stuck {
+                s.await.unwrap().unwrap();
+            }
+            let target = Client::connect_with([c.nodes[&new].endpoint()], catalog::client_options())
+                .await
+                .unwrap()
+                .cluster_status()
+                .await
+                .unwrap()
+                .last_log_index;
+            wait_applied(&c, old, target, Duration::from_secs(30)).await;
+            eprintln!("--- round {round}: node {old} caught up; kill leader {new}");
+            c.node(new).kill();
+            let next = wait_leader(&c, old, Some(new), Duration::from_secs(30)).await;
+            c.restart(new).unwrap();
+            if next == old {
+                reelected += 1;
+                eprintln!("--- round {round}: node {old} leads again; a write through it must commit");
+                let client = Client::connect_with([c.nodes[&old].endpoint()], catalog::client_options()).await.unwrap();
+                let ret = catalog::write(&client, "reg-check", &format!("round-{round}")).await;
+                assert!(
+                    matches!(ret, flotilla_chaos::history::Ret::Written { .. }),
+                    "re-elected leader {old} did not commit a write: {ret:?}\n{}",
+                    c.logs(40)
+                );
+            }
+            wait_leader(&c, new, None, Duration::from_secs(30)).await;
+        }
+        eprintln!("the deposed leader was elected again {reelected} times");
+        assert!(reelected > 0, "the fault sequence never re-elected the deposed leader");
+    });
+}
+
+/// R3: an SDK client whose endpoint hung (SIGSTOP: the connection stays open, nothing answers)
+/// timed out on every call, though the other nodes had elected a new leader: a timeout was
+/// not retried elsewhere and left the hung node first in line.
+#[test]
+fn r3_a_client_moves_off_a_hung_node() {
+    let dir = std::env::temp_dir().join("flotilla-chaos-r3");
+    std::fs::create_dir_all(&dir).unwrap();
+    rt().block_on(async {
+        let mut c = Cluster::start(flotilla_bin().unwrap(), 3, &dir).unwrap();
+        let leader = wait_leader(&c, 1, None, Duration::from_secs(30)).await;
+        let client = Client::connect_with(c.endpoints(), catalog::client_options()).await.unwrap();
+        // The reply names the leader, so the client goes to it first from now on.
+        let first = catalog::write(&client, "reg-0", "before").await;
+        assert!(matches!(first, flotilla_chaos::history::Ret::Written { .. }), "{first:?}");
+        eprintln!("--- SIGSTOP leader {leader}");
+        c.node(leader).pause();
+        let other = *c.nodes.keys().find(|o| **o != leader).unwrap();
+        let new = wait_leader(&c, other, Some(leader), Duration::from_secs(30)).await;
+        eprintln!("--- node {new} leads; the client must get through within 3 calls");
+        let mut rets = Vec::new();
+        for i in 0..3 {
+            let ret = catalog::write(&client, "reg-0", &format!("after-{i}")).await;
+            let done = matches!(ret, flotilla_chaos::history::Ret::Written { .. });
+            rets.push(ret);
+            if done {
+                break;
+            }
+        }
+        c.node(leader).resume();
+        assert!(
+            matches!(rets.last(), Some(flotilla_chaos::history::Ret::Written { .. })),
+            "every call waited on the hung node {leader}: {rets:?}"
+        );
+    });
+}
