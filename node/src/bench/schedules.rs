@@ -83,11 +83,21 @@ fn app_spec(app: usize, first: usize, count: usize, period_ms: u64, base_ms: i64
     AppSpec { name: format!("bench-{app}"), functions }
 }
 
-/// The leader's id and `/status`.
+/// The leader's id and `/status`, waiting up to 30 s for a leader (an election may be under
+/// way on a busy machine).
 async fn leader_status(cluster: &Cluster, client: &Client) -> anyhow::Result<(u64, serde_json::Value)> {
-    let leader = client.cluster_status().await?.leader.context("no leader")?;
-    let status = http_json(&cluster.http[(leader - 1) as usize], "/status").await?;
-    Ok((leader, status))
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(leader) = client.cluster_status().await.ok().and_then(|s| s.leader) {
+            if let Ok(status) = http_json(&cluster.http[(leader - 1) as usize], "/status").await {
+                return Ok((leader, status));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no leader within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn fired(status: &serde_json::Value) -> u64 {

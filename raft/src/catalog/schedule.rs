@@ -309,10 +309,17 @@ pub(super) fn fire(schedules: &mut Schedules, calls: &mut BTreeMap<String, Call>
     if f.next_fire_at_ms.is_some_and(|n| n <= f.scheduled_at_ms) {
         return invalid("next_fire_at_ms", "must be after scheduled_at_ms");
     }
+    if calls.contains_key(&f.call_id) {
+        return Response::Rejected(Rejection::Conflict(format!("call {} exists", f.call_id)));
+    }
     let mut s = s.clone();
+    // A run that ended by a path that did not release the buffered run frees it now.
+    if !live(calls, &s.active_call) {
+        release_buffered(&mut s, calls, f.at_ms);
+    }
     let mut c =
         Call::new(f.call_id, s.app.clone(), s.function.clone(), Vec::new(), Some(f.scheduled_at_ms), None, f.at_ms);
-    let live = |id: &Option<String>| id.as_ref().and_then(|id| calls.get(id)).is_some_and(|c| !c.state.is_final());
+    let live = |id: &Option<String>| live(calls, id);
     match (f.skip, s.overlap) {
         (Some(reason), _) => skip(&mut c, reason, f.at_ms),
         (None, Overlap::Allow) => s.active_call = Some(c.id.clone()),
@@ -351,17 +358,27 @@ pub(super) fn call_ended(schedules: &mut Schedules, calls: &mut BTreeMap<String,
     let mut s = s.clone();
     if s.buffered_call.as_deref() == Some(id) {
         s.buffered_call = None;
-    } else if s.active_call.as_deref() == Some(id) {
-        let Some(next) = s.buffered_call.take() else { return };
-        if let Some(b) = calls.get_mut(&next) {
-            b.not_before_ms = at_ms;
-            b.error = None;
-        }
-        s.active_call = Some(next);
+    } else if s.active_call.as_deref() == Some(id) && s.buffered_call.is_some() {
+        release_buffered(&mut s, calls, at_ms);
     } else {
         return;
     }
     schedules.insert(s);
+}
+
+/// Whether the call `id` names is queued or running.
+fn live(calls: &BTreeMap<String, Call>, id: &Option<String>) -> bool {
+    id.as_ref().and_then(|id| calls.get(id)).is_some_and(|c| !c.state.is_final())
+}
+
+/// Makes `s`'s buffered run claimable from `at_ms` on and its active run.
+fn release_buffered(s: &mut ScheduleRecord, calls: &mut BTreeMap<String, Call>, at_ms: i64) {
+    let Some(next) = s.buffered_call.take() else { return };
+    if let Some(b) = calls.get_mut(&next).filter(|b| !b.state.is_final()) {
+        b.not_before_ms = at_ms;
+        b.error = None;
+        s.active_call = Some(next);
+    }
 }
 
 /// Pauses a schedule: no tick fires until it is resumed. Pausing twice is a no-op.

@@ -217,6 +217,30 @@ fn a_cancelled_buffered_run_frees_the_buffer() {
 }
 
 #[test]
+fn a_buffered_run_is_released_by_the_next_tick_if_nothing_else_released_it() {
+    let mut c = with_schedule(Overlap::BufferOne);
+    call(c.apply(fire_at(T0, "fc-1")));
+    call(c.apply(fire_at(T0 + SEC, "fc-2")));
+    // fc-1 ends by some path that does not release the buffer (none does today).
+    c.calls.get_mut("fc-1").unwrap().state = CallState::Succeeded;
+    // The next tick releases fc-2, which is live, so the tick itself is buffered behind it.
+    let t3 = call(c.apply(fire_at(T0 + 2 * SEC, "fc-3")));
+    assert!(c.calls["fc-2"].claimable(T0 + 2 * SEC + 5));
+    assert_eq!((t3.state, t3.not_before_ms), (CallState::Queued, i64::MAX));
+    let s = sched(&c);
+    assert_eq!((s.active_call.as_deref(), s.buffered_call.as_deref()), (Some("fc-2"), Some("fc-3")));
+}
+
+#[test]
+fn a_fire_with_a_taken_call_id_changes_nothing() {
+    let mut c = with_schedule(Overlap::BufferOne);
+    call(c.apply(fire_at(T0, "fc-1")));
+    let before = c.clone();
+    assert!(matches!(c.apply(fire_at(T0 + SEC, "fc-1")), Response::Rejected(Rejection::Conflict(_))));
+    assert_eq!(c, before);
+}
+
+#[test]
 fn a_redeploy_keeps_an_unchanged_schedule_and_resets_a_changed_one() {
     let mut c = with_schedule(Overlap::Allow);
     c.apply(fire_at(T0, "fc-1"));
