@@ -48,10 +48,16 @@ fn replicas_via(c: &TestCluster, id: u64, app: &str, f: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Three nodes, each up and registered (so placement sees all of them from the first replica).
 fn three_nodes(extra: &[&str]) -> TestCluster {
     busybox_image();
     let mut c = TestCluster::start(3, extra);
     c.wait_leader(Duration::from_secs(20));
+    c.eventually(Duration::from_secs(20), "every node registered and up", || {
+        let s = c.json(1, &["cluster", "status"]);
+        let nodes = s["nodes"].as_array().unwrap();
+        nodes.len() == 3 && nodes.iter().all(|n| n["status"] == "up" && n["cpus"].as_u64().unwrap_or(0) > 0)
+    });
     c
 }
 
