@@ -8,7 +8,11 @@
 //!    answers, all agree on one leader and term, every node reports every other up, and
 //!    every node has applied what the leader had logged when healing began. Then the workload
 //!    runs on for `liveness`, and every operation invoked there must succeed.
-//! 4. Final reads of every key through every node, then the checkers over the history.
+//! 4. Final reads of every key through every node, the schedules' runs read back, then the
+//!    checkers over the history.
+//!
+//! Beside the register clients, the schedule workload's app is deployed before the faults
+//! start, and its 1-second schedules tick (and their runs execute) through both phases.
 //!
 //! The history, the status samples, the nemesis log and the node logs are written to the
 //! run's output folder (`FLOTILLA_CHAOS_OUT`, or a folder named for the seed in the temp dir).
@@ -41,6 +45,8 @@ pub struct Report {
     pub acknowledged_writes: usize,
     pub unknown: usize,
     pub status_samples: usize,
+    /// Schedule ticks checked, and how many of them were recorded skipped.
+    pub schedule: workload::schedule::Summary,
     /// Terms in which some node named a leader.
     pub terms: usize,
     pub faults: Vec<String>,
@@ -60,6 +66,7 @@ impl std::fmt::Display for Report {
             self.ops, self.acknowledged_writes, self.unknown, p.keys, p.clients
         )?;
         writeln!(f, "  {} status samples over {} terms with a leader", self.status_samples, self.terms)?;
+        writeln!(f, "  {} schedule ticks checked ({} recorded skipped)", self.schedule.ticks, self.schedule.skipped)?;
         writeln!(f, "  {} fault steps; history and logs in {}", self.faults.len(), self.out_dir.display())?;
         for v in &self.violations {
             writeln!(f, "  VIOLATION {v}")?;
@@ -158,6 +165,9 @@ pub async fn run(profile: Profile) -> Result<Report> {
         anyhow::bail!("the cluster did not form: {why}\n{}", cluster.logs(40));
     }
 
+    let admin = Client::connect_with(cluster.endpoints(), workload::catalog::client_options()).await?;
+    workload::schedule::deploy(&admin).await.context("deploy the schedule workload")?;
+
     let history = Arc::new(History::new(start));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -229,6 +239,16 @@ pub async fn run(profile: Profile) -> Result<Report> {
     }
     violations.extend(check::linearizable::check(&ops));
     violations.extend(check::leader::check(&samples));
+    let schedule = match workload::schedule::check(&admin).await {
+        Ok((found, summary)) => {
+            violations.extend(found);
+            summary
+        }
+        Err(e) => {
+            violations.push(Violation::new("schedule-exactly-once", format!("reading the runs back failed: {e:#}")));
+            Default::default()
+        }
+    };
 
     save(&out_dir, "history.json", &ops)?;
     save(&out_dir, "status-samples.json", &samples)?;
@@ -239,6 +259,7 @@ pub async fn run(profile: Profile) -> Result<Report> {
         acknowledged_writes: check::lost_writes::acknowledged(&ops),
         unknown: ops.iter().filter(|o| matches!(o.ret, Ret::Unknown { .. })).count(),
         status_samples: samples.len(),
+        schedule,
         terms: check::leader::terms_with_leader(&samples),
         faults,
         violations,
