@@ -43,6 +43,8 @@ pub struct Summary {
     pub ticks: usize,
     /// Of those, recorded `skipped`.
     pub skipped: usize,
+    /// Of those, executed to `succeeded` by the time they were read back.
+    pub succeeded: usize,
 }
 
 /// Deploys the schedules; their first tick is one period after the deploy.
@@ -119,6 +121,7 @@ pub async fn check(client: &Client) -> anyhow::Result<(Vec<Violation>, Summary)>
         let mine: Vec<Run> = runs.iter().filter(|r| r.function == s.function).cloned().collect();
         summary.ticks += expected.len();
         summary.skipped += mine.iter().filter(|r| r.state == "skipped").count();
+        summary.succeeded += mine.iter().filter(|r| r.state == "succeeded").count();
         violations.extend(checker::check(&mine, &expected, &policy(s)?));
     }
     Ok((violations, summary))
