@@ -14,4 +14,5 @@ fn the_cluster_keeps_its_promises_under_faults() {
     // A run that checked nothing proves nothing.
     assert!(report.acknowledged_writes > 50, "too few acknowledged writes to check:\n{report}");
     assert!(report.faults.len() >= 5, "too few faults:\n{report}");
+    assert!(report.schedule.ticks > 40, "too few schedule ticks to check:\n{report}");
 }
