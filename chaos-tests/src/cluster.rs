@@ -205,6 +205,11 @@ impl Cluster {
         self.nodes.values().map(Node::endpoint).collect()
     }
 
+    /// Every node's data dir.
+    pub fn data_dirs(&self) -> BTreeMap<u64, PathBuf> {
+        self.nodes.keys().map(|id| (*id, self.dir.path().join(format!("n{id}")))).collect()
+    }
+
     /// Every node's address.
     pub fn ips(&self) -> BTreeMap<u64, String> {
         self.nodes.keys().map(|id| (*id, node_ip(*id))).collect()

@@ -12,7 +12,9 @@
 //!    checkers over the history.
 //!
 //! Beside the register clients, the schedule workload's app is deployed before the faults
-//! start, and its 1-second schedules tick (and their runs execute) through both phases.
+//! start, and its 1-second schedules tick (and their runs execute) through both phases; a
+//! `--restore-on-failure` sandbox is created then too, and exec'd through every node
+//! throughout; its snapshots' replicas are hashed at the end.
 //!
 //! The history, the status samples, the nemesis log and the node logs are written to the
 //! run's output folder (`FLOTILLA_CHAOS_OUT`, or a folder named for the seed in the temp dir).
@@ -47,6 +49,8 @@ pub struct Report {
     pub status_samples: usize,
     /// Schedule ticks checked, and how many of them were recorded skipped.
     pub schedule: workload::schedule::Summary,
+    /// Execs of the sandbox workload, the copies that answered, snapshots checked.
+    pub sandbox: workload::sandbox::Summary,
     /// Terms in which some node named a leader.
     pub terms: usize,
     pub faults: Vec<String>,
@@ -167,6 +171,7 @@ pub async fn run(profile: Profile) -> Result<Report> {
 
     let admin = Client::connect_with(cluster.endpoints(), workload::catalog::client_options()).await?;
     workload::schedule::deploy(&admin).await.context("deploy the schedule workload")?;
+    let sandbox_id = workload::sandbox::create(&admin).await.context("the sandbox workload")?;
 
     let history = Arc::new(History::new(start));
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -175,6 +180,14 @@ pub async fn run(profile: Profile) -> Result<Report> {
     for endpoint in cluster.endpoints() {
         tasks.push(tokio::spawn(workload::status::sampler(endpoint, start, samples.clone(), stop_rx.clone())));
     }
+    let execs = Arc::new(Mutex::new(workload::sandbox::Execs::default()));
+    tasks.push(tokio::spawn(workload::sandbox::execer(
+        cluster.endpoints(),
+        sandbox_id.clone(),
+        start,
+        execs.clone(),
+        stop_rx.clone(),
+    )));
     for p in 0..profile.clients {
         let (endpoints, history, stop) = (cluster.endpoints(), history.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(workload::catalog::client(p, endpoints, profile.keys, profile.seed, history, stop)));
@@ -250,7 +263,24 @@ pub async fn run(profile: Profile) -> Result<Report> {
         }
     };
 
+    let execs = std::mem::take(&mut *execs.lock().expect("execs lock poisoned"));
+    violations.extend(workload::sandbox::check(&execs));
+    let mut sandbox = workload::sandbox::Summary::new(&execs);
+    match admin.sandbox_info(&sandbox_id).await {
+        Ok(info) => (sandbox.generation, sandbox.node) = (info.generation, info.node),
+        Err(e) => violations.push(Violation::new("liveness", format!("sandbox {sandbox_id} not shown: {e}"))),
+    }
+    match workload::sandbox::snapshot_digests(&admin, &sandbox_id, &cluster.data_dirs()).await {
+        Ok((snapshots, digests)) => {
+            sandbox.snapshots = snapshots.iter().filter(|s| s.state == "ready").count();
+            sandbox.replicas = digests.len();
+            violations.extend(check::snapshot::check(&snapshots, &digests));
+        }
+        Err(e) => violations.push(Violation::new("snapshot-digest", format!("snapshot ls failed: {e}"))),
+    }
+
     save(&out_dir, "history.json", &ops)?;
+    save(&out_dir, "sandbox-execs.json", &execs.records)?;
     save(&out_dir, "status-samples.json", &samples)?;
     save(&out_dir, "nemesis.json", &faults)?;
     let logs = (!violations.is_empty()).then(|| cluster.logs(60));
@@ -260,6 +290,7 @@ pub async fn run(profile: Profile) -> Result<Report> {
         unknown: ops.iter().filter(|o| matches!(o.ret, Ret::Unknown { .. })).count(),
         status_samples: samples.len(),
         schedule,
+        sandbox,
         terms: check::leader::terms_with_leader(&samples),
         faults,
         violations,
