@@ -70,7 +70,24 @@ impl std::fmt::Display for Report {
             self.ops, self.acknowledged_writes, self.unknown, p.keys, p.clients
         )?;
         writeln!(f, "  {} status samples over {} terms with a leader", self.status_samples, self.terms)?;
-        writeln!(f, "  {} schedule ticks checked ({} recorded skipped)", self.schedule.ticks, self.schedule.skipped)?;
+        let (sc, sb) = (&self.schedule, &self.sandbox);
+        writeln!(
+            f,
+            "  {} schedule ticks checked ({} ran and succeeded, {} recorded skipped)",
+            sc.ticks, sc.succeeded, sc.skipped
+        )?;
+        writeln!(
+            f,
+            "  {} sandbox execs answered ({} failed) by {} copies; generation {} on node {} at the end; \
+             {} ready snapshots, {} replica copies hashed",
+            sb.answered,
+            sb.failed,
+            sb.copies.len(),
+            sb.generation,
+            sb.node,
+            sb.snapshots,
+            sb.replicas
+        )?;
         writeln!(f, "  {} fault steps; history and logs in {}", self.faults.len(), self.out_dir.display())?;
         for v in &self.violations {
             writeln!(f, "  VIOLATION {v}")?;
