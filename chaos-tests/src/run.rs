@@ -33,10 +33,14 @@ use tokio::sync::watch;
 use crate::check::{self, Violation};
 use crate::cluster::{flotilla_bin, Cluster};
 use crate::history::{History, Op, Ret};
-use crate::nemesis::{self, Nemesis};
+use crate::nemesis::{self, Fault, Nemesis, Target};
 use crate::net::Firewall;
 use crate::profile::Profile;
 use crate::workload;
+
+/// How long the sandbox's node is cut off at the end of the safety phase: the fence lease
+/// (3 s), the leader's wait (lease + 1 s) and a restore, with room to spare.
+const SANDBOX_CUT: Duration = Duration::from_secs(10);
 
 /// What a run did and found.
 #[derive(Debug)]
@@ -226,6 +230,17 @@ pub async fn run(profile: Profile) -> Result<Report> {
         tokio::time::sleep(step.gap).await;
     }
     nemesis.heal()?;
+    // Last, the sandbox's node is cut off long enough to fence itself and have the sandbox
+    // restored elsewhere (see docs/architecture/snapshots.md#failover), so two copies exist
+    // and the old one is alive but must no longer answer.
+    match admin.sandbox_info(&sandbox_id).await {
+        Ok(info) => {
+            nemesis.strike(Fault::Isolate(Target::Node(info.node)), None)?;
+            tokio::time::sleep(SANDBOX_CUT).await;
+            nemesis.heal()?;
+        }
+        Err(e) => violations.push(Violation::new("liveness", format!("sandbox {sandbox_id} not shown: {e}"))),
+    }
     let faults = std::mem::take(&mut nemesis.log);
 
     // Liveness phase.
