@@ -233,13 +233,13 @@ pub async fn run(profile: Profile) -> Result<Report> {
     // Last, the sandbox's node is cut off long enough to fence itself and have the sandbox
     // restored elsewhere (see docs/architecture/snapshots.md#failover), so two copies exist
     // and the old one is alive but must no longer answer.
-    match admin.sandbox_info(&sandbox_id).await {
-        Ok(info) => {
-            nemesis.strike(Fault::Isolate(Target::Node(info.node)), None)?;
+    match workload::sandbox::node_of(&admin, &sandbox_id, profile.recover_within).await {
+        Ok(node) => {
+            nemesis.strike(Fault::Isolate(Target::Node(node)), None)?;
             tokio::time::sleep(SANDBOX_CUT).await;
             nemesis.heal()?;
         }
-        Err(e) => violations.push(Violation::new("liveness", format!("sandbox {sandbox_id} not shown: {e}"))),
+        Err(e) => violations.push(Violation::new("liveness", format!("{e:#}"))),
     }
     let faults = std::mem::take(&mut nemesis.log);
 

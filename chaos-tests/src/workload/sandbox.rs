@@ -205,3 +205,16 @@ impl Summary {
         }
     }
 }
+
+/// The node hosting sandbox `id`, asked until one answers within `within` (right after a
+/// fault heals, the cluster may still be electing).
+pub async fn node_of(client: &Client, id: &str, within: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + within;
+    loop {
+        match client.sandbox_info(id).await {
+            Ok(info) => return Ok(info.node),
+            Err(e) if Instant::now() >= deadline => anyhow::bail!("sandbox {id} not shown within {within:?}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
