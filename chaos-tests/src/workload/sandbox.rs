@@ -60,13 +60,21 @@ pub struct Execs {
 async fn exec_once(sb: &Sandbox, start: Instant) -> (ExecRecord, Option<String>) {
     let invoke_us = start.elapsed().as_micros() as u64;
     let mut record = ExecRecord { sandbox: sb.id.clone(), invoke_us, complete_us: None, copy: None };
-    let out = sb.exec(["sh", "-c", "cat /work/copy; hostname"]).timeout(Duration::from_secs(3)).output();
+    let out = sb.exec(["sh", "-c", "cat /work/copy && hostname"]).timeout(Duration::from_secs(3)).output();
     let Ok(Ok(out)) = tokio::time::timeout(Duration::from_secs(5), out).await else { return (record, None) };
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("can't open '/work/copy'") {
+        return (record, Some(format!("exec at {invoke_us} us: {stderr:?}")));
+    }
+    if out.exit_code != 0 {
+        // Killed with its container (a fence, a node removing a stale copy): a failed exec.
+        return (record, None);
+    }
     let mut lines = text.lines();
     let (content, host) = (lines.next(), lines.next());
-    if out.exit_code != 0 || content != Some(CONTENT) {
-        return (record, Some(format!("exec at {invoke_us} us exited {}: {text:?}", out.exit_code)));
+    if content != Some(CONTENT) {
+        return (record, Some(format!("exec at {invoke_us} us printed {text:?}")));
     }
     record.complete_us = Some(start.elapsed().as_micros() as u64);
     record.copy = host.map(str::to_string);
