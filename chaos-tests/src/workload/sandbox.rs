@@ -2,11 +2,12 @@
 //!
 //! [`create`] makes the sandbox before the faults start (`restore_on_failure`, a periodic
 //! filesystem snapshot every 5 s), writes `/work/copy`, and takes one snapshot by hand so a
-//! restore point holds the file from the start. [`execer`] then runs `cat /work/copy;
+//! restore point holds the file from the start. [`execer`] then runs `cat /work/copy &&
 //! hostname` through each node in turn until the run stops, and records every exec as a
 //! [`ExecRecord`]: the hostname names the copy that answered (each generation is a new
-//! container, whose hostname is its container id). An answer without the file's content is a
-//! lost write. After the run, [`check`] hands the records to [`crate::check::sandbox`], and
+//! container, whose hostname is its container id). A `cat` that cannot open the file, or an
+//! answer without its content, is a lost write; an exec killed with its copy (exit 137, a
+//! fence or a stale copy removed) is only a failed exec. After the run, [`check`] hands the records to [`crate::check::sandbox`], and
 //! [`snapshot_digests`] hashes the blob every listed replica holds for
 //! [`crate::check::snapshot`].
 
