@@ -7,9 +7,9 @@
 //! [`ExecRecord`]: the hostname names the copy that answered (each generation is a new
 //! container, whose hostname is its container id). A `cat` that cannot open the file, or an
 //! answer without its content, is a lost write; an exec killed with its copy (exit 137, a
-//! fence or a stale copy removed) is only a failed exec. After the run, [`check`] hands the records to [`crate::check::sandbox`], and
-//! [`snapshot_digests`] hashes the blob every listed replica holds for
-//! [`crate::check::snapshot`].
+//! fence or a stale copy removed) is only a failed exec. After the run, [`check`] hands the
+//! records to [`crate::check::sandbox`], and [`snapshot_digests`] hashes the blob every listed
+//! replica holds for [`crate::check::snapshot`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
