@@ -8,6 +8,10 @@
 //! printed when a run fails. Dropping the cluster SIGKILLs every process (a stopped one is
 //! killed too: SIGKILL needs no SIGCONT).
 //!
+//! Nodes run the workloads' containers (scheduled runs, sandboxes) on the machine's Docker
+//! engine: [`Cluster::start`] builds `flotilla/busybox` first (a no-op once built), and dropping
+//! the cluster removes every container its nodes labelled with their instance ids.
+//!
 //! The addresses, and the firewall chain that cuts them, belong to one cluster at a time on
 //! the machine: [`Cluster::start`] takes a file lock (`$TMPDIR/flotilla-chaos.lock`) that the
 //! cluster holds until it is dropped. Start the cluster before the [`crate::net::Firewall`],
@@ -137,6 +141,10 @@ impl Cluster {
         let lock_path = std::env::temp_dir().join("flotilla-chaos.lock");
         let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
         lock.lock().with_context(|| format!("lock {}", lock_path.display()))?;
+        let image = Command::new(&bin).args(["image", "build-base", "busybox"]).output()?;
+        if !image.status.success() {
+            bail!("flotilla image build-base busybox: {}", String::from_utf8_lossy(&image.stderr));
+        }
         let dir = tempfile::Builder::new().prefix("flotilla-chaos").tempdir()?;
         let config = dir.path().join("node.toml");
         std::fs::write(&config, NODE_CONFIG)?;
@@ -197,6 +205,11 @@ impl Cluster {
         self.nodes.values().map(Node::endpoint).collect()
     }
 
+    /// Every node's data dir.
+    pub fn data_dirs(&self) -> BTreeMap<u64, PathBuf> {
+        self.nodes.keys().map(|id| (*id, self.dir.path().join(format!("n{id}")))).collect()
+    }
+
     /// Every node's address.
     pub fn ips(&self) -> BTreeMap<u64, String> {
         self.nodes.keys().map(|id| (*id, node_ip(*id))).collect()
@@ -226,6 +239,20 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for n in self.nodes.values_mut() {
             n.kill();
+        }
+        // Nodes leave containers running on purpose (a restarted node adopts them); these
+        // nodes are gone for good, so remove what they left.
+        for id in self.nodes.keys() {
+            let Ok(instance) = std::fs::read_to_string(self.dir.path().join(format!("n{id}/instance_id"))) else {
+                continue;
+            };
+            let label = format!("label=flotilla.instance={}", instance.trim());
+            if let Ok(o) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
+                let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+                if !ids.is_empty() {
+                    let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+                }
+            }
         }
     }
 }

@@ -8,7 +8,13 @@
 //!    answers, all agree on one leader and term, every node reports every other up, and
 //!    every node has applied what the leader had logged when healing began. Then the workload
 //!    runs on for `liveness`, and every operation invoked there must succeed.
-//! 4. Final reads of every key through every node, then the checkers over the history.
+//! 4. Final reads of every key through every node, the schedules' runs read back, then the
+//!    checkers over the history.
+//!
+//! Beside the register clients, the schedule workload's app is deployed before the faults
+//! start, and its 1-second schedules tick (and their runs execute) through both phases; a
+//! `--restore-on-failure` sandbox is created then too, and exec'd through every node
+//! throughout; its snapshots' replicas are hashed at the end.
 //!
 //! The history, the status samples, the nemesis log and the node logs are written to the
 //! run's output folder (`FLOTILLA_CHAOS_OUT`, or a folder named for the seed in the temp dir).
@@ -27,10 +33,14 @@ use tokio::sync::watch;
 use crate::check::{self, Violation};
 use crate::cluster::{flotilla_bin, Cluster};
 use crate::history::{History, Op, Ret};
-use crate::nemesis::{self, Nemesis};
+use crate::nemesis::{self, Fault, Nemesis, Target};
 use crate::net::Firewall;
 use crate::profile::Profile;
 use crate::workload;
+
+/// How long the sandbox's node is cut off at the end of the safety phase: the fence lease
+/// (3 s), the leader's wait (lease + 1 s) and a restore, with room to spare.
+const SANDBOX_CUT: Duration = Duration::from_secs(10);
 
 /// What a run did and found.
 #[derive(Debug)]
@@ -41,6 +51,10 @@ pub struct Report {
     pub acknowledged_writes: usize,
     pub unknown: usize,
     pub status_samples: usize,
+    /// Schedule ticks checked, and how many of them were recorded skipped.
+    pub schedule: workload::schedule::Summary,
+    /// Execs of the sandbox workload, the copies that answered, snapshots checked.
+    pub sandbox: workload::sandbox::Summary,
     /// Terms in which some node named a leader.
     pub terms: usize,
     pub faults: Vec<String>,
@@ -60,6 +74,24 @@ impl std::fmt::Display for Report {
             self.ops, self.acknowledged_writes, self.unknown, p.keys, p.clients
         )?;
         writeln!(f, "  {} status samples over {} terms with a leader", self.status_samples, self.terms)?;
+        let (sc, sb) = (&self.schedule, &self.sandbox);
+        writeln!(
+            f,
+            "  {} schedule ticks checked ({} ran and succeeded, {} recorded skipped)",
+            sc.ticks, sc.succeeded, sc.skipped
+        )?;
+        writeln!(
+            f,
+            "  {} sandbox execs answered ({} failed) by {} copies; generation {} on node {} at the end; \
+             {} ready snapshots, {} replica copies hashed",
+            sb.answered,
+            sb.failed,
+            sb.copies.len(),
+            sb.generation,
+            sb.node,
+            sb.snapshots,
+            sb.replicas
+        )?;
         writeln!(f, "  {} fault steps; history and logs in {}", self.faults.len(), self.out_dir.display())?;
         for v in &self.violations {
             writeln!(f, "  VIOLATION {v}")?;
@@ -158,6 +190,10 @@ pub async fn run(profile: Profile) -> Result<Report> {
         anyhow::bail!("the cluster did not form: {why}\n{}", cluster.logs(40));
     }
 
+    let admin = Client::connect_with(cluster.endpoints(), workload::catalog::client_options()).await?;
+    workload::schedule::deploy(&admin).await.context("deploy the schedule workload")?;
+    let sandbox_id = workload::sandbox::create(&admin).await.context("the sandbox workload")?;
+
     let history = Arc::new(History::new(start));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -165,6 +201,14 @@ pub async fn run(profile: Profile) -> Result<Report> {
     for endpoint in cluster.endpoints() {
         tasks.push(tokio::spawn(workload::status::sampler(endpoint, start, samples.clone(), stop_rx.clone())));
     }
+    let execs = Arc::new(Mutex::new(workload::sandbox::Execs::default()));
+    tasks.push(tokio::spawn(workload::sandbox::execer(
+        cluster.endpoints(),
+        sandbox_id.clone(),
+        start,
+        execs.clone(),
+        stop_rx.clone(),
+    )));
     for p in 0..profile.clients {
         let (endpoints, history, stop) = (cluster.endpoints(), history.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(workload::catalog::client(p, endpoints, profile.keys, profile.seed, history, stop)));
@@ -186,6 +230,17 @@ pub async fn run(profile: Profile) -> Result<Report> {
         tokio::time::sleep(step.gap).await;
     }
     nemesis.heal()?;
+    // Last, the sandbox's node is cut off long enough to fence itself and have the sandbox
+    // restored elsewhere (see docs/architecture/snapshots.md#failover), so two copies exist
+    // and the old one is alive but must no longer answer.
+    match workload::sandbox::node_of(&admin, &sandbox_id, profile.recover_within).await {
+        Ok(node) => {
+            nemesis.strike(Fault::Isolate(Target::Node(node)), None)?;
+            tokio::time::sleep(SANDBOX_CUT).await;
+            nemesis.heal()?;
+        }
+        Err(e) => violations.push(Violation::new("liveness", format!("{e:#}"))),
+    }
     let faults = std::mem::take(&mut nemesis.log);
 
     // Liveness phase.
@@ -229,8 +284,35 @@ pub async fn run(profile: Profile) -> Result<Report> {
     }
     violations.extend(check::linearizable::check(&ops));
     violations.extend(check::leader::check(&samples));
+    let schedule = match workload::schedule::check(&admin).await {
+        Ok((found, summary)) => {
+            violations.extend(found);
+            summary
+        }
+        Err(e) => {
+            violations.push(Violation::new("schedule-exactly-once", format!("reading the runs back failed: {e:#}")));
+            Default::default()
+        }
+    };
+
+    let execs = std::mem::take(&mut *execs.lock().expect("execs lock poisoned"));
+    violations.extend(workload::sandbox::check(&execs));
+    let mut sandbox = workload::sandbox::Summary::new(&execs);
+    match admin.sandbox_info(&sandbox_id).await {
+        Ok(info) => (sandbox.generation, sandbox.node) = (info.generation, info.node),
+        Err(e) => violations.push(Violation::new("liveness", format!("sandbox {sandbox_id} not shown: {e}"))),
+    }
+    match workload::sandbox::snapshot_digests(&admin, &sandbox_id, &cluster.data_dirs()).await {
+        Ok((snapshots, digests)) => {
+            sandbox.snapshots = snapshots.iter().filter(|s| s.state == "ready").count();
+            sandbox.replicas = digests.len();
+            violations.extend(check::snapshot::check(&snapshots, &digests));
+        }
+        Err(e) => violations.push(Violation::new("snapshot-digest", format!("snapshot ls failed: {e}"))),
+    }
 
     save(&out_dir, "history.json", &ops)?;
+    save(&out_dir, "sandbox-execs.json", &execs.records)?;
     save(&out_dir, "status-samples.json", &samples)?;
     save(&out_dir, "nemesis.json", &faults)?;
     let logs = (!violations.is_empty()).then(|| cluster.logs(60));
@@ -239,6 +321,8 @@ pub async fn run(profile: Profile) -> Result<Report> {
         acknowledged_writes: check::lost_writes::acknowledged(&ops),
         unknown: ops.iter().filter(|o| matches!(o.ret, Ret::Unknown { .. })).count(),
         status_samples: samples.len(),
+        schedule,
+        sandbox,
         terms: check::leader::terms_with_leader(&samples),
         faults,
         violations,

@@ -14,4 +14,8 @@ fn the_cluster_keeps_its_promises_under_faults() {
     // A run that checked nothing proves nothing.
     assert!(report.acknowledged_writes > 50, "too few acknowledged writes to check:\n{report}");
     assert!(report.faults.len() >= 5, "too few faults:\n{report}");
+    assert!(report.schedule.ticks > 40, "too few schedule ticks to check:\n{report}");
+    // The sandbox's node is cut off at the end of the faults: it must have failed over, or
+    // the one-live-copy check saw a single copy.
+    assert!(report.sandbox.copies.len() >= 2, "the sandbox never moved to a second copy:\n{report}");
 }

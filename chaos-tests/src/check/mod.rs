@@ -5,9 +5,9 @@
 //! | catalog operations are linearizable | [`linearizable`] | the catalog register workload |
 //! | at most one leader per term | [`leader`] | `cluster status` sampled on every node |
 //! | no acknowledged write is lost | [`lost_writes`] | the history and the final reads of every node |
-//! | each schedule tick fires once, or is recorded skipped per policy | [`schedule`] | `runs ls -o json` (no live workload yet) |
-//! | at most one live copy of a sandbox accepts exec | [`sandbox`] | exec records (no live workload yet) |
-//! | snapshot replicas match their digest | [`snapshot`] | `snapshot ls -o json` and replica digests (no live workload yet) |
+//! | each schedule tick fires once, or is recorded skipped per policy | [`schedule`] | the schedule workload's runs (`runs ls --scheduled`) |
+//! | at most one live copy of a sandbox accepts exec | [`sandbox`] | the sandbox workload's exec records |
+//! | snapshot replicas match their digest | [`snapshot`] | `snapshot ls` and each replica's blob, hashed |
 
 pub mod leader;
 pub mod linearizable;

@@ -5,15 +5,15 @@
 //! new one starts (self-fencing). Fed by exec records: each successful exec reports which
 //! copy answered it (the container's hostname, which differs per copy). Copies are ordered
 //! by their first answer. A violation is an exec answered by an older copy that was invoked
-//! after a newer copy had already answered one: both copies were then accepting work. Not yet
-//! fed by a live workload: restore-on-failure is being built on another branch.
+//! after a newer copy had already answered one: both copies were then accepting work. Fed by
+//! the sandbox workload ([`crate::workload::sandbox`]).
 
 use std::collections::BTreeMap;
 
 use super::Violation;
 
 /// One exec against a sandbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExecRecord {
     pub sandbox: String,
     /// Microseconds since the run started.

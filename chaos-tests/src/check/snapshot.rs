@@ -2,8 +2,9 @@
 //!
 //! Fed by `snapshot ls -o json` (the contract's snapshot shape) and the sha256 of the blob
 //! each replica node holds. Every `ready` snapshot must list at least one replica, and every
-//! listed replica must hold a blob with the recorded digest. Not yet fed by a live workload:
-//! snapshots are being built on another branch.
+//! listed replica must hold a blob with the recorded digest. Fed by the sandbox workload
+//! ([`crate::workload::sandbox::snapshot_digests`] hashes each replica's chunks from its data
+//! dir).
 
 use std::collections::BTreeMap;
 

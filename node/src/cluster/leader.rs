@@ -78,10 +78,22 @@ impl Cluster {
         }
     }
 
-    /// Confirms leadership with a quorum and returns the index a linearizable read must see.
+    /// Confirms leadership with a quorum and returns the index a linearizable read must see:
+    /// the end of this leader's log, not only what it knows to be committed.
+    ///
+    /// openraft answers with `max(committed, the term's first entry)`. A leader SIGKILLed and
+    /// restarted within its term (before anyone else was elected) comes back leading the same
+    /// term with the committed index it last *saved*, which is not flushed on its own
+    /// (raft/src/store/log.rs), so entries committed and acknowledged before the kill could be
+    /// beyond it, and a read would miss acknowledged writes (R4 in docs/reliability.md). Every
+    /// committed entry is in the leader's log, so its last index is a safe read index; the
+    /// read then waits for entries still in flight to commit and apply.
     pub async fn read_index(&self) -> Result<u64, NodeError> {
         match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Ok(log_id) => {
+                let last = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+                Ok(log_id.map_or(0, |l| l.index).max(last))
+            }
             Err(RaftError::APIError(_)) => Err(NodeError::NotLeader(self.id)),
             Err(RaftError::Fatal(f)) => Err(NodeError::Stopped(f.to_string())),
         }

@@ -145,7 +145,7 @@ impl Cluster {
     pub async fn linearizable(&self) -> Result<(), NodeError> {
         let (leader, addr) = self.leader().await?;
         let index = if leader == self.id {
-            return self.read_index().await.map(|_| ());
+            self.read_index().await?
         } else {
             let mut client = self.peers.get(&addr).map_err(|e| NodeError::LeaderUnreachable {
                 leader,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use flotilla_raft::{Command, Sandbox, SandboxState};
+use flotilla_raft::{Command, Sandbox, SandboxState, SnapshotState};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::pool::WarmPool;
@@ -94,12 +94,23 @@ impl State {
         // Only a sandbox already reported started can have a container from an earlier run
         // of the daemon; a pending one goes straight to create (a leftover from a crash
         // before the report shows up as a name conflict, handled below).
+        let mut from = self.record.restore_from.clone();
         if self.record.state != SandboxState::Pending {
             if let Some(id) = self.adopt().await? {
                 return Ok(id);
             }
+            // It ran here and its container is gone (the fence removed it, or the engine lost
+            // it): it comes back from its newest ready snapshot, not empty, so the files that
+            // snapshot holds are not lost (found by the chaos run with seed 23).
+            let newest = self.record.last_snapshot.as_ref().filter(|s| {
+                self.host.cluster.view.read(|c| c.snapshots.get(*s).is_some_and(|s| s.state == SnapshotState::Ready))
+            });
+            if let Some(newest) = newest {
+                tracing::info!(sandbox = %self.record.id, snapshot = %newest, "container gone: restoring the newest snapshot");
+                from = Some(newest.clone());
+            }
         }
-        if let Some(from) = &self.record.restore_from {
+        if let Some(from) = &from {
             let snap = self.host.cluster.view.read(|c| c.snapshots.get(from).cloned());
             let snap = snap.ok_or_else(|| RuntimeError::NotFound(format!("snapshot {from} (to restore from)")))?;
             return super::restore::restore(&self.host, &self.record, &snap).await;

@@ -5,7 +5,10 @@
 //! reconciler restores them. Snapshots the dead node was still taking are dropped.
 //!
 //! A leader that just took over waits the same time before it judges anyone: it has only
-//! just started counting who answers.
+//! just started counting who answers. So does a leader whose own checks stalled (the process
+//! was stopped, or starved of CPU): it heard nobody meanwhile because it was not listening,
+//! and judged at once it moved a healthy node's sandboxes (found by the chaos run with seed 25:
+//! a leader SIGSTOPped for 6 s, resumed before anyone replaced it, moved node 1's sandbox).
 
 use std::time::{Duration, Instant};
 
@@ -20,17 +23,22 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// Added to the lease before a silent node's sandboxes are moved: covers the difference
 /// between when the node and the leader last heard each other.
 const MARGIN: Duration = Duration::from_millis(1000);
+/// A gap this long between two checks means this process stalled: start counting again.
+const STALL: Duration = Duration::from_millis(1000);
 
 /// Runs until shutdown; acts only while this node leads.
 pub async fn run(cluster: Cluster, lease: Duration, mut shutdown: watch::Receiver<bool>) {
     let silent_for = lease + MARGIN;
     let mut leading_since: Option<Instant> = None;
+    let mut last_check = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = shutdown.changed() => return,
         }
-        if cluster.known_leader().map(|(id, _)| id) != Some(cluster.id) {
+        let stalled = last_check.elapsed() > CHECK_EVERY + STALL;
+        last_check = Instant::now();
+        if stalled || cluster.known_leader().map(|(id, _)| id) != Some(cluster.id) {
             leading_since = None;
             continue;
         }

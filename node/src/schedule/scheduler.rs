@@ -53,7 +53,7 @@ pub async fn run(cluster: Cluster, stats: Stats, mut shutdown: watch::Receiver<b
             }
             continue;
         };
-        match cluster.read_index().await {
+        match cluster.linearizable().await {
             Ok(_) => lead(&cluster, term, &stats, &mut metrics, &mut shutdown).await,
             Err(e) => {
                 debug!(error = %e, "scheduler: leadership not confirmed yet");

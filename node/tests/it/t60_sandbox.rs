@@ -186,8 +186,10 @@ fn isolation_defaults_hold() {
     let t = Instant::now();
     let bomb = cli(&ep, &["sandbox", "exec", &id, "--timeout", "5", "--", "sh", "-c", "f() { f | f & }; f; sleep 30"]);
     // 124: the timeout ended it; 2: the shell could not even fork `sleep` once the bomb hit
-    // the pids limit (a busy machine lets the bomb get there first). Either way it was held.
-    assert!(matches!(bomb.status.code(), Some(124 | 2)), "{:?}: {}", bomb.status.code(), err(&bomb));
+    // the pids limit; 137: the bomb's shells hit the memory limit and were killed (a busy
+    // machine changes which limit it meets first). Each way it was held inside the sandbox,
+    // which the recovery check below then proves.
+    assert!(matches!(bomb.status.code(), Some(124 | 2 | 137)), "{:?}: {}", bomb.status.code(), err(&bomb));
     assert!(t.elapsed() < Duration::from_secs(30));
     c.eventually(Duration::from_secs(20), "the sandbox to recover from the fork bomb", || {
         out(&sh("echo alive")) == "alive\n"

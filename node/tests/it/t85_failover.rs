@@ -76,7 +76,15 @@ fn a_dead_nodes_sandbox_comes_back_elsewhere_with_its_files() {
 #[test]
 fn a_node_without_quorum_fences_itself() {
     let mut c = three();
-    let id = create(&c, &[]);
+    let id = create(&c, &["--snapshot-every", "5"]);
+    sh(&c, &id, "echo kept > /work/file");
+    let written_ms = chrono_ms();
+    c.eventually(Duration::from_secs(30), "a periodic snapshot after the write", || {
+        show(&c, &id)["last_snapshot"].as_str().is_some_and(|snap| {
+            let info = c.json(1, &["snapshot", "show", snap]);
+            info["state"] == "ready" && info["created_at_ms"].as_i64().unwrap() > written_ms
+        })
+    });
     let host = show(&c, &id)["node"].as_u64().unwrap();
     assert_eq!(running_copies(&id), 1);
     for n in [1, 2, 3].into_iter().filter(|&n| n != host) {
@@ -94,6 +102,9 @@ fn a_node_without_quorum_fences_itself() {
         c.cli(&c.endpoints(), &["sandbox", "exec", &id, "--", "true"]).status.success()
     });
     assert_eq!(running_copies(&id), 1);
+    // The fence removed its container; it came back from its newest snapshot, files and all
+    // (R5 in docs/reliability.md: it used to come back empty).
+    assert_eq!(sh(&c, &id, "cat /work/file"), "kept\n");
 }
 
 fn chrono_ms() -> i64 {
