@@ -24,6 +24,8 @@ pub const DOWN_AFTER: Duration = Duration::from_secs(2);
 #[derive(Clone, Default)]
 pub struct Liveness {
     last_seen: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// When each member's own probe last reached this node (the other direction).
+    last_heard: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl Liveness {
@@ -37,6 +39,20 @@ impl Liveness {
     pub fn seen_within(&self, id: NodeId, window: Duration) -> bool {
         let seen = self.last_seen.lock().expect("liveness lock poisoned");
         seen.get(&id).is_some_and(|t| t.elapsed() < window)
+    }
+
+    /// Records that `id`'s probe reached this node.
+    pub fn heard_from(&self, id: NodeId) {
+        self.last_heard.lock().expect("liveness lock poisoned").insert(id, Instant::now());
+    }
+
+    /// Whether traffic went both ways with `id` within `window`: this node's probe was
+    /// answered and `id`'s probe arrived. Self-fencing judges by this, because the leader
+    /// judges a node by its own probes, and either direction failing fails those.
+    pub fn two_way_within(&self, id: NodeId, window: Duration) -> bool {
+        let heard =
+            self.last_heard.lock().expect("liveness lock poisoned").get(&id).is_some_and(|t| t.elapsed() < window);
+        heard && self.seen_within(id, window)
     }
 
     fn saw(&self, id: NodeId) {

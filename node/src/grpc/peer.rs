@@ -66,7 +66,8 @@ impl Peer for PeerService {
         Ok(Response::new(ReadIndexReply { index: self.cluster.read_index().await? }))
     }
 
-    async fn ping(&self, _: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+    async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        self.cluster.liveness.heard_from(req.into_inner().from);
         let g = self.cluster.group();
         let leader_addr = g.leader.and_then(|l| g.addrs.get(&l).cloned()).unwrap_or_default();
         Ok(Response::new(PingReply {

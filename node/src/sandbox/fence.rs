@@ -20,20 +20,27 @@ use super::SandboxHost;
 /// How often reachability is judged.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
-/// Whether this node, with the peers it heard from within `lease`, is part of a majority of
-/// the voters. A node that is not a voter (joining, learner) does not judge.
+/// Whether this node, with the peers it had two-way contact with within `lease`, is part of a
+/// majority of the voters, and has two-way contact with the leader it knows (the node that
+/// would move its sandboxes, judging by its own probes; one-way loss, or a leader whose
+/// channel to a restarted node has not reconnected, fails those probes and must fence this
+/// node too). A node that is not a voter (joining, learner) does not judge.
 pub fn has_quorum(host: &SandboxHost, lease: Duration) -> bool {
     let g = host.cluster.group();
     let me = host.cluster.id;
     if !g.voters.contains(&me) {
         return true;
     }
-    let reached = g.voters.iter().filter(|&&v| v == me || host.cluster.liveness.seen_within(v, lease)).count();
-    reached * 2 > g.voters.len()
+    let live = &host.cluster.liveness;
+    let reached = g.voters.iter().filter(|&&v| v == me || live.two_way_within(v, lease)).count();
+    let leader_ok = g.leader.is_none_or(|l| l == me || live.two_way_within(l, lease));
+    reached * 2 > g.voters.len() && leader_ok
 }
 
 /// Runs until shutdown: fences after `lease` without a quorum, unfences when it is back.
 pub async fn run(host: SandboxHost, lease: Duration, mut shutdown: watch::Receiver<bool>) {
+    // A node starts fenced (see `SandboxHost::new`): after a restart it may have been judged
+    // down and its sandboxes moved, so it serves nothing until it has a quorum again.
     let mut last_quorum = Instant::now();
     loop {
         tokio::select! {

@@ -88,8 +88,8 @@ pub struct SandboxHost {
     pub blobs: BlobStore,
     /// Replication and upkeep of snapshot copies.
     pub keeper: KeeperOptions,
-    /// Set while this node has lost its quorum for longer than its lease: it serves no
-    /// exec and runs no sandbox (see [`fence`]).
+    /// Set while this node has lost its quorum for longer than its lease, and from start until
+    /// it first has one: it serves no exec and runs no sandbox (see [`fence`]).
     pub fenced: Arc<std::sync::atomic::AtomicBool>,
     actors: Arc<Mutex<HashMap<String, ActorRef<actor::SandboxMsg>>>>,
     /// Sandboxes whose actor is being spawned (creating a container takes a while).
@@ -122,7 +122,7 @@ impl SandboxHost {
             pool,
             blobs,
             keeper,
-            fenced: Default::default(),
+            fenced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             actors: Default::default(),
             starting: Default::default(),
             ended: Default::default(),
