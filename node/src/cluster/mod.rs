@@ -141,6 +141,20 @@ impl Cluster {
         }
     }
 
+    /// [`Self::write`] for a node's report of what it observed: retried every 200 ms while
+    /// there is no leader (or it is unreachable), for up to `within`. A rejection is final at
+    /// once (the record moved on) and is returned like any other answer.
+    pub async fn write_retrying(&self, cmd: Command, within: Duration) -> Result<Response, NodeError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.write(cmd.clone()).await {
+                r @ (Ok(_) | Err(NodeError::Rejected(_))) => return r,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
     /// Returns once this node's catalog reflects every write acknowledged before the call.
     pub async fn linearizable(&self) -> Result<(), NodeError> {
         let (leader, addr) = self.leader().await?;

@@ -140,16 +140,9 @@ async fn finish(host: &FunctionHost, call: &Call, result: Result<Vec<u8>, String
         Err(message) => (CallOutcome::Failed(message), retry_at(retries, call.attempt, now_ms)),
     };
     let cmd = Command::FinishCall { id: call.id.clone(), attempt: call.attempt, outcome, retry_at_ms, at_ms: 0 };
-    let deadline = tokio::time::Instant::now() + REPORT_FOR;
-    loop {
-        match host.cluster.write(cmd.clone()).await {
-            Ok(_) | Err(NodeError::Rejected(_)) => return,
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                tracing::error!(call = %call.id, error = %e, "could not record the call's outcome; giving up");
-                return;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
+    match host.cluster.write_retrying(cmd, REPORT_FOR).await {
+        Ok(_) | Err(NodeError::Rejected(_)) => {}
+        Err(e) => tracing::error!(call = %call.id, error = %e, "could not record the call's outcome; giving up"),
     }
 }
 

@@ -271,16 +271,9 @@ impl Actor for ReplicaActor {
 fn report(host: &FunctionHost, cmd: Command) {
     let cluster = host.cluster.clone();
     tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + REPORT_FOR;
-        loop {
-            match cluster.write(cmd.clone()).await {
-                Ok(_) | Err(crate::error::NodeError::Rejected(_)) => return,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    tracing::error!(error = %e, ?cmd, "could not report replica state; giving up");
-                    return;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
+        match cluster.write_retrying(cmd.clone(), REPORT_FOR).await {
+            Ok(_) | Err(crate::error::NodeError::Rejected(_)) => {}
+            Err(e) => tracing::error!(error = %e, ?cmd, "could not report replica state; giving up"),
         }
     });
 }

@@ -42,17 +42,8 @@ pub async fn check(host: &FunctionHost, app: &str, function: &str, input: &[u8])
     if !known(host) {
         host.cluster.linearizable().await?;
     }
-    host.cluster.view.read(|c| {
-        let a =
-            c.apps.get(app).ok_or_else(|| NodeError::Rejected(flotilla_raft::Rejection::AppNotFound(app.into())))?;
-        if a.state != flotilla_raft::AppState::Deployed {
-            return Err(NodeError::Rejected(flotilla_raft::Rejection::Conflict(format!("app {app:?} is stopped"))));
-        }
-        if !a.functions.iter().any(|f| f == function) {
-            return Err(NodeError::Rejected(flotilla_raft::Rejection::FunctionNotFound(format!("{app}/{function}"))));
-        }
-        Ok(())
-    })
+    // The same judgement `apply` makes of a spawn, so a sync call and a spawn fail alike.
+    host.cluster.view.read(|c| c.check_function(app, function)).map_err(NodeError::Rejected)
 }
 
 /// The function's own time limit, for callers that gave none.

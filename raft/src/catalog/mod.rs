@@ -232,8 +232,8 @@ impl Catalog {
         self.calls.values().find(|c| c.request_id.as_deref() == Some(request_id))
     }
 
-    /// Ok if `app` is deployed and has `function`.
-    fn check_function(&self, app: &str, function: &str) -> Result<(), Rejection> {
+    /// Ok if `app` is deployed and has `function`; the rejection a call to it gets otherwise.
+    pub fn check_function(&self, app: &str, function: &str) -> Result<(), Rejection> {
         let a = self.apps.get(app).ok_or_else(|| Rejection::AppNotFound(app.to_string()))?;
         if a.state != AppState::Deployed {
             return Err(Rejection::Conflict(format!("app {app:?} is stopped")));
