@@ -76,8 +76,23 @@ async fn requeue_lost(host: &FunctionHost) {
 
 async fn pass(host: &FunctionHost, running: &Running) {
     let now_ms = chrono::Utc::now().timestamp_millis();
+    // Only calls this node could run are copied out (inputs may be MiBs): those of functions
+    // with an accepting replica here.
+    let local: Vec<(String, String)> = host
+        .replicas
+        .lock()
+        .expect("replicas lock")
+        .values()
+        .filter(|r| r.accepting())
+        .map(|r| (r.app.clone(), r.function.clone()))
+        .collect();
+    if local.is_empty() && running.lock().expect("running lock").is_empty() {
+        return;
+    }
+    let runnable = |call: &Call| local.iter().any(|(a, f)| *a == call.app && *f == call.function);
     let (claimable, cancelled) = host.cluster.view.read(|c| {
-        let claimable: Vec<Call> = c.calls.values().filter(|call| call.claimable(now_ms)).cloned().collect();
+        let claimable: Vec<Call> =
+            c.calls.values().filter(|call| call.claimable(now_ms) && runnable(call)).cloned().collect();
         let running = running.lock().expect("running lock");
         let cancelled: Vec<(String, u32)> = running
             .keys()
