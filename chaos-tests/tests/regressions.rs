@@ -234,3 +234,58 @@ fn r4_a_leader_restarted_within_its_term_reads_what_it_acknowledged() {
         assert!(led_again > 0, "the restarted leader never led its term again");
     });
 }
+
+/// R8: a node cut off from the leader alone (it still reached the third node) kept serving
+/// its sandbox after the leader, hearing nothing from it, had moved the sandbox elsewhere. It
+/// counted a majority without knowing a leader (it kept standing for election), and it
+/// fenced only a second lease after its last contact. Found by the short run in CI with seed
+/// 1795687867283975238 (`one-live-sandbox-copy`). Execs go through the cut-off node and the
+/// leader throughout; no exec may be answered by the old copy once the new one has answered.
+#[test]
+fn r8_a_node_cut_off_from_the_leader_alone_stops_serving_before_its_sandbox_moves() {
+    use flotilla_chaos::workload::sandbox;
+    let dir = std::env::temp_dir().join("flotilla-chaos-r8");
+    std::fs::create_dir_all(&dir).unwrap();
+    rt().block_on(async {
+        let c = Cluster::start(flotilla_bin().unwrap(), 3, &dir).unwrap();
+        let mut fw = Firewall::new().unwrap();
+        let leader = wait_leader(&c, 1, None, Duration::from_secs(30)).await;
+        let client = Client::connect_with(c.endpoints(), catalog::client_options()).await.unwrap();
+        // Placement spreads sandboxes: one of the first three lands off the leader.
+        let mut id = None;
+        for _ in 0..3 {
+            let sb = sandbox::create(&client).await.unwrap();
+            if sandbox::node_of(&client, &sb, Duration::from_secs(10)).await.unwrap() != leader {
+                id = Some(sb);
+                break;
+            }
+        }
+        let id = id.expect("every sandbox was placed on the leader");
+        let host = sandbox::node_of(&client, &id, Duration::from_secs(10)).await.unwrap();
+        let start = Instant::now();
+        let execs = std::sync::Arc::new(std::sync::Mutex::new(sandbox::Execs::default()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let endpoints = vec![c.nodes[&host].endpoint(), c.nodes[&leader].endpoint()];
+        let execer = tokio::spawn(sandbox::execer(endpoints, id.clone(), start, execs.clone(), stop_rx));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        eprintln!("--- cut node {host} (hosting {id}) off from leader {leader} only");
+        fw.cut(&node_ip(host), &node_ip(leader)).unwrap();
+        let leader_client = Client::connect_with([c.nodes[&leader].endpoint()], catalog::client_options()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sandbox::node_of(&leader_client, &id, Duration::from_secs(5)).await.unwrap() == host {
+            assert!(Instant::now() < deadline, "the leader never moved the sandbox\n{}", c.logs(30));
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        eprintln!("--- moved; execs go on through both nodes for 5 s");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop_tx.send_replace(true);
+        execer.await.unwrap().unwrap();
+        fw.heal().unwrap();
+        let execs = execs.lock().unwrap();
+        let summary = sandbox::Summary::new(&execs);
+        eprintln!("{} execs answered, {} failed, copies {:?}", summary.answered, summary.failed, summary.copies);
+        assert!(summary.copies.len() >= 2, "the new copy never answered: {:?}", summary.copies);
+        let violations = flotilla_chaos::check::sandbox::check(&execs.records);
+        assert!(violations.is_empty(), "{violations:?}\n{}", c.logs(30));
+    });
+}

@@ -277,7 +277,7 @@ async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool
         let result = async {
             let mut seed_client =
                 cluster.peers.get(&seed).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-            let mut ping = tonic::Request::new(PingRequest { from: cluster.id });
+            let mut ping = tonic::Request::new(PingRequest { from: cluster.id, leading: false });
             ping.set_timeout(Duration::from_secs(2));
             let ping = seed_client.ping(ping).await?.into_inner();
             let leader = if ping.leader_addr.is_empty() { seed.clone() } else { ping.leader_addr };

@@ -1,6 +1,13 @@
 //! Which members answer. Every node probes every other member with Peer `Ping` and remembers
-//! when each last answered (and the function load each reports, for the autoscaler); `cluster status` reports a member `down` when it has not answered
-//! for [`DOWN_AFTER`]. Liveness is local and in memory: nothing here goes through Raft.
+//! when each last answered (and the function load each reports, for the autoscaler);
+//! `cluster status` reports a member `down` when it has not answered for [`DOWN_AFTER`].
+//! Liveness is local and in memory: nothing here goes through Raft.
+//!
+//! Both a probe and its answer say whether their sender leads the group, so a node knows
+//! when it last had two-way contact with a *sitting* leader: self-fencing
+//! ([`crate::sandbox::fence`]) keeps a node's sandboxes serving only while it has, because only
+//! a leader moves them and it judges a node by its own probes. A deposed leader says so in its
+//! next probe, so contact with it stops counting at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +33,9 @@ pub struct Liveness {
     last_seen: Arc<Mutex<HashMap<NodeId, Instant>>>,
     /// When each member's own probe last reached this node (the other direction).
     last_heard: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// `last_seen` and `last_heard` counting only answers and probes that said their sender led.
+    leader_seen: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    leader_heard: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl Liveness {
@@ -41,9 +51,12 @@ impl Liveness {
         seen.get(&id).is_some_and(|t| t.elapsed() < window)
     }
 
-    /// Records that `id`'s probe reached this node.
-    pub fn heard_from(&self, id: NodeId) {
-        self.last_heard.lock().expect("liveness lock poisoned").insert(id, Instant::now());
+    /// Records that `id`'s probe reached this node, and whether `id` said it led.
+    pub fn heard_from(&self, id: NodeId, leading: bool) {
+        stamp(&self.last_heard, id);
+        if leading {
+            stamp(&self.leader_heard, id);
+        }
     }
 
     /// Whether traffic went both ways with `id` within `window`: this node's probe was
@@ -55,9 +68,24 @@ impl Liveness {
         heard && self.seen_within(id, window)
     }
 
-    fn saw(&self, id: NodeId) {
-        self.last_seen.lock().expect("liveness lock poisoned").insert(id, Instant::now());
+    /// Whether traffic went both ways within `window` with some member that said it led the
+    /// group each way (its probe reached this node, and it answered this node's probe).
+    pub fn leader_contact_within(&self, window: Duration) -> bool {
+        let heard = self.leader_heard.lock().expect("liveness lock poisoned");
+        let seen = self.leader_seen.lock().expect("liveness lock poisoned");
+        heard.iter().any(|(id, h)| h.elapsed() < window && seen.get(id).is_some_and(|s| s.elapsed() < window))
     }
+
+    fn saw(&self, id: NodeId, leading: bool) {
+        stamp(&self.last_seen, id);
+        if leading {
+            stamp(&self.leader_seen, id);
+        }
+    }
+}
+
+fn stamp(map: &Mutex<HashMap<NodeId, Instant>>, id: NodeId) {
+    map.lock().expect("liveness lock poisoned").insert(id, Instant::now());
 }
 
 /// Probes every member until `shutdown` turns true.
@@ -69,8 +97,10 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        cluster.liveness.saw(cluster.id);
-        for (id, addr) in cluster.group().addrs {
+        let group = cluster.group();
+        let leading = group.leader == Some(cluster.id);
+        cluster.liveness.saw(cluster.id, leading);
+        for (id, addr) in group.addrs {
             if id == cluster.id {
                 continue;
             }
@@ -78,11 +108,12 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
                 (cluster.peers.clone(), cluster.liveness.clone(), cluster.id, cluster.load.clone());
             tokio::spawn(async move {
                 let Ok(mut client) = peers.get(&addr) else { return };
-                let mut req = tonic::Request::new(PingRequest { from });
+                let mut req = tonic::Request::new(PingRequest { from, leading });
                 req.set_timeout(PROBE_TIMEOUT);
                 if let Ok(reply) = client.ping(req).await {
-                    liveness.saw(id);
-                    load.record_peer(id, reply.into_inner().loads);
+                    let reply = reply.into_inner();
+                    liveness.saw(id, reply.leader == Some(reply.node_id));
+                    load.record_peer(id, reply.loads);
                 }
             });
         }

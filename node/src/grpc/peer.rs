@@ -67,7 +67,8 @@ impl Peer for PeerService {
     }
 
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
-        self.cluster.liveness.heard_from(req.into_inner().from);
+        let req = req.into_inner();
+        self.cluster.liveness.heard_from(req.from, req.leading);
         let g = self.cluster.group();
         let leader_addr = g.leader.and_then(|l| g.addrs.get(&l).cloned()).unwrap_or_default();
         Ok(Response::new(PingReply {

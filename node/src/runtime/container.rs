@@ -70,6 +70,7 @@ impl Docker {
         let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
         Ok(Some(ContainerState {
             running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
             exit_code: state.exit_code.filter(|_| exited),
             oom_killed: state.oom_killed.unwrap_or(false),
             labels: labels.into_iter().collect(),
@@ -102,9 +103,30 @@ impl Docker {
         }
     }
 
+    /// Freezes every process in the container (`docker pause`); one already paused is fine.
+    pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.inner.pause_container(id).await {
+            Err(e) if is_conflict_with(&e, "already paused") => Ok(()),
+            other => other.map_err(|e| RuntimeError::for_container(id, e)),
+        }
+    }
+
+    /// Thaws a paused container; one that is not paused is fine.
+    pub async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.inner.unpause_container(id).await {
+            Err(e) if is_conflict_with(&e, "not paused") => Ok(()),
+            other => other.map_err(|e| RuntimeError::for_container(id, e)),
+        }
+    }
+
     /// Removes the container, killing it if needed, together with its volumes (the `/work`
-    /// volume). A container that is already gone (or being removed) is not an error.
+    /// volume). A container that is already gone (or being removed) is not an error. One that
+    /// is paused is thawed first: under the cgroup v1 freezer its processes cannot die frozen,
+    /// and the engine's forced remove would wait for them forever.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        if let Err(e) = self.inner.unpause_container(id).await {
+            tracing::trace!(container = %id, error = %e, "not thawed before removal (most are not paused)");
+        }
         let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         match self.inner.remove_container(id, Some(options)).await {
             Err(e) if is_not_found(&e) || is_conflict_with(&e, "already in progress") => Ok(()),

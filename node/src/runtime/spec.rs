@@ -134,6 +134,8 @@ pub struct ImageInfo {
 pub struct ContainerState {
     /// Whether the main process is running (a paused container counts as running).
     pub running: bool,
+    /// Whether its processes are frozen (`docker pause`).
+    pub paused: bool,
     /// Exit code of the main process once it has exited; `None` while created or running.
     pub exit_code: Option<i64>,
     /// Whether the kernel OOM killer ended the main process (set when the container exits).

@@ -33,6 +33,10 @@ pub enum SandboxMsg {
     Stop,
     /// A periodic snapshot finished: the new one's id, if it was taken.
     Snapshotted(Option<String>),
+    /// This node fenced itself (see [`super::fence`]): freeze the container.
+    Fence,
+    /// The fence lifted and the sandbox is still this node's: thaw the container.
+    Thaw,
 }
 
 pub struct SandboxActor;
@@ -56,6 +60,8 @@ pub struct State {
     periodic_in_flight: bool,
     /// The previous periodic snapshot, removed once the next one is ready.
     previous_periodic: Option<String>,
+    /// The container is frozen because this node is fenced: no deadline or snapshot runs.
+    frozen: bool,
 }
 
 /// The container spec of `record` on this node, with the node's GPUs it leases.
@@ -154,7 +160,11 @@ impl State {
             if sandbox != self.record.id {
                 continue;
             }
-            if generation == self.record.generation && docker.state(&c.id).await?.is_some_and(|s| s.running) {
+            if let Some(state) = docker.state(&c.id).await?.filter(|s| s.running && generation == self.record.generation) {
+                if state.paused {
+                    // Frozen by a fence when the daemon stopped; actors start only unfenced.
+                    docker.unpause(&c.id).await?;
+                }
                 tracing::info!(sandbox = %self.record.id, container = %c.id, "adopted running container");
                 return Ok(Some(c.id));
             }
@@ -187,6 +197,23 @@ impl State {
         });
     }
 
+    /// Freezes (`docker pause`) or thaws the container for the node's fence.
+    async fn freeze(&mut self, frozen: bool) {
+        let Some(id) = &self.container else { return };
+        if self.frozen == frozen {
+            return;
+        }
+        let docker = &self.host.docker;
+        let done = if frozen { docker.pause(id).await } else { docker.unpause(id).await };
+        match done {
+            Ok(()) => {
+                self.frozen = frozen;
+                tracing::info!(sandbox = %self.record.id, frozen, "sandbox container frozen for the fence, or thawed");
+            }
+            Err(e) => tracing::warn!(sandbox = %self.record.id, frozen, error = %e, "could not freeze or thaw"),
+        }
+    }
+
     async fn remove_container(&mut self) {
         if let Some(id) = self.container.take() {
             if let Err(e) = self.host.docker.remove(&id).await {
@@ -213,6 +240,7 @@ impl Actor for SandboxActor {
             last_periodic: now,
             periodic_in_flight: false,
             previous_periodic: None,
+            frozen: false,
         };
         match state.adopt_or_create().await {
             Ok(container) => {
@@ -269,6 +297,7 @@ impl Actor for SandboxActor {
     ) -> Result<(), ActorProcessingErr> {
         let spec = &state.record.spec;
         match msg {
+            SandboxMsg::Tick if state.frozen => {}
             SandboxMsg::Tick => {
                 let now = Instant::now();
                 let timed_out =
@@ -323,6 +352,8 @@ impl Actor for SandboxActor {
                     state.previous_periodic = id;
                 }
             }
+            SandboxMsg::Fence => state.freeze(true).await,
+            SandboxMsg::Thaw => state.freeze(false).await,
         }
         Ok(())
     }
@@ -384,7 +415,11 @@ pub async fn spawn(host: &SandboxHost, record: Sandbox) {
             // The actor may have stopped already (failed start); then post_stop ran first and
             // the entry would be stale, so only register a live one.
             if actor.get_status() != ractor::ActorStatus::Stopped {
-                host.register(&id, actor);
+                host.register(&id, actor.clone());
+                // Fenced while it started: the fence's broadcast may have missed it.
+                if host.is_fenced() {
+                    let _ = actor.cast(SandboxMsg::Fence);
+                }
             }
         }
         Err(e) => tracing::error!(sandbox = %id, error = %e, "could not spawn sandbox actor"),

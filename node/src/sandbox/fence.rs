@@ -1,16 +1,27 @@
-//! Self-fencing: a node that cannot reach a quorum of voters for longer than its lease stops
-//! serving its sandboxes, so that when the leader restores them elsewhere (which it does only
-//! after the node has been silent for longer than the lease, see [`super::failover`]) there
-//! are never two live copies that both accept work.
+//! Self-fencing: a node that has lost contact with the leader or with a majority of the
+//! voters for its lease stops serving its sandboxes, so that when the leader restores them
+//! elsewhere (which it does only after it has not heard from the node for longer than the
+//! lease, see [`super::failover`]) there are never two live copies that both accept work.
 //!
-//! Fenced, the node removes its sandbox containers (without reporting anything: the catalog
-//! is the leader's to change), starts none, and answers exec and file calls for its
-//! sandboxes with "unavailable". When it reaches a quorum again it lifts the fence, and the
-//! reconciler runs only what the catalog still assigns to it; containers of sandboxes that
-//! moved are gone already, and a restart's orphan sweep removes any left behind.
+//! Fenced, the node freezes its sandbox containers (`docker pause`: no process runs, nothing
+//! is lost), reports nothing (the catalog is the leader's to change), starts none, and answers
+//! exec and file calls for its sandboxes with "unavailable". The fence lifts once the node has
+//! contact again *and* has caught up with the leader's catalog (a linearizable read): only
+//! then does it know which sandboxes are still its own. Those are thawed where they were;
+//! containers of sandboxes that moved meanwhile are removed. Freezing rather than removing
+//! means a fence that ends without a failover (a slow election, a short cut) costs the
+//! sandbox a pause, not its processes and the files written since its last snapshot.
+//!
+//! What counts as contact (see [`has_quorum`]) mirrors how the leader judges: within the
+//! lease, two-way probes with a majority of voters *and* with a node that said it was the
+//! leader when it probed and answered. A node that does not know the leader (an election
+//! is under way, or it is cut off from the leader and keeps standing for election) has no
+//! such contact: found by the chaos run with seed 1795687867283975238, where a node cut off
+//! from the leader alone still reached the third node, counted a majority, and kept
+//! answering exec for 2 s after the leader had moved its sandbox.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -20,11 +31,9 @@ use super::SandboxHost;
 /// How often reachability is judged.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
-/// Whether this node, with the peers it had two-way contact with within `lease`, is part of a
-/// majority of the voters, and has two-way contact with the leader it knows (the node that
-/// would move its sandboxes, judging by its own probes; one-way loss, or a leader whose
-/// channel to a restarted node has not reconnected, fails those probes and must fence this
-/// node too). A node that is not a voter (joining, learner) does not judge.
+/// Whether this node had, within `lease`, two-way contact with a majority of the voters
+/// (itself included) and with a sitting leader (itself, or a member whose probe and answer
+/// both said it led). A node that is not a voter (joining, learner) does not judge.
 pub fn has_quorum(host: &SandboxHost, lease: Duration) -> bool {
     let g = host.cluster.group();
     let me = host.cluster.id;
@@ -33,33 +42,47 @@ pub fn has_quorum(host: &SandboxHost, lease: Duration) -> bool {
     }
     let live = &host.cluster.liveness;
     let reached = g.voters.iter().filter(|&&v| v == me || live.two_way_within(v, lease)).count();
-    let leader_ok = g.leader.is_none_or(|l| l == me || live.two_way_within(l, lease));
+    let leader_ok = g.leader == Some(me) || live.leader_contact_within(lease);
     reached * 2 > g.voters.len() && leader_ok
 }
 
-/// Runs until shutdown: fences after `lease` without a quorum, unfences when it is back.
+/// Runs until shutdown: fences as soon as contact is older than `lease`, lifts the fence
+/// once contact is back and the catalog has caught up.
 pub async fn run(host: SandboxHost, lease: Duration, mut shutdown: watch::Receiver<bool>) {
     // A node starts fenced (see `SandboxHost::new`): after a restart it may have been judged
-    // down and its sandboxes moved, so it serves nothing until it has a quorum again.
-    let mut last_quorum = Instant::now();
+    // down and its sandboxes moved, so it serves nothing until it has caught up.
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = shutdown.changed() => return,
         }
-        if has_quorum(&host, lease) {
-            last_quorum = Instant::now();
-            if host.fenced.swap(false, Ordering::SeqCst) {
-                tracing::warn!("quorum reachable again: fence lifted");
+        if !has_quorum(&host, lease) {
+            if !host.fenced.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    lease_ms = lease.as_millis() as u64,
+                    "no contact with the leader and a majority within the lease: freezing this node's sandboxes"
+                );
+                for id in host.hosted() {
+                    host.notify(&id, SandboxMsg::Fence);
+                }
             }
-        } else if last_quorum.elapsed() >= lease && !host.fenced.swap(true, Ordering::SeqCst) {
-            tracing::warn!(
-                lease_ms = lease.as_millis() as u64,
-                "no quorum for longer than the lease: fencing this node's sandboxes"
-            );
-            for id in host.hosted() {
-                host.notify(&id, SandboxMsg::Stop);
+        } else if host.is_fenced() {
+            match host.cluster.linearizable().await {
+                Ok(()) => lift(&host),
+                Err(e) => tracing::debug!(error = %e, "fence stays until this node has caught up with the leader"),
             }
         }
     }
+}
+
+/// Lifts the fence: thaws the sandboxes the (caught-up) catalog still assigns here and
+/// removes the others; the reconciler starts any that have no actor yet.
+fn lift(host: &SandboxHost) {
+    host.fenced.store(false, Ordering::SeqCst);
+    let mine = super::reconciler::mine(host);
+    for id in host.hosted() {
+        let msg = if mine.iter().any(|s| s.id == id) { SandboxMsg::Thaw } else { SandboxMsg::Stop };
+        host.notify(&id, msg);
+    }
+    tracing::warn!("contact with the leader and a majority again, catalog caught up: fence lifted");
 }

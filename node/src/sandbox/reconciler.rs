@@ -44,17 +44,15 @@ pub async fn run(host: SandboxHost, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Live sandboxes assigned to this node, by id.
-fn mine(host: &SandboxHost) -> Vec<Sandbox> {
+pub(super) fn mine(host: &SandboxHost) -> Vec<Sandbox> {
     let me = host.cluster.id;
     host.cluster.view.read(|c| c.sandboxes.values().filter(|s| s.node == me && !s.state.is_final()).cloned().collect())
 }
 
 async fn pass(host: &SandboxHost) {
     if host.is_fenced() {
-        // No quorum: run nothing (see `fence`); what still is ours starts again once it is back.
-        for id in host.hosted() {
-            host.notify(&id, SandboxMsg::Stop);
-        }
+        // Cut off: start nothing and stop nothing; the fence froze what runs here and sorts
+        // it out against the caught-up catalog when it lifts (see `fence`).
         return;
     }
     let live = mine(host);

@@ -271,6 +271,8 @@ impl Drop for TestCluster {
             if let Ok(o) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
                 let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
                 if !ids.is_empty() {
+                    // One frozen by a fence cannot be killed until thawed (cgroup v1 freezer).
+                    let _ = Command::new("docker").arg("unpause").args(&ids).output();
                     let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
                 }
             }

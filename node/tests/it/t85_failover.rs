@@ -9,8 +9,14 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 use crate::t80_snapshots::{create, sh, show, three};
 
+/// Containers of the sandbox that run, frozen or not.
 fn running_copies(id: &str) -> usize {
     docker(&["ps", "-q", "--filter", &format!("label=flotilla.sandbox={id}")]).lines().count()
+}
+
+/// Containers of the sandbox frozen by a fence (`docker pause`).
+fn frozen_copies(id: &str) -> usize {
+    docker(&["ps", "-q", "--filter", &format!("label=flotilla.sandbox={id}"), "--filter", "status=paused"]).lines().count()
 }
 
 #[test]
@@ -85,13 +91,17 @@ fn a_node_without_quorum_fences_itself() {
             info["state"] == "ready" && info["created_at_ms"].as_i64().unwrap() > written_ms
         })
     });
+    // Written after the snapshot: only the container itself has it.
+    sh(&c, &id, "echo late > /work/late");
     let host = show(&c, &id)["node"].as_u64().unwrap();
+    let container = docker(&["ps", "-q", "--filter", &format!("label=flotilla.sandbox={id}")]);
     assert_eq!(running_copies(&id), 1);
     for n in [1, 2, 3].into_iter().filter(|&n| n != host) {
         c.node(n).kill();
     }
     tracing_line(&format!("--- node {host} alone: no quorum"));
-    c.eventually(Duration::from_secs(15), "the lonely node's sandbox stopped", || running_copies(&id) == 0);
+    c.eventually(Duration::from_secs(15), "the lonely node's sandbox frozen", || frozen_copies(&id) == 1);
+    assert_eq!(running_copies(&id), 1, "frozen, not removed");
     let o = cli(&c.nodes[&host].endpoint(), &["sandbox", "exec", &id, "--", "true"]);
     assert_ne!(o.status.code(), Some(0), "a fenced node serves no exec");
     // Quorum back: the sandbox, still assigned there, runs again.
@@ -101,10 +111,11 @@ fn a_node_without_quorum_fences_itself() {
     c.eventually(Duration::from_secs(30), "the sandbox serving again", || {
         c.cli(&c.endpoints(), &["sandbox", "exec", &id, "--", "true"]).status.success()
     });
-    assert_eq!(running_copies(&id), 1);
-    // The fence removed its container; it came back from its newest snapshot, files and all
-    // (R5 in docs/reliability.md: it used to come back empty).
-    assert_eq!(sh(&c, &id, "cat /work/file"), "kept\n");
+    assert_eq!((running_copies(&id), frozen_copies(&id)), (1, 0), "thawed");
+    // The same container, thawed: nothing was restored, and what was written after the last
+    // snapshot is still there (R8 in docs/reliability.md: the fence used to remove it).
+    assert_eq!(docker(&["ps", "-q", "--filter", &format!("label=flotilla.sandbox={id}")]), container);
+    assert_eq!(sh(&c, &id, "cat /work/file /work/late"), "kept\nlate\n");
 }
 
 fn chrono_ms() -> i64 {
