@@ -270,7 +270,8 @@ fn r8_a_node_cut_off_from_the_leader_alone_stops_serving_before_its_sandbox_move
         tokio::time::sleep(Duration::from_secs(1)).await;
         eprintln!("--- cut node {host} (hosting {id}) off from leader {leader} only");
         fw.cut(&node_ip(host), &node_ip(leader)).unwrap();
-        let leader_client = Client::connect_with([c.nodes[&leader].endpoint()], catalog::client_options()).await.unwrap();
+        let leader_client =
+            Client::connect_with([c.nodes[&leader].endpoint()], catalog::client_options()).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while sandbox::node_of(&leader_client, &id, Duration::from_secs(5)).await.unwrap() == host {
             assert!(Instant::now() < deadline, "the leader never moved the sandbox\n{}", c.logs(30));

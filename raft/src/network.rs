@@ -309,7 +309,10 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let secret = ClusterSecret::new(None).with_source_ip("127.0.0.2".parse().unwrap());
         let mut client = secret.client(&addr).unwrap();
-        let call = tokio::spawn(async move { client.ping(flotilla_proto::peer::PingRequest { from: 1, leading: false }).await });
+        let call =
+            tokio::spawn(
+                async move { client.ping(flotilla_proto::peer::PingRequest { from: 1, leading: false }).await },
+            );
         let (_conn, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip().to_string(), "127.0.0.2");
         call.abort();

@@ -160,7 +160,9 @@ impl State {
             if sandbox != self.record.id {
                 continue;
             }
-            if let Some(state) = docker.state(&c.id).await?.filter(|s| s.running && generation == self.record.generation) {
+            if let Some(state) =
+                docker.state(&c.id).await?.filter(|s| s.running && generation == self.record.generation)
+            {
                 if state.paused {
                     // Frozen by a fence when the daemon stopped; actors start only unfenced.
                     docker.unpause(&c.id).await?;

@@ -16,7 +16,9 @@ fn running_copies(id: &str) -> usize {
 
 /// Containers of the sandbox frozen by a fence (`docker pause`).
 fn frozen_copies(id: &str) -> usize {
-    docker(&["ps", "-q", "--filter", &format!("label=flotilla.sandbox={id}"), "--filter", "status=paused"]).lines().count()
+    docker(&["ps", "-q", "--filter", &format!("label=flotilla.sandbox={id}"), "--filter", "status=paused"])
+        .lines()
+        .count()
 }
 
 #[test]
