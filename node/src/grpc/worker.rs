@@ -80,7 +80,7 @@ impl WorkerService {
                 SandboxState::Running | SandboxState::Snapshotting if sb.node == self.host.cluster.id => {
                     if self.host.is_fenced() {
                         return Err(Status::unavailable(format!(
-                            "node {} is fenced (it cannot reach a quorum); sandbox {id} is not served here",
+                            "node {} is fenced (it has lost the leader or a quorum); sandbox {id} is not served here",
                             sb.node
                         )));
                     }
