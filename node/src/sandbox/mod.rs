@@ -88,8 +88,9 @@ pub struct SandboxHost {
     pub blobs: BlobStore,
     /// Replication and upkeep of snapshot copies.
     pub keeper: KeeperOptions,
-    /// Set while this node has lost its quorum for longer than its lease, and from start until
-    /// it first has one: it serves no exec and runs no sandbox (see [`fence`]).
+    /// Set while this node has had no contact with the leader and a majority for its lease,
+    /// and from start until it has caught up with the leader: its sandboxes are frozen and it
+    /// serves no exec (see [`fence`]).
     pub fenced: Arc<std::sync::atomic::AtomicBool>,
     actors: Arc<Mutex<HashMap<String, ActorRef<actor::SandboxMsg>>>>,
     /// Sandboxes whose actor is being spawned (creating a container takes a while).
