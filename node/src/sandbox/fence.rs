@@ -4,10 +4,10 @@
 //! lease, see [`super::failover`]) there are never two live copies that both accept work.
 //!
 //! Fenced, the node freezes its sandbox containers (`docker pause`: no process runs, nothing
-//! is lost), reports nothing (the catalog is the leader's to change), starts none, and answers
-//! exec and file calls for its sandboxes with "unavailable". The fence lifts once the node has
-//! contact again *and* has caught up with the leader's catalog (a linearizable read): only
-//! then does it know which sandboxes are still its own. Those are thawed where they were;
+//! is lost), reports nothing (the catalog is the leader's to change), starts none, answers
+//! exec and file calls for its sandboxes with "unavailable", and takes no snapshot of them.
+//! The fence lifts once the node has contact again *and* has caught up with the leader's
+//! catalog (a linearizable read): only then does it know which sandboxes are still its own. Those are thawed where they were;
 //! containers of sandboxes that moved meanwhile are removed. Freezing rather than removing
 //! means a fence that ends without a failover (a slow election, a short cut) costs the
 //! sandbox a pause, not its processes and the files written since its last snapshot.

@@ -97,6 +97,12 @@ pub async fn take(
             )))
         }
     };
+    if host.is_fenced() {
+        // Its container is frozen and the catalog may already have moved it elsewhere.
+        return Err(NodeError::FailedPrecondition(format!(
+            "node {me} is fenced (it has lost the leader or a quorum); snapshot sandbox {sandbox} once it is back"
+        )));
+    }
     if kind == SnapshotKind::Memory {
         host.docker.checkpoint_support().await.map_err(|m| NodeError::FailedPrecondition(format!("node {me}: {m}")))?;
     }
