@@ -139,7 +139,8 @@ struct Manifest {
 
 #[derive(Deserialize)]
 struct ChunkRef {
-    sha256: String,
+    /// The chunk's name (its BLAKE3 hash).
+    hash: String,
 }
 
 /// The sha256 of the blob `digest` as the node with data dir `data` holds it: its manifest's
@@ -149,7 +150,7 @@ fn blob_digest(data: &Path, digest: &str) -> Option<String> {
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(blobs.join("manifests").join(digest)).ok()?).ok()?;
     let mut hash = Sha256::new();
     for c in &manifest.chunks {
-        hash.update(std::fs::read(blobs.join("chunks").join(c.sha256.get(..2)?).join(&c.sha256)).ok()?);
+        hash.update(std::fs::read(blobs.join("chunks").join(c.hash.get(..2)?).join(&c.hash)).ok()?);
     }
     Some(hex::encode(hash.finalize()))
 }

@@ -94,20 +94,20 @@ pub async fn push(
     let manifest =
         blocking(move || s.manifest(&b)).await??.ok_or_else(|| BlobError::Missing(format!("blob {blob}")))?;
     let mut c = client(peers, addr)?;
-    let asked = MissingChunksRequest { chunks: manifest.chunks.iter().map(|c| c.sha256.clone()).collect() };
+    let asked = MissingChunksRequest { chunks: manifest.chunks.iter().map(|c| c.hash.clone()).collect() };
     let missing = c.missing_chunks(asked).await.map_err(peer_err)?.into_inner().missing;
     let missing: std::collections::HashSet<String> = missing.into_iter().collect();
-    let total: u64 = manifest.chunks.iter().filter(|c| missing.contains(&c.sha256)).map(|c| c.len).sum();
+    let total: u64 = manifest.chunks.iter().filter(|c| missing.contains(&c.hash)).map(|c| c.len).sum();
 
     let (tx, rx) = tokio::sync::mpsc::channel::<BlobPart>(IN_FLIGHT);
     let header = header_part(blob, &manifest);
     let (s, chunks) = (store.clone(), manifest.chunks.clone());
     let reader = tokio::task::spawn_blocking(move || -> Result<(), BlobError> {
         let mut sent = 0;
-        for c in chunks.into_iter().filter(|c| missing.contains(&c.sha256)) {
-            let data = s.read_chunk(&c.sha256)?;
+        for c in chunks.into_iter().filter(|c| missing.contains(&c.hash)) {
+            let data = s.read_chunk(&c.hash)?;
             sent += data.len() as u64;
-            if tx.blocking_send(chunk_part(c.sha256, data)).is_err() {
+            if tx.blocking_send(chunk_part(c.hash, data)).is_err() {
                 return Ok(());
             }
             progress(sent, total);
@@ -129,8 +129,8 @@ fn header_part(blob: &str, manifest: &Manifest) -> BlobPart {
 }
 
 /// One chunk as a transfer part.
-pub fn chunk_part(sha256: String, data: Vec<u8>) -> BlobPart {
-    BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { sha256, data })) }
+pub fn chunk_part(hash: String, data: Vec<u8>) -> BlobPart {
+    BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { hash, data })) }
 }
 
 /// A push whose chunks are produced while it runs: the replication of a blob still being
@@ -191,13 +191,13 @@ pub async fn fetch(
     let mut received = 0;
     for expected in &manifest.chunks {
         let chunk = match stream.message().await.map_err(peer_err)?.and_then(|p| p.part) {
-            Some(blob_part::Part::Chunk(c)) if c.sha256 == expected.sha256 => c,
+            Some(blob_part::Part::Chunk(c)) if c.hash == expected.hash => c,
             _ => return Err(BlobError::Corrupt(format!("blob {blob} from {addr}: chunks out of order")).into()),
         };
         whole.update(&chunk.data);
         received += chunk.data.len() as u64;
         let s = store.clone();
-        blocking(move || s.put_chunk(&chunk.sha256, &chunk.data)).await??;
+        blocking(move || s.put_chunk(&chunk.hash, &chunk.data)).await??;
         progress(received, manifest.size);
     }
     if hex::encode(whole.finalize()) != blob {
@@ -227,7 +227,7 @@ pub async fn serve_push(store: &BlobStore, mut parts: Streaming<BlobPart>) -> Re
         let mut bytes = 0;
         while let Some(c) = rx.blocking_recv() {
             bytes += c.data.len() as u64;
-            s.put_chunk(&c.sha256, &c.data)?;
+            s.put_chunk(&c.hash, &c.data)?;
         }
         Ok(bytes)
     });
@@ -273,8 +273,8 @@ pub fn serve_fetch(store: &BlobStore, blob: String) -> ReceiverStream<Result<Blo
         }
         loop {
             let part = match reader.next_chunk() {
-                Ok(Some((sha256, data))) => {
-                    Ok(BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { sha256, data })) })
+                Ok(Some((hash, data))) => {
+                    Ok(BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { hash, data })) })
                 }
                 Ok(None) => return,
                 Err(e) => {
