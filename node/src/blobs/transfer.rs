@@ -273,9 +273,7 @@ pub fn serve_fetch(store: &BlobStore, blob: String) -> ReceiverStream<Result<Blo
         }
         loop {
             let part = match reader.next_chunk() {
-                Ok(Some((hash, data))) => {
-                    Ok(BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { hash, data })) })
-                }
+                Ok(Some((hash, data))) => Ok(BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { hash, data })) }),
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(%blob, error = %e, "a peer asked for a blob whose copy here is bad");
