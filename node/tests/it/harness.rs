@@ -14,9 +14,20 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 
-/// A port that was free a moment ago.
+/// Ports handed to test nodes: below the kernel's ephemeral range (32768 and up), where the
+/// outgoing connections of every test process take their local ports. A node restarted on an
+/// ephemeral port found it taken now and then ("Address already in use") in CI.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port in [`NODE_PORTS`] that was free a moment ago, drawn at random so that test
+/// processes running side by side seldom draw the same one at once.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    loop {
+        let port = rand::random_range(NODE_PORTS);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One node process and how to start it again.
