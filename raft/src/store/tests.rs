@@ -37,3 +37,26 @@ fn refuses_unknown_data_version() {
         Ok(_) => panic!("opened a store of an unknown version"),
     }
 }
+
+/// A snapshot built from an older state that finishes after a newer one was installed from
+/// the leader must not replace it on disk (the chaos run with seed 1795695978675937082: after a
+/// SIGKILL the node found its log purged past its snapshot and openraft panicked at start).
+#[tokio::test]
+async fn an_older_snapshot_never_replaces_a_newer_one_on_disk() {
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, LogId, SnapshotMeta};
+
+    use super::state_machine::StoredSnapshot;
+    use crate::catalog::Catalog;
+
+    let at = |index| Some(LogId::new(CommittedLeaderId::new(2, 1), index));
+    let meta = |index, id: &str| SnapshotMeta { last_log_id: at(index), snapshot_id: id.into(), ..Default::default() };
+    let catalog = codec::encode(&Catalog::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = open(dir.path()).unwrap();
+    sm.install_snapshot(&meta(899, "installed"), Box::new(std::io::Cursor::new(catalog.clone()))).await.unwrap();
+    let built_earlier = StoredSnapshot { meta: meta(599, "built"), data: catalog };
+    sm.persist(&built_earlier).await.unwrap();
+    let on_disk = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!((on_disk.meta.snapshot_id.as_str(), on_disk.meta.last_log_id), ("installed", at(899)));
+}
