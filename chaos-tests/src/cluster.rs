@@ -251,8 +251,10 @@ impl Drop for Cluster {
                 let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
                 if !ids.is_empty() {
                     // One frozen by a fence cannot be killed until thawed (cgroup v1 freezer).
-                    let _ = Command::new("docker").arg("unpause").args(&ids).output();
-                    let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+                    // Both under a deadline: an engine call on a frozen container has been
+                    // seen to hang for good, and a test must end anyway.
+                    let _ = Command::new("timeout").args(["30", "docker", "unpause"]).args(&ids).output();
+                    let _ = Command::new("timeout").args(["30", "docker", "rm", "-f", "-v"]).args(&ids).output();
                 }
             }
         }
