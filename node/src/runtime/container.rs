@@ -124,8 +124,8 @@ impl Docker {
     /// is paused is thawed first: under the cgroup v1 freezer its processes cannot die frozen,
     /// and the engine's forced remove would wait for them forever.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
-        if let Err(e) = self.inner.unpause_container(id).await {
-            tracing::trace!(container = %id, error = %e, "not thawed before removal (most are not paused)");
+        if let Err(e) = self.unpause(id).await {
+            tracing::trace!(container = %id, error = %e, "not thawed before removal");
         }
         let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         match self.inner.remove_container(id, Some(options)).await {

@@ -79,9 +79,9 @@ pub async fn run(host: SandboxHost, lease: Duration, mut shutdown: watch::Receiv
 /// removes the others; the reconciler starts any that have no actor yet.
 fn lift(host: &SandboxHost) {
     host.fenced.store(false, Ordering::SeqCst);
-    let mine = super::reconciler::mine(host);
+    let mine: std::collections::HashSet<String> = super::reconciler::mine(host).into_iter().map(|s| s.id).collect();
     for id in host.hosted() {
-        let msg = if mine.iter().any(|s| s.id == id) { SandboxMsg::Thaw } else { SandboxMsg::Stop };
+        let msg = if mine.contains(&id) { SandboxMsg::Thaw } else { SandboxMsg::Stop };
         host.notify(&id, msg);
     }
     tracing::warn!("contact with the leader and a majority again, catalog caught up: fence lifted");
