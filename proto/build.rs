@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/flotilla/v1/control.proto",
         "proto/flotilla/v1/worker.proto",
         "proto/flotilla/v1/peer.proto",
+        "proto/flotilla/v1/observe.proto",
+        "proto/flotilla/v1/images.proto",
         "proto/etcd/kv.proto",
     ];
     for f in files {

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -97,19 +98,33 @@ impl Node {
         }
     }
 
-    /// SIGKILL: no chance to flush or say goodbye.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    /// SIGKILL: no chance to flush or say goodbye. Returns whether a running process was
+    /// reaped, killed by that signal.
+    pub fn kill(&mut self) -> bool {
         self.paused = false;
+        let Some(mut c) = self.child.take() else { return false };
+        let _ = c.kill();
+        c.wait().is_ok_and(|status| status.signal() == Some(Signal::KILL.as_raw()))
     }
 
-    /// SIGSTOP: the process freezes with its sockets open, as a hung machine does.
-    pub fn pause(&mut self) {
+    /// SIGSTOP: the process freezes with its sockets open, as a hung machine does. Returns
+    /// whether the kernel then shows it stopped (state `T` in `/proc/PID/stat`, within 1 s).
+    pub fn pause(&mut self) -> bool {
         self.signal(Signal::STOP);
         self.paused = self.child.is_some();
+        let Some(pid) = self.child.as_ref().map(Child::id) else { return false };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            // The state is the field after the command name, which is in parentheses.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// SIGCONT.
@@ -225,6 +240,23 @@ impl Cluster {
         Ok(())
     }
 
+    /// The engine's containers (running or not) that node `id` labelled as its own, and with
+    /// `label` (`KEY=VALUE`) too when given; none when the node never started.
+    pub fn containers(&self, id: u64, label: Option<&str>) -> Vec<String> {
+        let Ok(instance) = std::fs::read_to_string(self.dir.path().join(format!("n{id}/instance_id"))) else {
+            return Vec::new();
+        };
+        let mut args = vec!["ps".to_string(), "-aq".to_string(), "--filter".to_string()];
+        args.push(format!("label=flotilla.instance={}", instance.trim()));
+        if let Some(l) = label {
+            args.extend(["--filter".to_string(), format!("label={l}")]);
+        }
+        match Command::new("docker").args(&args).output() {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// The last lines of every node's log, for a failure report.
     pub fn logs(&self, lines: usize) -> String {
         self.nodes
@@ -243,20 +275,56 @@ impl Drop for Cluster {
         // Nodes leave containers running on purpose (a restarted node adopts them); these
         // nodes are gone for good, so remove what they left.
         for id in self.nodes.keys() {
-            let Ok(instance) = std::fs::read_to_string(self.dir.path().join(format!("n{id}/instance_id"))) else {
-                continue;
-            };
-            let label = format!("label=flotilla.instance={}", instance.trim());
-            if let Ok(o) = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output() {
-                let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
-                if !ids.is_empty() {
-                    // One frozen by a fence cannot be killed until thawed (cgroup v1 freezer).
-                    // Both under a deadline: an engine call on a frozen container has been
-                    // seen to hang for good, and a test must end anyway.
-                    let _ = Command::new("timeout").args(["30", "docker", "unpause"]).args(&ids).output();
-                    let _ = Command::new("timeout").args(["30", "docker", "rm", "-f", "-v"]).args(&ids).output();
-                }
+            let ids = self.containers(*id, None);
+            if !ids.is_empty() {
+                // One frozen by a fence cannot be killed until thawed (cgroup v1 freezer).
+                // Both under a deadline: an engine call on a frozen container has been
+                // seen to hang for good, and a test must end anyway.
+                let _ = Command::new("timeout").args(["30", "docker", "unpause"]).args(&ids).output();
+                let _ = Command::new("timeout").args(["30", "docker", "rm", "-f", "-v"]).args(&ids).output();
             }
         }
+        // Then the sandboxes' `/work` disks, loop-mounted under the data dirs: a mount left
+        // behind keeps its loop device after the folder is deleted.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for point in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&root)) {
+            let _ = Command::new("umount").arg(point).output();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node record around `sleep`, standing in for a node process.
+    fn sleeper(dir: &Path) -> Node {
+        let mut n = Node {
+            id: 1,
+            addr: "127.0.0.2:1".into(),
+            args: vec!["30".into()],
+            log: dir.join("n1.log"),
+            child: None,
+            paused: false,
+        };
+        n.spawn(Path::new("sleep")).unwrap();
+        n
+    }
+
+    #[test]
+    fn pause_and_kill_report_what_the_kernel_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = sleeper(dir.path());
+        assert!(n.pause(), "a SIGSTOPped process shows state T");
+        n.resume();
+        assert!(n.kill(), "a SIGKILLed process is reaped with SIGKILL");
+        // Nothing left to stop or kill: no effect to report.
+        assert!(!n.pause());
+        assert!(!n.kill());
+        // A process that exits on its own is not counted as killed.
+        n.spawn(Path::new("true")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!n.kill(), "a process that had exited by itself counted as killed");
     }
 }

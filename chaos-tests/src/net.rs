@@ -54,12 +54,15 @@ impl Firewall {
         Ok(Self { rules: Vec::new() })
     }
 
-    fn add(&mut self, rule: Vec<String>) -> Result<()> {
+    /// Appends `rule`; returns whether the chain then holds it (`iptables -C`).
+    fn add(&mut self, rule: Vec<String>) -> Result<bool> {
         let mut args = vec!["-A", CHAIN];
         args.extend(rule.iter().map(String::as_str));
         iptables(&args)?;
+        args[0] = "-C";
+        let installed = iptables(&args).is_ok();
         self.rules.push(rule);
-        Ok(())
+        Ok(installed)
     }
 
     fn drop_rule(from: &str, to: &str, share: Option<f64>) -> Vec<String> {
@@ -72,21 +75,20 @@ impl Firewall {
         r
     }
 
-    /// Drops every packet from `from` to `to` (one direction).
-    pub fn drop_one_way(&mut self, from: &str, to: &str) -> Result<()> {
+    /// Drops every packet from `from` to `to` (one direction). Like the two below, returns
+    /// whether every rule it added is in the chain.
+    pub fn drop_one_way(&mut self, from: &str, to: &str) -> Result<bool> {
         self.add(Self::drop_rule(from, to, None))
     }
 
     /// Cuts the link between `a` and `b` both ways.
-    pub fn cut(&mut self, a: &str, b: &str) -> Result<()> {
-        self.drop_one_way(a, b)?;
-        self.drop_one_way(b, a)
+    pub fn cut(&mut self, a: &str, b: &str) -> Result<bool> {
+        Ok(self.drop_one_way(a, b)? & self.drop_one_way(b, a)?)
     }
 
     /// Drops `share` (0..1) of the packets between `a` and `b`, both ways.
-    pub fn slow(&mut self, a: &str, b: &str, share: f64) -> Result<()> {
-        self.add(Self::drop_rule(a, b, Some(share)))?;
-        self.add(Self::drop_rule(b, a, Some(share)))
+    pub fn slow(&mut self, a: &str, b: &str, share: f64) -> Result<bool> {
+        Ok(self.add(Self::drop_rule(a, b, Some(share)))? & self.add(Self::drop_rule(b, a, Some(share)))?)
     }
 
     /// Removes every rule; the chain stays for the next fault.

@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use crate::check::{self, Violation};
 use crate::cluster::{flotilla_bin, Cluster};
 use crate::history::{History, Op, Ret};
-use crate::nemesis::{self, Fault, Nemesis, Target};
+use crate::nemesis::{self, Fault, Kind, Nemesis, Role, Target};
 use crate::net::Firewall;
 use crate::profile::Profile;
 use crate::workload;
@@ -58,6 +58,8 @@ pub struct Report {
     /// Terms in which some node named a leader.
     pub terms: usize,
     pub faults: Vec<String>,
+    /// Faults whose effect was seen, by kind and role of the node struck.
+    pub injected: BTreeMap<(Kind, Role), usize>,
     pub violations: Vec<Violation>,
     pub out_dir: PathBuf,
     /// The tail of every node's log when there are violations.
@@ -92,7 +94,8 @@ impl std::fmt::Display for Report {
             sb.snapshots,
             sb.replicas
         )?;
-        writeln!(f, "  {} fault steps; history and logs in {}", self.faults.len(), self.out_dir.display())?;
+        writeln!(f, "  faults injected (effect seen): {}", Nemesis::summary(&self.injected))?;
+        writeln!(f, "  {} nemesis log lines; history and logs in {}", self.faults.len(), self.out_dir.display())?;
         for v in &self.violations {
             writeln!(f, "  VIOLATION {v}")?;
         }
@@ -103,10 +106,40 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// The leader named by the sample with the highest term that names one (latest first).
-fn current_leader(samples: &Mutex<Vec<check::leader::StatusSample>>) -> Option<u64> {
+/// How recent a status sample must be to say who leads now.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// The leader named by the sample with the highest term among those taken in the last
+/// [`FRESH`] that name one (latest first); `start` is the samples' time base.
+fn current_leader(samples: &Mutex<Vec<check::leader::StatusSample>>, start: Instant) -> Option<u64> {
+    let since = start.elapsed().saturating_sub(FRESH).as_micros() as u64;
     let samples = samples.lock().expect("samples lock poisoned");
-    samples.iter().rev().filter(|s| s.leader.is_some()).max_by_key(|s| s.term).and_then(|s| s.leader)
+    samples
+        .iter()
+        .rev()
+        .take_while(|s| s.at_us >= since)
+        .filter(|s| s.leader.is_some())
+        .max_by_key(|s| s.term)
+        .and_then(|s| s.leader)
+}
+
+/// How long a fault waits for the samplers to name the current leader.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// The current leader, waiting up to `within` for the samplers to name one.
+async fn wait_leader(
+    samples: &Mutex<Vec<check::leader::StatusSample>>,
+    start: Instant,
+    within: Duration,
+) -> Option<u64> {
+    let deadline = Instant::now() + within;
+    loop {
+        match current_leader(samples, start) {
+            Some(l) => return Some(l),
+            None if Instant::now() >= deadline => return None,
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Asks each node alone for its status; `None` for a node that does not answer.
@@ -191,7 +224,7 @@ pub async fn run(profile: Profile) -> Result<Report> {
     }
 
     let admin = Client::connect_with(cluster.endpoints(), workload::catalog::client_options()).await?;
-    workload::schedule::deploy(&admin).await.context("deploy the schedule workload")?;
+    let deployed = workload::schedule::deploy(&admin).await.context("deploy the schedule workload")?;
     let sandbox_id = workload::sandbox::create(&admin).await.context("the sandbox workload")?;
 
     let history = Arc::new(History::new(start));
@@ -218,13 +251,16 @@ pub async fn run(profile: Profile) -> Result<Report> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut rng = StdRng::seed_from_u64(profile.seed);
     let plan = nemesis::plan(&mut rng, profile.nodes, profile.max_steps, profile.max_hold);
-    let mut nemesis = Nemesis { cluster: &mut cluster, firewall: &mut firewall, start, log: Vec::new() };
+    let mut nemesis = Nemesis::new(&mut cluster, &mut firewall, start);
     let safety_end = start + profile.safety;
     for step in plan {
-        if Instant::now() + step.hold > safety_end {
+        // The required steps (every kind against leader and follower) run whatever the time.
+        if !step.required && Instant::now() + step.hold > safety_end {
             break;
         }
-        nemesis.strike(step.fault, current_leader(&samples))?;
+        // Who leads decides the target (or the role of a fixed one), so wait for a fresh word.
+        let leader = wait_leader(&samples, start, LEADER_WAIT).await;
+        nemesis.strike(step.fault, leader)?;
         tokio::time::sleep(step.hold).await;
         nemesis.heal()?;
         tokio::time::sleep(step.gap).await;
@@ -235,13 +271,21 @@ pub async fn run(profile: Profile) -> Result<Report> {
     // and the old one is alive but must no longer answer.
     match workload::sandbox::node_of(&admin, &sandbox_id, profile.recover_within).await {
         Ok(node) => {
-            nemesis.strike(Fault::Isolate(Target::Node(node)), None)?;
+            nemesis.strike(Fault::Isolate(Target::Node(node)), current_leader(&samples, start))?;
             tokio::time::sleep(SANDBOX_CUT).await;
             nemesis.heal()?;
         }
         Err(e) => violations.push(Violation::new("liveness", format!("{e:#}"))),
     }
     let faults = std::mem::take(&mut nemesis.log);
+    let injected = std::mem::take(&mut nemesis.injected);
+    let missing = nemesis::missing(&injected);
+    if !missing.is_empty() {
+        violations.push(Violation::new(
+            "nemesis-coverage",
+            format!("no fault of these kinds took effect on these roles: {missing:?}"),
+        ));
+    }
 
     // Liveness phase.
     let healed_at = history.micros(Instant::now());
@@ -284,7 +328,7 @@ pub async fn run(profile: Profile) -> Result<Report> {
     }
     violations.extend(check::linearizable::check(&ops));
     violations.extend(check::leader::check(&samples));
-    let schedule = match workload::schedule::check(&admin).await {
+    let schedule = match workload::schedule::check(&admin, deployed).await {
         Ok((found, summary)) => {
             violations.extend(found);
             summary
@@ -325,6 +369,7 @@ pub async fn run(profile: Profile) -> Result<Report> {
         sandbox,
         terms: check::leader::terms_with_leader(&samples),
         faults,
+        injected,
         violations,
         out_dir,
         logs,

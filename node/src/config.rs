@@ -77,6 +77,24 @@ impl Default for SnapshotOptions {
     }
 }
 
+/// How long final records stay in the catalog (`[retention]` in the file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionOptions {
+    /// Final calls and schedule runs, ended sandboxes and failed snapshots are compacted away
+    /// this many seconds after they ended (the leader's setting applies); `--retention-s`.
+    pub final_records_s: u64,
+}
+
+/// Seven days.
+pub const DEFAULT_RETENTION_S: u64 = 7 * 24 * 3600;
+
+impl Default for RetentionOptions {
+    fn default() -> Self {
+        Self { final_records_s: DEFAULT_RETENTION_S }
+    }
+}
+
 /// The node's configuration, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -102,6 +120,10 @@ pub struct Config {
     /// Where this node's GPU inventory comes from.
     pub gpus: crate::gpu::GpuSource,
     pub snapshots: SnapshotOptions,
+    pub retention: RetentionOptions,
+    /// The container engine's address (`unix://…`, `tcp://…`); `None`: `DOCKER_HOST`, else
+    /// `unix:///var/run/docker.sock`.
+    pub docker_host: Option<String>,
 }
 
 /// PEM files for TLS. The node serves with `cert`/`key` and trusts peers whose certificates
@@ -140,6 +162,10 @@ pub struct FileConfig {
     pub gpus: Option<String>,
     #[serde(default)]
     pub snapshots: SnapshotOptions,
+    #[serde(default)]
+    pub retention: RetentionOptions,
+    /// The container engine's address, like `DOCKER_HOST`.
+    pub docker_host: Option<String>,
 }
 
 /// Most pre-started containers one image may keep on a node.
@@ -279,6 +305,9 @@ impl Config {
         if sn.fence_lease_ms < 1000 {
             return Err(err("snapshots.fence_lease_ms", "must be at least 1000 (probes run every 500 ms)"));
         }
+        if self.retention.final_records_s == 0 {
+            return Err(err("retention-s", "must be at least 1 (retention.final_records_s in the config file)"));
+        }
         for (image, &n) in &self.warm_pool {
             if image.is_empty() || n > MAX_WARM_PER_IMAGE {
                 return Err(err("warm-pool", format!("{image:?}={n}: at most {MAX_WARM_PER_IMAGE} per image")));
@@ -318,6 +347,8 @@ mod tests {
             warm_pool: BTreeMap::new(),
             gpus: Default::default(),
             snapshots: SnapshotOptions::default(),
+            retention: RetentionOptions::default(),
+            docker_host: None,
         }
     }
 

@@ -26,6 +26,17 @@ pub enum DataDirError {
         "data dir {path} belongs to node {found}, not node {wanted}; pick the matching --node-id or another --data-dir"
     )]
     WrongNode { path: String, found: NodeId, wanted: NodeId },
+    #[error(
+        "{path} does not hold an instance id (it labels this node's containers, so a new one \
+         would orphan them); restore the file, or delete it to start over with a new id"
+    )]
+    BadInstanceId { path: String },
+}
+
+/// Whether `id` looks like an instance id this module wrote: 1 to 64 ASCII letters, digits,
+/// `-` or `_` (new ones are 32 hex digits).
+fn is_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl DataDir {
@@ -71,17 +82,33 @@ impl DataDir {
     }
 
     /// This node instance's id: random, made on first start and kept in the data dir. It
-    /// tells this node's containers from those of other nodes on the same engine.
+    /// tells this node's containers from those of other nodes on the same engine, so losing
+    /// it would orphan every container the node owns: only a missing file makes a new one.
+    /// Any other failure (permissions, unreadable, not an id) stops the node, naming the file.
+    /// The file is written whole (a temporary file renamed over it), so a crash never leaves
+    /// it half-written.
     pub fn instance_id(&self) -> Result<String, DataDirError> {
         let path = self.path.join("instance_id");
-        let io = |source| DataDirError::Io { path: path.display().to_string(), source };
-        match std::fs::read_to_string(&path) {
-            Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
-            Ok(_) | Err(_) => {
+        let shown = path.display().to_string();
+        let io = |source| DataDirError::Io { path: shown.clone(), source };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let id = text.trim();
+                if is_instance_id(id) {
+                    Ok(id.to_string())
+                } else {
+                    Err(DataDirError::BadInstanceId { path: shown.clone() })
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+                let tmp = self.path.join("instance_id.tmp");
+                std::fs::write(&tmp, format!("{id}\n")).map_err(io)?;
+                std::fs::rename(&tmp, &path).map_err(io)?;
                 Ok(id)
             }
+            Err(e) => Err(io(e)),
         }
     }
 
@@ -93,6 +120,16 @@ impl DataDir {
     /// Where snapshot blobs live (see `blobs`).
     pub fn blobs(&self) -> PathBuf {
         self.path.join("blobs")
+    }
+
+    /// Logs kept of removed sandbox containers (see [`crate::sandbox::kept_logs`]).
+    pub fn sandbox_logs(&self) -> PathBuf {
+        self.path.join("logs")
+    }
+
+    /// Sandboxes' `/work` disks (see [`crate::runtime::disk`]).
+    pub fn disks(&self) -> PathBuf {
+        self.path.join("disks")
     }
 
     /// The node id recorded in `path`, if the directory was used before.
@@ -123,5 +160,36 @@ mod tests {
         assert_eq!(DataDir::recorded_node_id(dir.path()), Some(3));
         let err = DataDir::open(dir.path(), 4).err().unwrap();
         assert!(matches!(err, DataDirError::WrongNode { found: 3, wanted: 4, .. }), "{err}");
+    }
+
+    #[test]
+    fn instance_id_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::open(dir.path(), 1).unwrap();
+        let first = d.instance_id().unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(d.instance_id().unwrap(), first);
+        assert!(!dir.path().join("instance_id.tmp").exists());
+    }
+
+    #[test]
+    fn unreadable_or_garbage_instance_id_stops_instead_of_making_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::open(dir.path(), 1).unwrap();
+        let file = dir.path().join("instance_id");
+        for garbage in [&b""[..], b"   \n", b"not an id!\n", &[0xff, 0xfe, 0x00][..], &[b'a'; 65][..]] {
+            std::fs::write(&file, garbage).unwrap();
+            let err = d.instance_id().err().unwrap_or_else(|| panic!("{garbage:?} accepted"));
+            assert!(matches!(err, DataDirError::BadInstanceId { .. }), "{err}");
+            assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+            assert_eq!(std::fs::read(&file).unwrap(), garbage, "the file must be left as it was");
+        }
+        // Not a file at all: a read error other than "missing".
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        let err = d.instance_id().expect_err("a directory is not an instance id");
+        assert!(matches!(err, DataDirError::Io { .. }), "{err}");
+        assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+        assert!(file.is_dir(), "nothing may be written in its place");
     }
 }

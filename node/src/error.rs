@@ -27,8 +27,8 @@ pub enum NodeError {
     /// No node has room for the request.
     #[error("{0}")]
     NoCapacity(String),
-    /// A node being added did not catch up in time.
-    #[error("node {id} at {addr} did not catch up: {cause}")]
+    /// A node being added did not answer as that node, or did not catch up in time.
+    #[error("node {id} at {addr}: {cause}")]
     NodeUnreachable { id: NodeId, addr: String, cause: String },
     /// Raft on this node has stopped (shutdown or a fatal storage error).
     #[error("this node is shutting down or has failed: {0}")]

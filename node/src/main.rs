@@ -6,6 +6,7 @@ mod blobs;
 mod cli;
 mod cluster;
 mod config;
+mod dashboard;
 mod data_dir;
 mod error;
 mod function;
@@ -14,17 +15,19 @@ mod fuzz;
 mod gpu;
 mod grpc;
 mod http;
+mod log_filter;
+mod logging;
+mod metrics;
 mod placement;
+mod request_id;
 mod resources;
 mod runtime;
 mod sandbox;
 mod schedule;
 mod server;
+mod workers;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc: Raft, gRPC and sled allocate many small short-lived buffers per write; glibc's
 /// malloc showed up at the top of the profile (see docs/benchmarks.md).
@@ -32,8 +35,11 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    init_logging(cli.is_daemon());
+    let cli = cli::Cli::parse_args();
+    logging::init(cli.log_format());
+    if !cli.is_daemon() {
+        cli::quiet_broken_pipe();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -43,22 +49,6 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli.run()) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(cli::exit_code(&e))
-        }
+        Err(e) => ExitCode::from(cli::report(&e, cli.format())),
     }
-}
-
-/// Logs go to stderr. Daemons log at `info` by default, client commands only warnings;
-/// `RUST_LOG` overrides both.
-fn init_logging(daemon: bool) {
-    let default = if daemon { "info,openraft=warn" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }

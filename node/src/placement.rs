@@ -6,9 +6,19 @@
 //! Memory is not overcommitted (a sandbox's memory limit is a hard wall). CPU is: a
 //! sandbox's `cpu` is a cap on its share (CFS quota), and most sandboxes idle between execs,
 //! so a node offers [`CPU_OVERCOMMIT`] times its cores, the way Kubernetes limits exceed
-//! node capacity; what a busy node cannot give is shared fairly by the kernel. Among the nodes that fit, the one with the most room left afterwards wins (the
-//! smaller of its free CPU and free memory fractions), which spreads load; ties go to the
-//! lower node id so the choice is deterministic.
+//! node capacity; what a busy node cannot give is shared fairly by the kernel. Among the nodes
+//! that fit, the one with the most room left afterwards wins (the smaller of its free CPU and
+//! free memory fractions), which spreads load; ties go to the lower node id so the choice is
+//! deterministic. A node that already has the workload's image counts [`PREFER_SLACK`] more
+//! room ([`place_preferring`]): all else about equal, it starts the workload without
+//! fetching the image.
+//!
+//! When nothing fits, [`place`] says why as a typed [`PlacementError`]: what is short on
+//! each node ("no node has 1 free CPU: node 1 has 0.0 of 8.0 left"), and whether waiting can
+//! help ([`PlacementError::Full`]: work must end first) or not ([`PlacementError::Never`]: no
+//! node could take it even empty, such as a GPU model no node has). The autoscaler records
+//! the reason on the app for `app show`; a call to a function that can never be placed fails
+//! at once with it.
 
 use flotilla_raft::{Catalog, GpuRequest, NodeId};
 
@@ -29,6 +39,8 @@ pub struct Candidate {
     pub used_memory_mib: u64,
     /// GPUs with no lease: (index, model), by index.
     pub free_gpus: Vec<(u32, String)>,
+    /// Every GPU of the node, leased or not: what it could offer once empty.
+    pub gpus: Vec<(u32, String)>,
 }
 
 /// What a workload needs.
@@ -46,70 +58,199 @@ pub struct Placed {
     pub gpus: Vec<u32>,
 }
 
-/// No node can take the request.
-#[allow(clippy::enum_variant_names)] // each says what there is no node with
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why no node can take a request: a plain value, so the autoscaler can record it, a call
+/// can name it, and an events log can keep it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum PlacementError {
-    #[error("no live node is registered")]
+    /// No live node is registered (yet).
     NoNodes,
-    #[error(
-        "no node has {cpu} CPU and {memory_mib} MiB free (largest free: {best_cpu:.2} CPU, {best_memory_mib} MiB)"
-    )]
-    NoRoom { cpu: f64, memory_mib: u64, best_cpu: f64, best_memory_mib: u64 },
-    #[error("no live node has {wanted} free GPUs of model {model} (most free on one node: {best})")]
-    NoGpus { model: String, wanted: u32, best: usize },
+    /// Nothing fits now, but some node could take it once work there ends.
+    Full(Shortage),
+    /// No node could take it even with nothing else on it: a GPU model no node has, or more
+    /// CPU, memory or GPUs than the largest node offers. Waiting will not help.
+    Never(Shortage),
+}
+
+impl PlacementError {
+    /// Whether waiting cannot help (see [`PlacementError::Never`]).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PlacementError::Never(_))
+    }
+}
+
+impl std::fmt::Display for PlacementError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlacementError::NoNodes => f.write_str("no live node is registered"),
+            PlacementError::Full(s) => write!(f, "{s}"),
+            PlacementError::Never(s) => write!(f, "no node can ever take it, even with nothing else on it: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for PlacementError {}
+
+/// What the request lacks, and what each node has of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Shortage {
+    /// Not enough CPU or memory on any node (among those with the GPUs asked for).
+    Room { cpu: f64, memory_mib: u64, nodes: Vec<NodeRoom> },
+    /// Not enough GPUs of the model on any node: each node's count of matching free GPUs.
+    Gpus { model: Option<String>, wanted: u32, nodes: Vec<(NodeId, usize)> },
+}
+
+/// A node's free and offered CPU and memory.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeRoom {
+    pub id: NodeId,
+    pub free_cpu: f64,
+    pub cpus: f64,
+    pub free_memory_mib: u64,
+    pub memory_mib: u64,
+}
+
+/// Nodes named in a message; the rest are counted.
+const NODES_NAMED: usize = 5;
+
+/// Writes `items` joined by ", ", at most [`NODES_NAMED`] of them, then how many more.
+fn list(f: &mut std::fmt::Formatter<'_>, items: impl ExactSizeIterator<Item = String>) -> std::fmt::Result {
+    let total = items.len();
+    let named: Vec<String> = items.take(NODES_NAMED).collect();
+    f.write_str(&named.join(", "))?;
+    if total > NODES_NAMED {
+        write!(f, " and {} more", total - NODES_NAMED)?;
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for Shortage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shortage::Room { cpu, memory_mib, nodes } => {
+                let cpu_short = nodes.iter().any(|n| n.free_cpu + 1e-9 < *cpu);
+                let mem_short = nodes.iter().any(|n| n.free_memory_mib < *memory_mib);
+                let (cpu_part, mem_part) = (format!("{cpu} free CPU"), format!("{memory_mib} MiB free memory"));
+                let room = |n: &NodeRoom| {
+                    let c = format!("{:.1} of {:.1}", n.free_cpu.max(0.0), n.cpus);
+                    let m = format!("{} of {} MiB", n.free_memory_mib, n.memory_mib);
+                    match (cpu_short, mem_short) {
+                        (true, false) => format!("node {} has {c} left", n.id),
+                        (false, true) => format!("node {} has {m} left", n.id),
+                        _ => format!("node {} has {c} CPU and {m} left", n.id),
+                    }
+                };
+                match (cpu_short, mem_short) {
+                    (true, false) => write!(f, "no node has {cpu_part}: ")?,
+                    (false, true) => write!(f, "no node has {mem_part}: ")?,
+                    _ => write!(f, "no node has {cpu_part} and {mem_part}: ")?,
+                }
+                list(f, nodes.iter().map(room))
+            }
+            Shortage::Gpus { model, wanted, nodes } => {
+                let model = model.as_deref().map(|m| format!("{m} ")).unwrap_or_default();
+                write!(f, "no node has {wanted} free {model}GPUs: ")?;
+                if nodes.is_empty() {
+                    return f.write_str("no node has any");
+                }
+                list(f, nodes.iter().map(|(id, n)| format!("node {id} has {n}")))
+            }
+        }
+    }
 }
 
 /// Picks the node for `req`. Without GPUs, the node with the most room left afterwards wins
 /// (spread). With GPUs, the node with the fewest matching free GPUs that still has enough
 /// wins (best fit, so a 4-GPU node is kept whole for a 4-GPU request), and the lowest free
-/// indices are taken.
+/// indices are taken. When none fits, the error says what is short on each node, and
+/// whether any node could take the request once empty (judged on the same candidates with
+/// nothing reserved and every GPU free).
 pub fn place(candidates: &[Candidate], req: Request<'_>) -> Result<Placed, PlacementError> {
+    place_preferring(candidates, req, |_| false)
+}
+
+/// [`place`], preferring the nodes `prefer` names (those that have the workload's image,
+/// so it starts without a fetch): such a node wins over one with up to [`PREFER_SLACK`] more
+/// room.
+pub fn place_preferring(
+    candidates: &[Candidate],
+    req: Request<'_>,
+    prefer: impl Fn(NodeId) -> bool,
+) -> Result<Placed, PlacementError> {
     if candidates.is_empty() {
         return Err(PlacementError::NoNodes);
     }
+    if let Some(placed) = best(candidates, req, &prefer) {
+        return Ok(placed);
+    }
+    let empty: Vec<Candidate> = candidates
+        .iter()
+        .map(|c| Candidate { used_cpu: 0.0, used_memory_mib: 0, free_gpus: c.gpus.clone(), ..c.clone() })
+        .collect();
+    match best(&empty, req, &|_| false) {
+        Some(_) => Err(PlacementError::Full(shortage(candidates, req))),
+        None => Err(PlacementError::Never(shortage(&empty, req))),
+    }
+}
+
+/// Free GPU indices of `c` that serve `req`.
+fn matching(c: &Candidate, req: Request<'_>) -> Vec<u32> {
+    req.gpu.map_or_else(Vec::new, |g| c.free_gpus.iter().filter(|(_, m)| g.accepts(m)).map(|(i, _)| *i).collect())
+}
+
+/// How much less room (a fraction of a node's CPU or memory) a preferred node may have and
+/// still be chosen.
+pub const PREFER_SLACK: f64 = 0.05;
+
+/// The best node that fits, if any.
+fn best(candidates: &[Candidate], req: Request<'_>, prefer: &dyn Fn(NodeId) -> bool) -> Option<Placed> {
     let room = |c: &Candidate| {
         let free_cpu = c.cpus - c.used_cpu - req.cpu;
         let free_mem = c.memory_mib as f64 - c.used_memory_mib as f64 - req.memory_mib as f64;
         (free_cpu >= -1e-9 && free_mem >= 0.0)
             .then(|| (free_cpu / c.cpus.max(1e-9)).min(free_mem / (c.memory_mib.max(1) as f64)))
     };
-    let matching = |c: &Candidate| -> Vec<u32> {
-        req.gpu.map_or_else(Vec::new, |g| c.free_gpus.iter().filter(|(_, m)| g.accepts(m)).map(|(i, _)| *i).collect())
-    };
     let wanted = req.gpu.map_or(0, |g| g.count as usize);
-    let best = candidates
+    candidates
         .iter()
         .filter_map(|c| {
-            let gpus = matching(c);
+            let gpus = matching(c, req);
             (gpus.len() >= wanted).then_some(())?;
-            room(c).map(|score| (c, score, gpus))
+            room(c).map(|score| (c, score + if prefer(c.id) { PREFER_SLACK } else { 0.0 }, gpus))
         })
         .max_by(|a, b| {
             // Fewer spare matching GPUs first (only differs for GPU requests), then more room,
             // then the lower id.
             b.2.len().cmp(&a.2.len()).then(a.1.total_cmp(&b.1)).then(b.0.id.cmp(&a.0.id))
-        });
-    if let Some((c, _, gpus)) = best {
-        return Ok(Placed { node: c.id, gpus: gpus.into_iter().take(wanted).collect() });
+        })
+        .map(|(c, _, gpus)| Placed { node: c.id, gpus: gpus.into_iter().take(wanted).collect() })
+}
+
+/// What `req` lacks on `candidates`, none of which fits: GPUs when no node has enough of
+/// them, otherwise CPU and memory on the nodes that do.
+fn shortage(candidates: &[Candidate], req: Request<'_>) -> Shortage {
+    let wanted = req.gpu.map_or(0, |g| g.count as usize);
+    let with_gpus: Vec<&Candidate> = candidates.iter().filter(|c| matching(c, req).len() >= wanted).collect();
+    match req.gpu {
+        Some(g) if with_gpus.is_empty() => Shortage::Gpus {
+            model: g.model.clone(),
+            wanted: g.count,
+            nodes: candidates.iter().map(|c| (c.id, matching(c, req).len())).collect(),
+        },
+        _ => Shortage::Room {
+            cpu: req.cpu,
+            memory_mib: req.memory_mib,
+            nodes: with_gpus
+                .iter()
+                .map(|c| NodeRoom {
+                    id: c.id,
+                    free_cpu: c.cpus - c.used_cpu,
+                    cpus: c.cpus,
+                    free_memory_mib: c.memory_mib.saturating_sub(c.used_memory_mib),
+                    memory_mib: c.memory_mib,
+                })
+                .collect(),
+        },
     }
-    if let Some(g) = req.gpu {
-        let most = candidates.iter().map(|c| matching(c).len()).max().unwrap_or(0);
-        if most < wanted {
-            let model = g.model.clone().unwrap_or_else(|| "any".into());
-            return Err(PlacementError::NoGpus { model, wanted: g.count, best: most });
-        }
-    }
-    let best = candidates
-        .iter()
-        .max_by_key(|c| c.memory_mib.saturating_sub(c.used_memory_mib))
-        .expect("candidates is not empty");
-    Err(PlacementError::NoRoom {
-        cpu: req.cpu,
-        memory_mib: req.memory_mib,
-        best_cpu: best.cpus - best.used_cpu,
-        best_memory_mib: best.memory_mib.saturating_sub(best.used_memory_mib),
-    })
 }
 
 /// The candidates among `live` nodes: those registered in the catalog, with the resources
@@ -139,6 +280,7 @@ pub fn candidates(catalog: &Catalog, live: impl Fn(NodeId) -> bool) -> Vec<Candi
                 used_cpu,
                 used_memory_mib,
                 free_gpus,
+                gpus: n.gpus.iter().map(|g| (g.index, g.model.clone())).collect(),
             }
         })
         .collect()
@@ -149,7 +291,7 @@ mod tests {
     use super::*;
 
     fn node(id: NodeId, cpus: f64, memory_mib: u64, used_cpu: f64, used_memory_mib: u64) -> Candidate {
-        Candidate { id, cpus, memory_mib, used_cpu, used_memory_mib, free_gpus: vec![] }
+        Candidate { id, cpus, memory_mib, used_cpu, used_memory_mib, free_gpus: vec![], gpus: vec![] }
     }
 
     fn plain(cpu: f64, memory_mib: u64) -> Request<'static> {
@@ -157,8 +299,8 @@ mod tests {
     }
 
     fn gpu_node(id: NodeId, free: &[(u32, &str)]) -> Candidate {
-        let free_gpus = free.iter().map(|(i, m)| (*i, m.to_string())).collect();
-        Candidate { free_gpus, ..node(id, 16.0, 65536, 0.0, 0) }
+        let free_gpus: Vec<(u32, String)> = free.iter().map(|(i, m)| (*i, m.to_string())).collect();
+        Candidate { gpus: free_gpus.clone(), free_gpus, ..node(id, 16.0, 65536, 0.0, 0) }
     }
 
     #[test]
@@ -191,8 +333,6 @@ mod tests {
             let got = place(&nodes, Request { cpu: 1.0, memory_mib: 256, gpu: Some(&gpu) });
             assert_eq!(got.map_err(|_| ()), want, "{name}");
         }
-        let err = place(&[two_left], Request { cpu: 1.0, memory_mib: 1, gpu: Some(&h100(3)) }).unwrap_err();
-        assert_eq!(err.to_string(), "no live node has 3 free GPUs of model H100 (most free on one node: 2)");
     }
 
     #[test]
@@ -227,6 +367,20 @@ mod tests {
     }
 
     #[test]
+    fn a_node_with_the_image_wins_when_it_has_about_as_much_room() {
+        // 0.3 of 10 CPUs used on node 1 (room 0.92 after a 0.5 CPU request): within the slack of
+        // node 2's 0.95, so node 1, which has the image, is chosen; at 2 of 10 (0.75), it is not.
+        let has = |id| id == 1;
+        let nodes = vec![node(1, 10.0, 1 << 20, 0.3, 0), node(2, 10.0, 1 << 20, 0.0, 0)];
+        assert_eq!(place(&nodes, plain(0.5, 1)).unwrap().node, 2, "without a preference, room decides");
+        assert_eq!(place_preferring(&nodes, plain(0.5, 1), has).unwrap().node, 1);
+        let busier = vec![node(1, 10.0, 1 << 20, 2.0, 0), node(2, 10.0, 1 << 20, 0.0, 0)];
+        assert_eq!(place_preferring(&busier, plain(0.5, 1), has).unwrap().node, 2, "more than the slack apart");
+        let full = vec![node(1, 10.0, 1 << 20, 10.0, 0), node(2, 10.0, 1 << 20, 0.0, 0)];
+        assert_eq!(place_preferring(&full, plain(0.5, 1), has).unwrap().node, 2, "a preferred node must still fit");
+    }
+
+    #[test]
     fn candidates_count_live_sandboxes_and_overcommit_cpu() {
         use flotilla_raft::{Command, Response};
         let mut c = Catalog::default();
@@ -255,7 +409,9 @@ mod tests {
             gpu: None,
             restore_on_failure: false,
             snapshot_every_s: 0,
+            writable_rootfs: false,
             from_snapshot: None,
+            disk_mib: 0,
         };
         for (i, (cpu, mem)) in [(1.0, 100), (1.0, 200), (3.0, 300)].into_iter().enumerate() {
             let cmd = Command::CreateSandbox {
@@ -275,9 +431,79 @@ mod tests {
         assert_eq!(got, [node(1, 2.0 * CPU_OVERCOMMIT, 1024, 2.0, 300)]);
     }
 
+    /// Why nothing fits, as a user reads it: what is short on which node, and whether
+    /// waiting can help.
     #[test]
-    fn no_room_says_what_is_free() {
-        let err = place(&[node(1, 2.0, 1024, 1.0, 1000)], plain(0.5, 128)).unwrap_err();
-        assert_eq!(err, PlacementError::NoRoom { cpu: 0.5, memory_mib: 128, best_cpu: 1.0, best_memory_mib: 24 });
+    fn placement_error_table() {
+        let h100 = |count| GpuRequest { model: Some("H100".into()), count };
+        let any = GpuRequest { model: None, count: 1 };
+        let (one_h100, three_h100) = (h100(1), h100(3));
+        // Node 3's one H100 is leased: it has it, but not free.
+        let leased = Candidate { gpus: vec![(0, "H100".into())], ..node(3, 8.0, 4096, 0.0, 0) };
+        let req = |cpu, memory_mib, gpu| Request { cpu, memory_mib, gpu };
+        type Case<'a> = (&'static str, Vec<Candidate>, Request<'a>, bool, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                "sandboxes hold the CPU",
+                vec![node(1, 8.0, 8192, 8.0, 512)],
+                req(1.0, 128, None),
+                false,
+                "no node has 1 free CPU: node 1 has 0.0 of 8.0 left",
+            ),
+            (
+                "memory short on one node, CPU on the other",
+                vec![node(1, 8.0, 1024, 0.0, 1000), node(2, 8.0, 1024, 7.5, 0)],
+                req(1.0, 128, None),
+                false,
+                "no node has 1 free CPU and 128 MiB free memory: node 1 has 8.0 of 8.0 CPU and 24 of 1024 MiB left, \
+                 node 2 has 0.5 of 8.0 CPU and 1024 of 1024 MiB left",
+            ),
+            (
+                "more memory than any node has",
+                vec![node(1, 8.0, 1024, 0.0, 0), node(2, 8.0, 2048, 0.0, 0)],
+                req(0.5, 4096, None),
+                true,
+                "no node can ever take it, even with nothing else on it: no node has 4096 MiB free memory: \
+                 node 1 has 1024 of 1024 MiB left, node 2 has 2048 of 2048 MiB left",
+            ),
+            (
+                "a GPU model no node has",
+                vec![node(1, 8.0, 1024, 0.0, 0), gpu_node(2, &[(0, "A100")])],
+                req(1.0, 128, Some(&one_h100)),
+                true,
+                "no node can ever take it, even with nothing else on it: no node has 1 free H100 GPUs: \
+                 node 1 has 0, node 2 has 0",
+            ),
+            (
+                "the GPU exists but is leased",
+                vec![leased.clone()],
+                req(1.0, 128, Some(&one_h100)),
+                false,
+                "no node has 1 free H100 GPUs: node 3 has 0",
+            ),
+            (
+                "more GPUs than one node has",
+                vec![leased.clone(), gpu_node(2, &[(0, "H100"), (1, "H100")])],
+                req(1.0, 128, Some(&three_h100)),
+                true,
+                "no node can ever take it, even with nothing else on it: no node has 3 free H100 GPUs: \
+                 node 3 has 1, node 2 has 2",
+            ),
+            (
+                "only the GPU node's room counts",
+                vec![node(1, 8.0, 8192, 0.0, 0), Candidate { used_cpu: 16.0, ..gpu_node(2, &[(0, "H100")]) }],
+                req(1.0, 128, Some(&any)),
+                false,
+                "no node has 1 free CPU: node 2 has 0.0 of 16.0 left",
+            ),
+        ];
+        for (name, nodes, r, permanent, want) in cases {
+            let err = place(&nodes, r).unwrap_err();
+            assert_eq!((err.is_permanent(), err.to_string().as_str()), (permanent, want), "{name}");
+        }
+        let many: Vec<Candidate> = (1..=7).map(|id| node(id, 1.0, 64, 1.0, 0)).collect();
+        let err = place(&many, req(1.0, 1, None)).unwrap_err().to_string();
+        assert!(err.ends_with("node 5 has 0.0 of 1.0 left and 2 more"), "{err}");
+        assert_eq!(place(&[], req(1.0, 1, None)), Err(PlacementError::NoNodes));
     }
 }

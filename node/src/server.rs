@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use flotilla_proto::control::bootstrap_server::BootstrapServer;
 use flotilla_proto::control::control_server::ControlServer;
+use flotilla_proto::images::images_server::ImagesServer;
+use flotilla_proto::observe::observe_server::ObserveServer;
 use flotilla_proto::peer::peer_server::PeerServer;
 use flotilla_proto::peer::{ForwardRequest, PingRequest};
 use flotilla_proto::worker::worker_server::WorkerServer;
@@ -37,11 +39,12 @@ use crate::cluster::{self, Cluster, Liveness};
 use crate::config::{Config, Start};
 use crate::data_dir::DataDir;
 use crate::function::{self, FunctionHost};
-use crate::grpc::{self, BootstrapService, ControlService, PeerService, WorkerService};
+use crate::grpc::{self, BootstrapService, ControlService, ImagesService, PeerService, WorkerService};
 use crate::resources::Resources;
 use crate::runtime::Docker;
 use crate::sandbox::pool::WarmPool;
 use crate::sandbox::SandboxHost;
+use crate::workers::Workers;
 
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -55,15 +58,17 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     info!("connecting to the container engine");
     // Without an engine the node still serves the cluster (a Raft member, the API, its GPU
     // inventory) but offers no capacity, so nothing is placed on it.
-    let (docker, workloads) = match Docker::connect().await {
-        Ok(d) => (d, true),
+    let engine = Docker::host(config.docker_host.as_deref());
+    let (docker, workloads) = match Docker::connect_to(&engine).await {
+        Ok(d) => (d.with_work_disks(data_dir.disks()).await, true),
         Err(e) => {
             tracing::error!(error = %e, "no container engine: this node joins the control plane only and runs no workloads");
-            (Docker::offline()?, false)
+            (Docker::offline(&engine)?, false)
         }
     };
     info!(data_dir = %config.data_dir.display(), "opening the raft store");
     let (log_store, state_machine) = store::open(&data_dir.raft())?;
+    let (recovery, mut rewrites) = cluster::recovery::Recovery::new(log_store.clone());
     let view = state_machine.view();
 
     let mut secret = ClusterSecret::new(config.cluster_secret.clone());
@@ -107,29 +112,57 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         load: Default::default(),
         placement_lock: Default::default(),
         batcher: Cluster::batcher_for(&raft, config.node_id),
+        metrics: crate::metrics::Metrics::default(),
+        recovery: recovery.clone(),
+        images: Default::default(),
     };
     let mut resources = Resources::detect(&config.gpus);
     if !workloads {
         resources.cpus = 0;
         resources.memory_mib = 0;
     }
-    let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
-    let functions = FunctionHost::new(docker.clone(), cluster.clone(), instance.clone());
+    // Pulls (explicit and on demand) use the cluster's registry logins.
+    let docker = docker.with_logins(crate::runtime::Logins::new({
+        let view = cluster.view.clone();
+        move |registry: &str| {
+            view.read(|c| {
+                c.registry_logins.get(registry).map(|l| crate::runtime::Credentials {
+                    username: l.username.clone(),
+                    password: l.password.0.clone(),
+                })
+            })
+        }
+    }));
     let blobs = BlobStore::open(&data_dir.blobs())
         .map_err(|e| anyhow::anyhow!("blob store {}: {e}", data_dir.blobs().display()))?;
+    // Images neither the engine nor a registry has come from a peer that has them.
+    let docker = docker.with_image_source(crate::runtime::ImageSource::new({
+        let (cluster, blobs) = (cluster.clone(), blobs.clone());
+        let fetches = Arc::new(crate::blobs::image::Fetches::default());
+        move |docker, image| {
+            let (cluster, blobs, fetches) = (cluster.clone(), blobs.clone(), fetches.clone());
+            Box::pin(
+                async move { crate::blobs::image::fetch_from_peers(&fetches, &cluster, &blobs, &docker, &image).await },
+            )
+        }
+    }));
+    let pool = WarmPool::new(docker.clone(), instance.clone(), config.warm_pool.clone());
     let sn = &config.snapshots;
+    let functions =
+        FunctionHost::new(docker.clone(), cluster.clone(), instance.clone(), blobs.clone(), sn.replication_factor);
     let keeper = KeeperOptions {
         replication_factor: sn.replication_factor,
         scrub_every: Duration::from_secs(sn.scrub_every_s),
         gc_grace: Duration::from_secs(sn.gc_grace_s),
     };
     let lease = Duration::from_millis(sn.fence_lease_ms);
-    let host = SandboxHost::new(docker, cluster.clone(), instance, pool, blobs.clone(), keeper.clone());
+    let kept_logs = crate::sandbox::kept_logs::KeptLogs::new(data_dir.sandbox_logs());
+    let host = SandboxHost::new(docker, cluster.clone(), instance, pool, blobs.clone(), keeper.clone(), kept_logs);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("listen {}: {e}", config.listen))?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut workers = Workers::default();
     // The server stops on its own signal, after Raft: peers keep getting answers (errors)
     // while this node's Raft winds down.
     let (stop_serving_tx, stop_serving_rx) = watch::channel(false);
@@ -142,20 +175,39 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         builder = builder.tls_config(tls)?;
     }
     let server = builder
-        .add_service(InterceptedService::new(
+        // One span per request, with its request id (see `request_id`).
+        .layer(crate::request_id::RequestSpans::new())
+        .add_service(auth::Guarded::new(
             ControlServer::new(ControlService { cluster: cluster.clone(), functions: functions.clone() })
                 .max_decoding_message_size(16 << 20),
-            auth::interceptor(cluster.view.clone(), config.auth),
+            cluster.clone(),
+            config.auth,
         ))
-        .add_service(InterceptedService::new(
+        .add_service(auth::Guarded::new(
             WorkerServer::new(WorkerService::new(host.clone(), functions.clone(), resources.clone()))
                 .max_decoding_message_size(64 << 20),
-            auth::interceptor(cluster.view.clone(), config.auth),
+            cluster.clone(),
+            config.auth,
+        ))
+        .add_service(auth::Guarded::new(
+            ObserveServer::new(grpc::ObserveService { host: host.clone(), functions: functions.clone() }),
+            cluster.clone(),
+            config.auth,
+        ))
+        .add_service(auth::Guarded::new(
+            ImagesServer::new(ImagesService { cluster: cluster.clone(), docker: host.docker.clone() })
+                .max_decoding_message_size(64 << 20),
+            cluster.clone(),
+            config.auth,
         ))
         .add_service(BootstrapServer::new(BootstrapService { cluster: cluster.clone() }))
         .add_service(InterceptedService::new(
-            PeerServer::new(PeerService { cluster: cluster.clone(), blobs: blobs.clone() })
-                .max_decoding_message_size(64 << 20),
+            PeerServer::new(PeerService {
+                cluster: cluster.clone(),
+                blobs: blobs.clone(),
+                docker: host.docker.clone(),
+            })
+            .max_decoding_message_size(64 << 20),
             grpc::authenticate(secret.clone()),
         ))
         // No Nagle: small Raft and client messages must not wait for delayed ACKs.
@@ -171,26 +223,38 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let server = tokio::spawn(server.in_current_span());
     info!(listen = %config.listen, advertise = %config.advertise, auth = config.auth, "serving Control, Worker and Peer");
 
-    let fires = crate::schedule::Stats::default();
+    let fires = crate::schedule::Stats::new(cluster.metrics.clone());
     if let Some(addr) = config.http {
         let listener = crate::http::bind(addr).await?;
-        info!(%addr, "serving HTTP /healthz and /status");
-        let serve = crate::http::serve(listener, cluster.clone(), fires.clone(), shutdown_rx.clone());
-        tokio::spawn(serve.in_current_span());
+        info!(%addr, "serving HTTP /healthz, /status and /metrics");
+        let serve = crate::http::serve(listener, cluster.clone(), fires.clone(), config.auth, workers.shutdown());
+        workers.spawn("http", serve);
     }
-    start_membership(&config, &cluster, shutdown_rx.clone()).await?;
-    tokio::spawn(cluster::liveness::run(cluster.clone(), shutdown_rx.clone()).in_current_span());
-    tokio::spawn(register(cluster.clone(), resources.clone(), shutdown_rx.clone()).in_current_span());
-    tokio::spawn(crate::blobs::keep(cluster.clone(), blobs, keeper, shutdown_rx.clone()).in_current_span());
-    tokio::spawn(crate::sandbox::failover::run(cluster.clone(), lease, shutdown_rx.clone()).in_current_span());
-    let replicas = workloads.then(|| {
-        tokio::spawn(crate::sandbox::fence::run(host.clone(), lease, shutdown_rx.clone()).in_current_span());
-        tokio::spawn(crate::sandbox::reconciler::run(host, shutdown_rx.clone()).in_current_span());
-        tokio::spawn(function::executor::run(functions.clone(), shutdown_rx.clone()).in_current_span());
-        tokio::spawn(function::reconciler::run(functions.clone(), shutdown_rx.clone()).in_current_span())
+    start_membership(&config, &cluster, &mut workers).await?;
+    let (removed_tx, removed_rx) = tokio::sync::oneshot::channel();
+    let liveness = cluster::liveness::run(cluster.clone(), workers.shutdown());
+    workers.spawn("liveness", async move {
+        if let Some(removed) = liveness.await {
+            let _ = removed_tx.send(removed);
+        }
     });
-    tokio::spawn(function::autoscaler::run(functions, shutdown_rx.clone()).in_current_span());
-    tokio::spawn(crate::schedule::scheduler::run(cluster.clone(), fires, shutdown_rx.clone()).in_current_span());
+    workers.spawn("register", register(cluster.clone(), resources.clone(), workers.shutdown()));
+    workers.spawn("blob-keeper", crate::blobs::keep(cluster.clone(), blobs, keeper, workers.shutdown()));
+    workers.spawn("failover", crate::sandbox::failover::run(cluster.clone(), lease, workers.shutdown()));
+    workers.spawn("leader-events", cluster::events::watch_leadership(cluster.clone(), workers.shutdown()));
+    if workloads {
+        workers.spawn("fence", crate::sandbox::fence::run(host.clone(), lease, workers.shutdown()));
+        let inventory =
+            cluster::images::refresh(cluster.images.clone(), cluster.id, host.docker.clone(), workers.shutdown());
+        workers.spawn("image-inventory", inventory);
+        workers.spawn("sandbox-reconciler", crate::sandbox::reconciler::run(host, workers.shutdown()));
+        workers.spawn("call-executor", function::executor::run(functions.clone(), workers.shutdown()));
+        workers.spawn("replica-reconciler", function::reconciler::run(functions.clone(), workers.shutdown()));
+    }
+    workers.spawn("autoscaler", function::autoscaler::run(functions, workers.shutdown()));
+    workers.spawn("scheduler", crate::schedule::scheduler::run(cluster.clone(), fires, workers.shutdown()));
+    let retention = Duration::from_secs(config.retention.final_records_s);
+    workers.spawn("retention", cluster::retention::run(cluster.clone(), retention, workers.shutdown()));
     println!(
         "flotilla node {} ready: endpoint {}://{} (data dir {})",
         config.node_id,
@@ -199,17 +263,42 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
         config.data_dir.display()
     );
 
-    wait_for_signal().await?;
-    info!("shutting down: stopping background tasks");
-    let _ = shutdown_tx.send(true);
-    if let Some(replicas) = replicas {
-        info!("shutting down: draining function replicas");
-        let _ = tokio::time::timeout(function::reconciler::SHUTDOWN_DRAIN + Duration::from_secs(2), replicas).await;
+    // A node removed from the cluster has nothing left to serve: it says so and exits. So does
+    // a node whose critical worker failed (a refused join). An unsafe recovery (`remove-node
+    // --force`) rewrites the log once Raft has stopped, then restarts the node (see
+    // `cluster::recovery`).
+    let mut failed = None;
+    let mut rewrite = None;
+    let removed = tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            None
+        }
+        Ok(removed) = removed_rx => Some(removed),
+        error = workers.failed() => {
+            failed = Some(error);
+            None
+        }
+        Some(r) = rewrites.recv() => {
+            info!("forced membership change requested: stopping to rewrite the raft log, then restarting");
+            rewrite = Some(r);
+            None
+        }
+    };
+    if let Some(r) = removed {
+        tracing::error!(
+            leader = ?r.by_leader,
+            term = r.term,
+            "this node was removed from the cluster (the leader's membership no longer has it): shutting down"
+        );
     }
+    info!("shutting down: stopping background workers (function replicas drain)");
+    workers.join(function::reconciler::SHUTDOWN_DRAIN + Duration::from_secs(2)).await;
     info!("shutting down: stopping raft");
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "raft did not stop cleanly");
     }
+    let restart = rewrite.map(|r| recovery.write(config.node_id, r)).is_some();
     info!("shutting down: closing the gRPC server");
     let _ = stop_serving_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
@@ -219,7 +308,35 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     }
     drop(data_dir);
     info!("stopped");
-    Ok(())
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    if restart {
+        return restart_self();
+    }
+    match removed {
+        Some(_) => Err(anyhow::anyhow!(
+            "node {} was removed from the cluster (its membership no longer lists it); it stopped. To \
+             bring it back, start it with an empty --data-dir and add it again",
+            config.node_id
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Re-executes this node's binary with the same arguments (same pid, same stdout and
+/// stderr), so that Raft starts again from the rewritten log. Returns only on failure.
+fn restart_self() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    info!("restarting");
+    // /proc/self/exe is the running binary even if its file was replaced since it started.
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    let err = command.args(args).exec();
+    Err(anyhow::anyhow!("could not restart the node after rewriting its membership ({err}); start it again"))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -232,7 +349,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 /// Brings a node with no Raft state into its cluster; a node with state just resumes.
-async fn start_membership(config: &Config, cluster: &Cluster, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn start_membership(config: &Config, cluster: &Cluster, workers: &mut Workers) -> anyhow::Result<()> {
     if cluster.raft.is_initialized().await? {
         info!("resuming with the membership stored in the data dir");
         return Ok(());
@@ -256,7 +373,7 @@ async fn start_membership(config: &Config, cluster: &Cluster, shutdown: watch::R
         }
         Start::Join(addr) => {
             let (cluster, addr) = (cluster.clone(), addr.clone());
-            tokio::spawn(join(cluster, addr, shutdown).in_current_span());
+            workers.spawn_critical("join", join(cluster, addr, workers.shutdown()));
         }
         Start::Wait => info!("waiting to be added with `flotilla cluster add-node`"),
     }
@@ -268,8 +385,8 @@ const JOIN_FOR: Duration = Duration::from_secs(120);
 
 /// Asks the cluster at `seed` to add this node: finds the leader through the seed's Peer
 /// `Ping`, then forwards an AddNode proposal to it, retrying until accepted. A wrong cluster
-/// secret is fatal: the process exits with a message saying so.
-async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool>) {
+/// secret, or no answer within [`JOIN_FOR`], is an error that stops the node.
+async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + JOIN_FOR;
     let proposal = Proposal::AddNode { id: cluster.id, addr: cluster.addr.clone() };
     let bytes = codec::encode(&proposal).expect("proposal encodes");
@@ -291,21 +408,19 @@ async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool
         match result {
             Ok(_) => {
                 info!(%seed, "joined the cluster");
-                return;
+                return Ok(());
             }
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
-                eprintln!("error: join refused by {seed}: {} (check --cluster-secret-file)", status.message());
-                std::process::exit(1);
+                anyhow::bail!("join refused by {seed}: {} (check --cluster-secret-file)", status.message());
             }
             Err(status) if tokio::time::Instant::now() >= deadline => {
-                eprintln!("error: could not join the cluster at {seed} within {JOIN_FOR:?}: {}", status.message());
-                std::process::exit(1);
+                anyhow::bail!("could not join the cluster at {seed} within {JOIN_FOR:?}: {}", status.message());
             }
             Err(status) => warn!(%seed, error = %status.message(), "join not accepted yet; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }

@@ -23,6 +23,13 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, config())?)
 }
 
+/// How many bytes [`encode`] would make of `value`, without allocating them.
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize, CodecError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, config())?;
+    Ok(size.bytes_written)
+}
+
 /// Most bytes a value decoded from the network may claim. bincode allocates what a length
 /// prefix announces before reading it, so without a bound a few crafted bytes from a peer
 /// could ask for exabytes and abort the node (found by the property tests). Peer messages are
@@ -63,4 +70,13 @@ fn check_consumed(read: usize, len: usize) -> Result<(), CodecError> {
         ))));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encoded_len_is_the_length_encode_makes() {
+        let value = (vec!["a".to_string(); 100], 7u64, Some(-3i64));
+        assert_eq!(super::encoded_len(&value).unwrap(), super::encode(&value).unwrap().len());
+    }
 }

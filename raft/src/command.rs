@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
-    App, Call, CallOutcome, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, ScheduleRecord, ScheduleSpec, Snapshot,
-    SnapshotKind, Token,
+    App, Call, CallOutcome, CompactReport, EventKind, Gpu, NodeRecord, Replica, Sandbox, SandboxSpec, ScheduleRecord,
+    ScheduleSpec, Snapshot, SnapshotKind, Token,
 };
 use crate::NodeId;
 
@@ -137,8 +137,9 @@ pub enum Command {
     },
     /// The blob is stored on every node of `replicas`: the snapshot is restorable.
     SnapshotReady { id: String, size_bytes: u64, sha256: String, replicas: Vec<NodeId>, at_ms: i64 },
-    /// A pending snapshot could not be taken or replicated: dropped.
-    SnapshotFailed { id: String },
+    /// A pending snapshot could not be taken or replicated: dropped, or, with a `reason`,
+    /// kept as `failed` (the node taking it restarted or died mid-way).
+    SnapshotFailed { id: String, reason: Option<String> },
     /// `snapshot rm`: the record goes; every node then collects the blob.
     RemoveSnapshot { id: String },
     /// The nodes holding a verified copy changed (repair, or a copy found missing).
@@ -146,11 +147,46 @@ pub enum Command {
     /// Failover: the leader moves a live sandbox to `node` as its next generation, restored
     /// from `snapshot`.
     RestoreSandbox { id: String, node: NodeId, snapshot: String, at_ms: i64 },
+    /// `app rm`: the app, its schedules and its replica records go in one entry (every node
+    /// then drains and removes the containers of replicas it no longer has a record for);
+    /// its queued calls end cancelled; final calls stay until retention.
+    RemoveApp { name: String, at_ms: i64 },
+    /// The leader's autoscaler records why a replica of `app`/`function` at `version` cannot
+    /// be placed (`Some`), or that it can again (`None`). Written only when the reason
+    /// changes; a record for another version is stale.
+    SetPending { app: String, function: String, version: u64, reason: Option<String>, at_ms: i64 },
+    /// Revoke a token unless it is the last one not yet revoked: that would lock every client
+    /// out for good (bootstrap stays closed once the table has a token). Refused with
+    /// [`Rejection::Precondition`] then; [`Command::RevokeToken`] is the forced form.
+    RevokeTokenUnlessLast { id: String, at_ms: i64 },
+    /// Retention: remove final records older than `retention_ms` before `at_ms`, and each
+    /// schedule's final runs beyond its `runs_kept` (by `app/function`; absent means
+    /// [`DEFAULT_RUNS_KEPT`](crate::catalog::DEFAULT_RUNS_KEPT)). Proposed periodically by
+    /// the leader; see `catalog::retention`.
+    Compact { retention_ms: u64, runs_kept: std::collections::BTreeMap<String, u32>, at_ms: i64 },
+    /// Record a cluster event that no other command carries (a sandbox that could not be
+    /// placed, a new leader, a lifted fence). Proposed fire-and-forget by the node that saw
+    /// it; repeats coalesce (see [`crate::catalog::Events`]).
+    RecordEvent { kind: EventKind, subject: String, message: String, node: Option<NodeId>, at_ms: i64 },
+    /// `image login`: the login the nodes use to pull from `registry` (replaces an earlier one).
+    RegistryLogin { registry: String, username: String, password: crate::catalog::Password, at_ms: i64 },
 }
 
 impl Command {
     /// Sets every leader-chosen time to `now_ms`. Called by the leader just before it proposes.
     pub fn stamp(&mut self, now_ms: i64) {
+        match self {
+            Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
+            c => {
+                if let Some(at_ms) = c.at_ms_mut() {
+                    *at_ms = now_ms;
+                }
+            }
+        }
+    }
+
+    /// The command's leader-chosen time, if it has one (a batch has none of its own).
+    pub fn at_ms_mut(&mut self) -> Option<&mut i64> {
         match self {
             Command::DeployApp { at_ms, .. }
             | Command::StopApp { at_ms, .. }
@@ -175,12 +211,18 @@ impl Command {
             | Command::ResumeSchedule { at_ms, .. }
             | Command::CreateSnapshot { at_ms, .. }
             | Command::SnapshotReady { at_ms, .. }
-            | Command::RestoreSandbox { at_ms, .. } => *at_ms = now_ms,
+            | Command::RestoreSandbox { at_ms, .. }
+            | Command::RemoveApp { at_ms, .. }
+            | Command::SetPending { at_ms, .. }
+            | Command::RevokeTokenUnlessLast { at_ms, .. }
+            | Command::Compact { at_ms, .. }
+            | Command::RecordEvent { at_ms, .. }
+            | Command::RegistryLogin { at_ms, .. } => Some(at_ms),
             Command::ForgetNode { .. }
             | Command::SnapshotFailed { .. }
             | Command::RemoveSnapshot { .. }
-            | Command::SetSnapshotReplicas { .. } => {}
-            Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(now_ms)),
+            | Command::SetSnapshotReplicas { .. }
+            | Command::Batch(_) => None,
         }
     }
 }
@@ -205,6 +247,8 @@ pub enum Response {
     Rejected(Rejection),
     Schedule(ScheduleRecord),
     Snapshot(Snapshot),
+    /// What a [`Command::Compact`] removed.
+    Compacted(CompactReport),
 }
 
 /// Why `apply` refused a command. Deterministic: every node refuses it the same way.
@@ -220,6 +264,9 @@ pub enum Rejection {
     FunctionNotFound(String),
     #[error("call {0:?} not found")]
     CallNotFound(String),
+    /// The call existed, was final, and was compacted away by retention.
+    #[error("call {0:?} expired: final calls are removed after the cluster's retention window ([retention] final_records_s) or beyond their schedule's runs_kept")]
+    CallExpired(String),
     /// The request conflicts with a record that exists (e.g. a name in use).
     #[error("{0}")]
     Conflict(String),
@@ -232,6 +279,13 @@ pub enum Rejection {
     ScheduleNotFound(String),
     #[error("snapshot {0:?} not found")]
     SnapshotNotFound(String),
+    /// The app exists but is stopped: deploying it again runs it.
+    #[error("app {0:?} is stopped (deploy it again to run it)")]
+    AppStopped(String),
+    /// The command is valid but the catalog's state forbids it; the message says why and
+    /// how to go ahead anyway.
+    #[error("{0}")]
+    Precondition(String),
 }
 
 /// A write only the leader can carry out, as a follower forwards it (Peer `Forward`).
@@ -253,4 +307,52 @@ pub enum Proposal {
 pub enum ProposalReply {
     Write(Response),
     Membership { voters: Vec<NodeId>, learners: Vec<NodeId> },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The variant names of `pub enum Command`, read from this file's source: the lines
+    /// indented one level inside the enum that start with a capitalised name.
+    fn enum_variants() -> BTreeSet<String> {
+        let source = include_str!("command.rs");
+        let body = source.split("pub enum Command {\n").nth(1).expect("the enum is in this file");
+        let body = &body[..body.find("\n}\n").expect("the enum ends at column 0")];
+        body.lines()
+            .filter_map(|line| line.strip_prefix("    "))
+            .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|line| line.chars().take_while(|c| c.is_ascii_alphanumeric()).collect())
+            .collect()
+    }
+
+    /// The names in the first column of the command table in docs/architecture/index.md.
+    fn documented_commands() -> BTreeSet<String> {
+        let doc = include_str!("../../docs/architecture/index.md");
+        let table = doc.split("A write is a `Command`").nth(1).expect("index.md has the command table");
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with("| command |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .flat_map(|row| {
+                row.split('|').nth(1).unwrap_or_default().split(',').map(str::to_string).collect::<Vec<_>>()
+            })
+            .map(|name| name.trim().trim_matches('`').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_architecture_table_lists_every_command() {
+        let variants = enum_variants();
+        assert!(variants.contains("DeployApp") && variants.contains("Batch"), "parsed {variants:?}");
+        let documented = documented_commands();
+        let missing: Vec<_> = variants.difference(&documented).collect();
+        let gone: Vec<_> = documented.difference(&variants).collect();
+        assert!(
+            missing.is_empty() && gone.is_empty(),
+            "docs/architecture/index.md's command table drifted from `Command`: \
+             not documented {missing:?}, documented but not a variant {gone:?}"
+        );
+    }
 }

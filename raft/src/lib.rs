@@ -13,11 +13,12 @@
 //! never enter the log; they move point-to-point between nodes.
 //!
 //! # Storage
-//! [`store`] keeps the Raft log, vote and committed index in sled and fsyncs before it
-//! acknowledges. The state machine lives in memory and is made durable by openraft snapshots
-//! persisted in the same sled database: on restart the last snapshot is loaded and the log
-//! after it is re-applied up to the committed index. A data-version record guards the on-disk
-//! format ([`store::DATA_VERSION`]).
+//! [`store`] keeps the Raft log, vote and committed index in an append-only file and
+//! `fdatasync`s before it acknowledges (group commit: one sync for every append queued
+//! meanwhile). The state machine lives in memory and is made durable by openraft snapshots
+//! persisted in a sled database: on restart the last snapshot is loaded and the log after it
+//! is re-applied up to the committed index. A data-version record guards the on-disk format
+//! ([`store::DATA_VERSION`]); a data dir of another version is refused by name.
 //!
 //! # openraft features
 //! `storage-v2` (our own log store and state machine) and `serde` (Raft RPCs travel as bincode
@@ -33,10 +34,12 @@ pub mod store;
 use std::io::Cursor;
 
 pub use catalog::{
-    App, AppState, Call, CallOutcome, CallState, Catalog, CatchUp, Gpu, GpuRequest, NodeRecord, Overlap, Replica,
-    ReplicaState, Sandbox, SandboxSpec, SandboxState, ScheduleRecord, ScheduleSpec, Schedules, Snapshot, SnapshotKind,
-    SnapshotState, Token,
+    App, AppState, Call, CallOutcome, CallState, Catalog, CatchUp, Gpu, GpuRequest, NodeRecord, Overlap, Pending,
+    Replica, ReplicaState, Sandbox, SandboxSpec, SandboxState, ScheduleRecord, ScheduleSpec, Schedules, Snapshot,
+    SnapshotKind, SnapshotState, Token,
 };
+pub use catalog::{Event, EventKind, Events};
+pub use catalog::{Password, RegistryLogin};
 pub use command::{Command, Proposal, ProposalReply, Rejection, Response};
 
 openraft::declare_raft_types!(

@@ -135,7 +135,10 @@ impl Client {
 
     /// Runs `call` with each endpoint's index and channel in turn, the preferred one first,
     /// until one succeeds or fails with something other than "unavailable", retrying the whole
-    /// list with a growing pause until `retry_for` has passed.
+    /// list with a growing pause until `retry_for` has passed. A node that dies while it holds
+    /// the request (the connection is reset or closed) counts as unavailable too, so the same
+    /// request, with the same request id, goes to the next endpoint (see `Error`'s
+    /// `From<tonic::Status>`).
     async fn attempts<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(usize, Authed) -> Fut,
@@ -154,7 +157,7 @@ impl Client {
                     Ok(v) => return Ok(v),
                     Err(e) if e.is_retryable() => {
                         tracing::debug!(endpoint = %inner.endpoints[i], error = %e, "endpoint failed, trying the next");
-                        last = e;
+                        last = e.on_endpoint(&inner.endpoints[i]);
                     }
                     Err(e) => return Err(e),
                 }
@@ -177,6 +180,15 @@ impl Client {
         self.attempts(|_, channel| call(channel)).await
     }
 
+    /// A client with this one's options (token, TLS) that talks only to the member at `addr`
+    /// (`host:port`, as the cluster's membership names it), over this client's scheme, and
+    /// gives up on it after `retry_for`.
+    pub async fn member(&self, addr: &str, retry_for: Duration) -> Result<Client> {
+        let scheme = self.inner.endpoints[0].split_once("://").map_or("http", |(s, _)| s);
+        let options = ClientOptions { retry_for, ..self.inner.options.clone() };
+        Self::connect_with([format!("{scheme}://{addr}")], options).await
+    }
+
     /// The endpoints this client tries, in order.
     pub fn endpoints(&self) -> &[String] {
         &self.inner.endpoints
@@ -191,6 +203,17 @@ impl Client {
             .endpoints
             .iter()
             .position(|e| e.split_once("://").map_or(e.as_str(), |(_, rest)| rest).trim_end_matches('/') == leader)
+    }
+
+    /// `message` as a request carrying `request_id` as its `x-request-id` too: the node then
+    /// logs the request, and the work it starts (a sandbox's actor, a call's attempts), under
+    /// the one id the record keeps.
+    pub(crate) fn tagged<M>(message: M, request_id: &str) -> tonic::Request<M> {
+        let mut req = tonic::Request::new(message);
+        if let Ok(value) = request_id.parse() {
+            req.metadata_mut().insert("x-request-id", value);
+        }
+        req
     }
 
     /// A Control call on the endpoints in turn (see [`Self::attempts`]), each attempt bounded

@@ -59,6 +59,38 @@ pub struct Membership {
     pub learners: Vec<u64>,
 }
 
+/// One member's answer to a forced removal (`remove-node --force`): where its log stands,
+/// and the membership without the removed node.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForcePosition {
+    /// The member that answered.
+    pub node_id: u64,
+    /// Its vote's term.
+    pub vote_term: u64,
+    /// Its last log entry's term and index.
+    pub last_log_term: u64,
+    pub last_log_index: u64,
+    /// Voters and learners without the removed node.
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Every member's address before the change.
+    pub addrs: std::collections::BTreeMap<u64, String>,
+}
+
+impl From<pb::ForceRemoveNodeReply> for ForcePosition {
+    fn from(r: pb::ForceRemoveNodeReply) -> Self {
+        ForcePosition {
+            node_id: r.node_id,
+            vote_term: r.vote_term,
+            last_log_term: r.last_log_term,
+            last_log_index: r.last_log_index,
+            voters: r.voters,
+            learners: r.learners,
+            addrs: r.addrs.into_iter().collect(),
+        }
+    }
+}
+
 impl From<pb::ClusterStatusReply> for ClusterStatus {
     fn from(r: pb::ClusterStatusReply) -> Self {
         ClusterStatus {
@@ -117,5 +149,15 @@ impl Client {
     /// Removes node `id` from the cluster.
     pub async fn remove_node(&self, id: u64) -> Result<Membership> {
         self.control(|mut c| async move { c.remove_node(pb::RemoveNodeRequest { id }).await }).await.map(Into::into)
+    }
+
+    /// **Unsafe recovery** of a cluster that lost its quorum for good, on the node this client
+    /// reaches: with `term` 0 only checks (refused while the cluster has a quorum) and reports
+    /// the node's position; otherwise the node appends a membership entry without `id` in
+    /// `term` to its log and restarts. `flotilla cluster remove-node --force` drives it.
+    pub async fn force_remove_node(&self, id: u64, term: u64) -> Result<ForcePosition> {
+        self.control(|mut c| async move { c.force_remove_node(pb::ForceRemoveNodeRequest { id, term }).await })
+            .await
+            .map(Into::into)
     }
 }

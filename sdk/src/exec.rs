@@ -54,9 +54,10 @@ impl ExecBuilder {
         self.start.workdir = Some(dir.into());
         self
     }
-    /// Kills the command after this long; the exit code is then 124.
+    /// Kills the command after this long (whole seconds, rounded up); the exit code is then
+    /// 124. `Duration::ZERO` means no timeout (the default).
     pub fn timeout(mut self, t: Duration) -> Self {
-        self.start.timeout_s = t.as_secs().max(1);
+        self.start.timeout_s = crate::sandbox::whole_seconds(t);
         self
     }
     /// Uses this exec id instead of a fresh one (to make a retry of your own idempotent).

@@ -68,6 +68,17 @@ pub struct FunctionLoad {
     pub waiting: u32,
     pub queued_calls: u32,
     pub replicas: Vec<ReplicaInfo>,
+    /// Why a wanted replica cannot be placed now, when one waits for a node.
+    pub pending: Option<PendingReplica>,
+}
+
+/// A replica the autoscaler wants but no node can take, as the leader last recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingReplica {
+    /// What placement said, e.g. `no node has 1 free CPU: node 1 has 0.0 of 8.0 left`.
+    pub reason: String,
+    /// When this reason was first recorded, Unix milliseconds.
+    pub since_ms: i64,
 }
 
 /// One warm replica.
@@ -110,6 +121,8 @@ impl Client {
                 running: f.running,
                 waiting: f.waiting,
                 queued_calls: f.queued_calls,
+                pending: (!f.pending_reason.is_empty())
+                    .then_some(PendingReplica { reason: f.pending_reason, since_ms: f.pending_since_ms }),
                 replicas: f
                     .replicas
                     .into_iter()
@@ -162,7 +175,7 @@ impl Function {
         let call = self
             .client
             .control(|mut c| {
-                let req = req.clone();
+                let req = Client::tagged(req.clone(), &req.request_id);
                 async move { c.spawn_call(req).await }
             })
             .await?;

@@ -40,6 +40,9 @@ pub struct SandboxInfo {
     pub tags: BTreeMap<String, String>,
     /// GPUs asked for (`MODEL:N` or `any:N`).
     pub gpu: Option<String>,
+    /// Size of `/work`, MiB (writes past it get ENOSPC); 0 for sandboxes made before sizes
+    /// existed (no limit).
+    pub disk_mib: u64,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
@@ -65,6 +68,7 @@ impl From<pb::Sandbox> for SandboxInfo {
             idle_timeout_s: spec.idle_timeout_s,
             tags: spec.tags.into_iter().collect(),
             gpu: spec.gpu,
+            disk_mib: spec.disk_mib,
             created_at_ms: s.created_at_ms,
             started_at_ms: s.started_at_ms,
             finished_at_ms: s.finished_at_ms,
@@ -104,29 +108,43 @@ impl SandboxBuilder {
         self.spec.workdir = Some(dir.into());
         self
     }
-    /// CPU cores (default 1).
+    /// CPU cores (default 1; 0 also means the default). The server refuses negative,
+    /// non-finite and over-64 values with [`Error::InvalidArgument`](crate::Error) naming `spec.cpu`.
     pub fn cpu(mut self, cores: f64) -> Self {
         self.spec.cpu = cores;
         self
     }
-    /// Memory limit in MiB (default 512).
+    /// Memory limit in MiB (default 512; 0 also means the default); 16 to 1048576.
     pub fn memory_mib(mut self, mib: u64) -> Self {
         self.spec.memory_mib = mib;
         self
     }
-    /// Ends the sandbox (exit 124) this long after it starts.
-    pub fn timeout(mut self, t: Duration) -> Self {
-        self.spec.timeout_s = t.as_secs().max(1);
+    /// Size of `/work` in MiB (default 1024; 0 also means the default); 16 to 1048576.
+    /// Writes past it fail inside the sandbox with "No space left on device".
+    pub fn disk_mib(mut self, mib: u64) -> Self {
+        self.spec.disk_mib = mib;
         self
     }
-    /// Ends the sandbox (exit 124) after this long with no exec running and no input.
+    /// Ends the sandbox (exit 124) this long after it starts, in whole seconds rounded up;
+    /// `Duration::ZERO` means no timeout (the default).
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.spec.timeout_s = whole_seconds(t);
+        self
+    }
+    /// Ends the sandbox (exit 124) after this long with no exec running and no input;
+    /// `Duration::ZERO` means none (the default).
     pub fn idle_timeout(mut self, t: Duration) -> Self {
-        self.spec.idle_timeout_s = t.as_secs().max(1);
+        self.spec.idle_timeout_s = whole_seconds(t);
         self
     }
     /// No network but loopback.
     pub fn block_network(mut self, block: bool) -> Self {
         self.spec.block_network = block;
+        self
+    }
+    /// A writable root filesystem (so package installs work); read-only by default.
+    pub fn writable_rootfs(mut self, writable: bool) -> Self {
+        self.spec.writable_rootfs = writable;
         self
     }
     /// GPUs for the sandbox: `MODEL:N` (e.g. `H100:1`) or `any:N`. The container sees exactly
@@ -190,7 +208,7 @@ impl SandboxBuilder {
         let info: SandboxInfo = self
             .client
             .control_for(Duration::from_secs(130), |mut c| {
-                let req = req.clone();
+                let req = Client::tagged(req.clone(), &req.request_id);
                 async move { c.create_sandbox(req).await }
             })
             .await?
@@ -268,8 +286,10 @@ impl Client {
     }
 
     /// Waits until the sandbox has ended, or `timeout` passes (then returns it still live).
+    /// `Duration::ZERO` waits as long as `None` does (the server's limit, an hour).
     pub async fn wait_sandbox(&self, key: &str, timeout: Option<Duration>) -> Result<SandboxInfo> {
-        let req = pb::WaitSandboxRequest { id: key.to_string(), timeout_s: timeout.map_or(0, |t| t.as_secs().max(1)) };
+        let timeout = timeout.filter(|t| !t.is_zero());
+        let req = pb::WaitSandboxRequest { id: key.to_string(), timeout_s: timeout.map_or(0, whole_seconds) };
         // The server holds the reply until the sandbox ends or `timeout` (at most an hour).
         let bound = timeout.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(10);
         self.control_for(bound, |mut c| {
@@ -356,21 +376,33 @@ impl Sandbox {
             .file_name()
             .ok_or_else(|| Error::InvalidArgument(format!("source: {} has no file name", local.display())))?
             .to_owned();
-        let local = local.to_path_buf();
-        let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut b = tar::Builder::new(Vec::new());
-            b.follow_symlinks(false);
-            if local.is_dir() {
-                b.append_dir_all(&name, &local)?;
-            } else {
-                b.append_path_with_name(&local, &name)?;
+        self.put_archive(dir, local_tar(local, name).await?).await
+    }
+
+    /// Copies a local file or folder to `dest` (an absolute path, `/tmp` included) in the
+    /// sandbox like cp(1): into `dest` under its own name when `dest` is an existing folder;
+    /// otherwise it becomes `dest` itself (a file under a new name, or a new folder), whose
+    /// folder must exist. Symbolic links are copied as links, never followed.
+    pub async fn upload(&self, local: &Path, dest: &str) -> Result<u64> {
+        if !dest.starts_with('/') {
+            return Err(Error::InvalidArgument(format!("destination: {dest:?} is not an absolute path")));
+        }
+        let trimmed = dest.trim_end_matches('/');
+        let (parent, name) = match trimmed.rsplit_once('/') {
+            Some((parent, name)) if !name.is_empty() => (if parent.is_empty() { "/" } else { parent }, name),
+            _ => ("/", ""),
+        };
+        // One exec tells whether `dest` is a folder, or else whether its folder exists.
+        let probe = r#"if [ -d "$1" ]; then echo folder; elif [ -d "$2" ]; then echo parent; fi"#;
+        let found = self.exec(["sh", "-c", probe, "sh", dest, parent]).output().await?;
+        match String::from_utf8_lossy(&found.stdout).trim() {
+            "folder" => self.copy_in(local, dest).await,
+            "parent" if !name.is_empty() => {
+                let tar = local_tar(local, std::ffi::OsStr::new(name).to_owned()).await?;
+                self.put_archive(parent, tar).await
             }
-            b.into_inner()
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| Error::InvalidArgument(format!("source: {e}")))?;
-        self.put_archive(dir, tar).await
+            _ => Err(Error::NotFound(format!("destination {}:{dest}: folder {parent} does not exist", self.id))),
+        }
     }
 
     /// Copies a file or folder of the sandbox into the local folder `dir` (created if needed).
@@ -385,4 +417,81 @@ impl Sandbox {
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|e| Error::InvalidArgument(format!("destination: {e}")))
     }
+
+    /// Copies a file or folder of the sandbox to the local `dest` like cp(1): into `dest`
+    /// under its own name when `dest` is an existing folder; otherwise it becomes `dest`
+    /// itself (a file under a new name, or a new folder), whose parent must exist. Unpacking
+    /// is symlink-safe as in [`Sandbox::copy_out`].
+    pub async fn download(&self, path: &str, dest: &Path) -> Result<()> {
+        let tar = self.get_archive(path).await?;
+        let shown = dest.display().to_string();
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if dest.is_dir() {
+                return tar::Archive::new(std::io::Cursor::new(tar)).unpack(&dest);
+            }
+            let name = dest.file_name().ok_or_else(|| std::io::Error::other("it has no file name"))?.to_owned();
+            let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(std::io::Error::other(format!("folder {} does not exist", parent.display())));
+            }
+            tar::Archive::new(std::io::Cursor::new(renamed(tar, &name)?)).unpack(parent)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::InvalidArgument(format!("destination {shown}: {e}")))
+    }
+}
+
+/// A tar of the local file or folder `local` with its top entry named `name`; symbolic links
+/// are stored as links.
+async fn local_tar(local: &Path, name: std::ffi::OsString) -> Result<Vec<u8>> {
+    let local = local.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        if local.is_dir() {
+            b.append_dir_all(&name, &local)?;
+        } else {
+            b.append_path_with_name(&local, &name)?;
+        }
+        b.into_inner()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+    .map_err(|e| Error::InvalidArgument(format!("source: {e}")))
+}
+
+/// The archive of one file or folder (entries under its base name) with that top name
+/// replaced by `name`; hard-link targets move with it, symlink targets are left as written.
+fn renamed(tar: Vec<u8>, name: &std::ffi::OsStr) -> std::io::Result<Vec<u8>> {
+    let top = |p: &Path| {
+        let rest = p.components().skip(1).collect::<std::path::PathBuf>();
+        if rest.as_os_str().is_empty() {
+            std::path::PathBuf::from(name)
+        } else {
+            Path::new(name).join(rest)
+        }
+    };
+    let mut out = tar::Builder::new(Vec::new());
+    for entry in tar::Archive::new(std::io::Cursor::new(tar)).entries()? {
+        let mut entry = entry?;
+        let path = top(&entry.path()?);
+        let mut header = entry.header().clone();
+        match header.entry_type() {
+            kind @ (tar::EntryType::Link | tar::EntryType::Symlink) => {
+                let Some(target) = entry.link_name()?.map(|t| t.into_owned()) else { continue };
+                let target = if kind == tar::EntryType::Link { top(&target) } else { target };
+                out.append_link(&mut header, &path, target)?;
+            }
+            _ => out.append_data(&mut header, &path, &mut entry)?,
+        }
+    }
+    out.into_inner()
+}
+
+/// A timeout in the whole seconds the API takes, rounded up, so a short timeout is never
+/// sent as 0, which the API reads as "none"; `Duration::ZERO` stays 0, "none".
+pub(crate) fn whole_seconds(t: Duration) -> u64 {
+    t.as_secs() + u64::from(t.subsec_nanos() > 0)
 }

@@ -30,13 +30,15 @@ pub struct SnapshotInfo {
     pub sha256: String,
     /// Nodes holding a verified copy.
     pub replicas: Vec<u64>,
-    /// `pending`, `ready` or `lost`.
+    /// `pending`, `ready`, `lost` or `failed`.
     pub state: String,
     /// The node that took it.
     pub node: u64,
     pub image: String,
     pub created_at_ms: i64,
     pub ready_at_ms: Option<i64>,
+    /// Why a `failed` snapshot failed (its node restarted or went silent mid-way).
+    pub reason: Option<String>,
 }
 
 impl From<pb::Snapshot> for SnapshotInfo {
@@ -54,6 +56,7 @@ impl From<pb::Snapshot> for SnapshotInfo {
             image: s.image,
             created_at_ms: s.created_at_ms,
             ready_at_ms: s.ready_at_ms,
+            reason: s.reason,
         }
     }
 }

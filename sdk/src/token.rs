@@ -35,10 +35,16 @@ fn created(c: pb::CreatedToken) -> Result<NewToken> {
     Ok(NewToken { token, secret: c.secret })
 }
 
+/// A fresh request id for a token create: 256 random bits in hex. The retries of one call
+/// share it, so they make one token, whose secret the server derives from it.
+fn token_request_id() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
 impl Client {
     /// Creates the cluster's first token. Needs no token, and is refused once any exists.
     pub async fn bootstrap_token(&self, name: &str) -> Result<NewToken> {
-        let req = pb::CreateTokenRequest { name: name.to_string() };
+        let req = pb::CreateTokenRequest { name: name.to_string(), request_id: token_request_id() };
         // Like every call, retried over the endpoints while the cluster is still electing.
         self.on_endpoints(|channel| {
             let req = req.clone();
@@ -49,7 +55,7 @@ impl Client {
 
     /// Creates another token.
     pub async fn create_token(&self, name: &str) -> Result<NewToken> {
-        let req = pb::CreateTokenRequest { name: name.to_string() };
+        let req = pb::CreateTokenRequest { name: name.to_string(), request_id: token_request_id() };
         created(
             self.control(|mut c| {
                 let req = req.clone();
@@ -64,9 +70,20 @@ impl Client {
         Ok(reply.tokens.into_iter().map(Into::into).collect())
     }
 
-    /// Revokes a token; every node refuses it once it has applied the revocation.
+    /// Revokes a token; every node refuses it once it has applied the revocation. The last
+    /// token not revoked is refused (`FailedPrecondition`): see [`Self::revoke_token_forced`].
     pub async fn revoke_token(&self, id: &str) -> Result<TokenInfo> {
-        let req = pb::RevokeTokenRequest { id: id.to_string() };
+        self.revoke(id, false).await
+    }
+
+    /// [`Self::revoke_token`], even for the last token not revoked. Every client is then
+    /// locked out until an operator restarts a node with `--no-auth` (docs/security.md).
+    pub async fn revoke_token_forced(&self, id: &str) -> Result<TokenInfo> {
+        self.revoke(id, true).await
+    }
+
+    async fn revoke(&self, id: &str, force: bool) -> Result<TokenInfo> {
+        let req = pb::RevokeTokenRequest { id: id.to_string(), force };
         self.control(|mut c| {
             let req = req.clone();
             async move { c.revoke_token(req).await }

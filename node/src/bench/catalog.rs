@@ -3,8 +3,15 @@
 //! same size) against a three-member etcd cluster, both on loopback with fsync on, then the
 //! leader failover time (SIGKILL of the leader to the next acknowledged write).
 //!
-//! Clients are spread over the three members of each system (client i starts at member
-//! i mod 3), so both pay for follower-to-leader forwarding the same way.
+//! Two routings, each run on both systems (`--routing`):
+//! - `leader`: every write goes straight to the leader. Flotilla's SDK follows the leader
+//!   named in its first reply; etcd's clients all connect to the member whose `/metrics` says
+//!   `etcd_server_is_leader 1`.
+//! - `spread`: client i stays on member i mod 3 (Flotilla clients are given that one endpoint),
+//!   so two thirds of the writes pay a follower-to-leader hop on both systems.
+//!
+//! Every point is run `--runs` times (interleaved: Flotilla, etcd, Flotilla, ...) and printed as
+//! min / median / max, never the best run alone.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,7 +22,7 @@ use flotilla_proto::etcd::kv_client::KvClient;
 use flotilla_proto::etcd::PutRequest;
 
 use super::load::{closed_loop, Figures};
-use super::procs::{wait_until, Cluster};
+use super::procs::{http_get, wait_until, Cluster};
 
 #[derive(Debug, clap::Args)]
 pub struct CatalogArgs {
@@ -34,6 +41,21 @@ pub struct CatalogArgs {
     /// Leader kills for the failover figure (the median is printed).
     #[arg(long, default_value_t = 5)]
     kills: usize,
+    /// Where clients send their writes, comma-separated (see the module doc).
+    #[arg(long, default_value = "leader,spread", value_delimiter = ',')]
+    routing: Vec<Routing>,
+    /// Runs of each point; the spread over them is printed.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// Where a client sends its writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Routing {
+    /// Straight to the leader.
+    Leader,
+    /// Client i stays on member i mod 3.
+    Spread,
 }
 
 fn spec(client: usize) -> AppSpec {
@@ -49,10 +71,21 @@ fn rotated(endpoints: &[String], i: usize) -> Vec<String> {
     (0..n).map(|k| endpoints[(i + k) % n].clone()).collect()
 }
 
-async fn flotilla_run(cluster: &Cluster, clients: usize, duration: Duration) -> anyhow::Result<Figures> {
+async fn flotilla_run(
+    cluster: &Cluster,
+    clients: usize,
+    duration: Duration,
+    routing: Routing,
+) -> anyhow::Result<Figures> {
     let mut handles = Vec::new();
     for i in 0..clients {
-        handles.push(Client::connect(rotated(&cluster.endpoints, i)).await?);
+        let endpoints = match routing {
+            // The SDK follows the leader named in each reply.
+            Routing::Leader => rotated(&cluster.endpoints, i),
+            // With one endpoint it has no other member to follow the leader to.
+            Routing::Spread => vec![cluster.endpoints[i % cluster.endpoints.len()].clone()],
+        };
+        handles.push(Client::connect(endpoints).await?);
     }
     let handles = std::sync::Arc::new(handles);
     let specs: std::sync::Arc<Vec<AppSpec>> = std::sync::Arc::new((0..clients).map(spec).collect());
@@ -66,10 +99,32 @@ async fn flotilla_run(cluster: &Cluster, clients: usize, duration: Duration) -> 
     .await)
 }
 
-async fn etcd_run(cluster: &Cluster, clients: usize, duration: Duration, value_len: usize) -> anyhow::Result<Figures> {
+/// The index of the etcd member that is leader, from its Prometheus metrics.
+async fn etcd_leader(cluster: &Cluster) -> anyhow::Result<usize> {
+    for (i, e) in cluster.endpoints.iter().enumerate() {
+        let addr = e.trim_start_matches("http://");
+        if http_get(addr, "/metrics").await?.lines().any(|l| l.trim() == "etcd_server_is_leader 1") {
+            return Ok(i);
+        }
+    }
+    anyhow::bail!("no etcd member reports etcd_server_is_leader 1")
+}
+
+async fn etcd_run(
+    cluster: &Cluster,
+    clients: usize,
+    duration: Duration,
+    value_len: usize,
+    routing: Routing,
+) -> anyhow::Result<Figures> {
+    let leader = etcd_leader(cluster).await?;
     let mut handles = Vec::new();
     for i in 0..clients {
-        let endpoint = cluster.endpoints[i % cluster.endpoints.len()].clone();
+        let member = match routing {
+            Routing::Leader => leader,
+            Routing::Spread => i % cluster.endpoints.len(),
+        };
+        let endpoint = cluster.endpoints[member].clone();
         handles
             .push(KvClient::new(tonic::transport::Endpoint::from_shared(endpoint)?.tcp_nodelay(true).connect_lazy()));
     }
@@ -143,11 +198,29 @@ fn row(label: &str, f: &Figures) -> String {
     format!("{label:<9} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>7}", f.ops, f.ops_per_s, f.p50_ms, f.p99_ms, f.errors)
 }
 
+/// min / median / max of `value` over the runs.
+fn spread(runs: &[Figures], value: impl Fn(&Figures) -> f64) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = runs.iter().map(value).collect();
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn summary(label: &str, runs: &[Figures]) -> String {
+    let (a, b, c) = spread(runs, |f| f.ops_per_s);
+    let (d, e, g) = spread(runs, |f| f.p50_ms);
+    let (h, i, j) = spread(runs, |f| f.p99_ms);
+    format!(
+        "{label:<9} ops/s {b:>7.0} [{a:.0}-{c:.0}]   p50 ms {e:>6.2} [{d:.2}-{g:.2}]   p99 ms {i:>6.2} [{h:.2}-{j:.2}]"
+    )
+}
+
 pub async fn run(args: &CatalogArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds);
     let value_len = serde_json::to_string(&spec(0))?.len();
+    let runs = args.runs.max(1);
     println!(
-        "flotilla bench catalog: 3 nodes each, loopback, fsync on, {}s per run, {value_len}-byte writes",
+        "flotilla bench catalog: 3 nodes each, loopback, fsync on (Flotilla: fdatasync of its log file; etcd: \
+         fdatasync of its WAL), {}s per run, {runs} runs per point, {value_len}-byte writes",
         args.seconds
     );
 
@@ -162,18 +235,33 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<()> {
         Some(c)
     };
 
-    println!();
-    println!(
-        "{:<9} {:>8} {:>10} {:>8} {:>8} {:>7}   {:>14} {:>13}",
-        "system", "ops", "ops/s", "p50 ms", "p99 ms", "errors", "ops/s ratio", "p50 ratio"
-    );
-    for &clients in &args.clients {
-        println!("-- {clients} client(s)");
-        let f = flotilla_run(&flotilla, clients, duration).await?;
-        println!("{}", row("flotilla", &f));
-        if let Some(etcd) = &etcd {
-            let e = etcd_run(etcd, clients, duration, value_len).await?;
-            println!("{}   {:>14.2} {:>13.2}", row("etcd", &e), f.ops_per_s / e.ops_per_s, f.p50_ms / e.p50_ms);
+    for &routing in &args.routing {
+        println!();
+        println!("== routing: {routing:?} (see `--routing`)");
+        println!("{:<9} {:>8} {:>10} {:>8} {:>8} {:>7}", "system", "ops", "ops/s", "p50 ms", "p99 ms", "errors");
+        for &clients in &args.clients {
+            println!("-- {clients} client(s)");
+            let (mut fl, mut et) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let f = flotilla_run(&flotilla, clients, duration, routing).await?;
+                println!("{}", row("flotilla", &f));
+                fl.push(f);
+                if let Some(etcd) = &etcd {
+                    let e = etcd_run(etcd, clients, duration, value_len, routing).await?;
+                    println!("{}", row("etcd", &e));
+                    et.push(e);
+                }
+            }
+            println!("{}", summary("flotilla", &fl));
+            if !et.is_empty() {
+                println!("{}", summary("etcd", &et));
+                let median = |r: &[Figures], v: fn(&Figures) -> f64| spread(r, v).1;
+                println!(
+                    "ratio of medians (flotilla / etcd): ops/s {:.2}, p50 {:.2}",
+                    median(&fl, |f| f.ops_per_s) / median(&et, |f| f.ops_per_s),
+                    median(&fl, |f| f.p50_ms) / median(&et, |f| f.p50_ms)
+                );
+            }
         }
     }
     drop(etcd);

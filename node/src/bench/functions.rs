@@ -5,14 +5,16 @@
 //!
 //! Worker mode runs the SDK's example worker (`sdk/examples/upper_worker.rs`, found next to
 //! this binary under `examples/`), which is why the bench wants the examples built. Each
-//! point is a closed loop of N callers for a fixed time (see `load`).
+//! point is a closed loop of N callers after an untimed warm-up, over a window of at least
+//! `--seconds` and long enough for 20 calls per caller at the warm-up's latency
+//! (`load::sized_loop`); the window and calls per caller are printed with each point.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flotilla::{AppSpec, Client};
 
-use super::load::{closed_loop, Figures};
+use super::load::{sized_loop, Figures};
 use super::procs::Cluster;
 use crate::runtime::{images, ContainerSpec, Docker, Limits};
 
@@ -37,9 +39,10 @@ pub struct FunctionsArgs {
     /// Cold calls to time (each on a new app).
     #[arg(long, default_value_t = 5)]
     cold: usize,
+    /// Concurrent callers per point, comma-separated.
+    #[arg(long, default_value = "1,8,64", value_delimiter = ',')]
+    callers: Vec<usize>,
 }
-
-const CALLERS: [usize; 3] = [1, 8, 64];
 
 /// The example worker built next to this binary.
 fn worker_binary() -> anyhow::Result<PathBuf> {
@@ -93,13 +96,21 @@ concurrency = 32
     ))?)
 }
 
-fn line(label: &str, f: &Figures) {
-    println!("{label:<34} {:>9.0} {:>9.2} {:>9.2} {:>7}", f.ops_per_s, f.p50_ms, f.p99_ms, f.errors);
+fn line(label: &str, callers: usize, f: &Figures) {
+    println!(
+        "{label:<34} {:>9.0} {:>9.2} {:>9.2} {:>7} {:>8.1} {:>9.0}",
+        f.ops_per_s,
+        f.p50_ms,
+        f.p99_ms,
+        f.errors,
+        f.window.as_secs_f64(),
+        f.ops as f64 / callers as f64
+    );
 }
 
 async fn calls(client: &Client, function: &'static str, callers: usize, seconds: u64) -> Figures {
     let f = client.function("fnbench", function);
-    closed_loop(callers, Duration::from_secs(seconds), move |c, seq| {
+    sized_loop(callers, Duration::from_secs(seconds), move |c, seq| {
         let f = f.clone();
         async move {
             let input = format!("caller {c} input {seq}");
@@ -113,15 +124,21 @@ async fn calls(client: &Client, function: &'static str, callers: usize, seconds:
 
 async fn raw_calls(docker: &Docker, containers: &[String], callers: usize, seconds: u64) -> Figures {
     let (docker, containers) = (docker.clone(), containers.to_vec());
-    closed_loop(callers, Duration::from_secs(seconds), move |c, seq| {
+    sized_loop(callers, Duration::from_secs(seconds), move |c, seq| {
         let (docker, container) = (docker.clone(), containers[c % containers.len()].clone());
         async move {
             let input = format!("caller {c} input {seq}").into_bytes();
             let cmd = ["cat".to_string()];
-            let out =
-                crate::function::exec_mode::run(&docker, &container, &cmd, input.clone(), Duration::from_secs(60))
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))?;
+            let out = crate::function::exec_mode::run(
+                &docker,
+                &container,
+                &cmd,
+                input.clone(),
+                Duration::from_secs(60),
+                None,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
             anyhow::ensure!(out == input, "wrong output");
             Ok(())
         }
@@ -164,8 +181,10 @@ pub async fn run(args: &FunctionsArgs) -> anyhow::Result<()> {
             limits: Limits { cpu: 0.5, memory_mib: 256, pids: 1024 },
             block_network: false,
             runtime: None,
-            labels: [("flotilla.bench".to_string(), std::process::id().to_string())].into(),
+            labels: [super::procs::bench_label()].into(),
             gpu_devices: Vec::new(),
+            disk_mib: None,
+            writable_rootfs: false,
         };
         let id = docker.create(&spec).await?;
         docker.start(&id).await?;
@@ -173,19 +192,25 @@ pub async fn run(args: &FunctionsArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "flotilla bench functions: {}s per point, {} replicas per function (concurrency 32), one node, same machine",
-        args.seconds, args.replicas
+        "flotilla bench functions: at least {}s and {} calls per caller per point (after an untimed warm-up), \
+         {} replicas per function (concurrency 32), one node, same machine",
+        args.seconds,
+        super::load::CALLS_PER_CLIENT,
+        args.replicas
     );
     println!();
-    println!("{:<34} {:>9} {:>9} {:>9} {:>7}", "warm sync calls", "calls/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>7} {:>8} {:>9}",
+        "warm sync calls", "calls/s", "p50 ms", "p99 ms", "errors", "window s", "per caller"
+    );
     let mut table = Vec::new();
-    for callers in CALLERS {
+    for &callers in &args.callers {
         let w = calls(&client, "worker", callers, args.seconds).await;
         let e = calls(&client, "exec", callers, args.seconds).await;
         let r = raw_calls(&docker, &raw, callers, args.seconds).await;
-        line(&format!("worker mode, {callers} callers"), &w);
-        line(&format!("exec mode, {callers} callers"), &e);
-        line(&format!("raw API exec cat, {callers} callers"), &r);
+        line(&format!("worker mode, {callers} callers"), callers, &w);
+        line(&format!("exec mode, {callers} callers"), callers, &e);
+        line(&format!("raw API exec cat, {callers} callers"), callers, &r);
         table.push((callers, e, r));
     }
     println!();

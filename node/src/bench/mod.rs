@@ -3,12 +3,15 @@
 //!
 //! Each benchmark starts what it measures as real processes on loopback in a temp dir
 //! (Flotilla nodes from this very binary, and the peer system it is compared with), drives
-//! them through the same client stack, prints a table, and stops everything.
+//! them through the same client stack, prints a table, and stops everything: its processes
+//! and every container they or the benchmark started, also on an error or Ctrl-C (see
+//! `procs`).
 
 mod catalog;
 mod functions;
 mod load;
 mod procs;
+mod python;
 mod sandbox;
 mod schedules;
 mod snapshots;
@@ -27,16 +30,32 @@ pub enum BenchCmd {
     Schedules(schedules::SchedulesArgs),
     /// Snapshot and restore vs the raw engine, memory snapshots per GB, and failover time.
     Snapshots(snapshots::SnapshotsArgs),
+    /// The Python SDK vs the Rust SDK: a warm Python function's round trip and a sandbox exec.
+    Python(python::PythonArgs),
 }
 
 impl BenchCmd {
+    /// Runs the benchmark until it ends or Ctrl-C, which drops it: its clusters' drops then
+    /// remove their processes and containers. Containers it started itself go last.
     pub async fn run(&self) -> anyhow::Result<()> {
-        match self {
-            BenchCmd::Catalog(args) => catalog::run(args).await,
-            BenchCmd::Sandbox(args) => sandbox::run(args).await,
-            BenchCmd::Functions(args) => functions::run(args).await,
-            BenchCmd::Schedules(args) => schedules::run(args).await,
-            BenchCmd::Snapshots(args) => snapshots::run(args).await,
+        let (key, value) = procs::bench_label();
+        let _raw = procs::Cleanup(format!("{key}={value}"));
+        let bench = async {
+            match self {
+                BenchCmd::Catalog(args) => catalog::run(args).await,
+                BenchCmd::Sandbox(args) => sandbox::run(args).await,
+                BenchCmd::Functions(args) => functions::run(args).await,
+                BenchCmd::Schedules(args) => schedules::run(args).await,
+                BenchCmd::Snapshots(args) => snapshots::run(args).await,
+                BenchCmd::Python(args) => python::run(args).await,
+            }
+        };
+        tokio::select! {
+            result = bench => result,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("interrupted: removing the benchmark's processes and containers");
+                anyhow::bail!("interrupted")
+            }
         }
     }
 }

@@ -1,5 +1,12 @@
 //! Real processes for benchmarks: a three-node Flotilla cluster started from this binary and
 //! a three-member etcd cluster, each on free loopback ports in a temp dir, killed on drop.
+//!
+//! **Nothing is left behind.** Dropping a [`Cluster`] kills its processes, then removes every
+//! container labelled with one of its nodes' instance ids (sandboxes and replicas), whether
+//! the benchmark ended, failed with an error, panicked or was interrupted (`bench` turns
+//! Ctrl-C into dropping the benchmark, see `bench::BenchCmd::run`). Containers a benchmark
+//! starts on the engine directly carry [`BENCH_LABEL`] with this process's id and go the
+//! same way through a [`Cleanup`] guard.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -45,6 +52,38 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Label of the containers a benchmark starts on the engine directly; the value is the
+/// benchmark process's id.
+pub const BENCH_LABEL: &str = "flotilla.bench";
+
+/// `BENCH_LABEL=<this process's id>`, as a container label pair.
+pub fn bench_label() -> (String, String) {
+    (BENCH_LABEL.to_string(), std::process::id().to_string())
+}
+
+/// Removes every container (running, paused or stopped) with label `selector` (`KEY=VALUE`)
+/// through the docker CLI, each engine call under a deadline (an engine call on a frozen
+/// container was seen to hang). Best effort: used on the way out, so it reports nothing.
+pub fn remove_containers(selector: &str) {
+    let filter = format!("label={selector}");
+    let Ok(o) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect();
+    if ids.is_empty() {
+        return;
+    }
+    let _ = Command::new("timeout").args(["30", "docker", "unpause"]).args(&ids).stderr(Stdio::null()).output();
+    let _ = Command::new("timeout").args(["30", "docker", "rm", "-f", "-v"]).args(&ids).stdout(Stdio::null()).output();
+}
+
+/// Removes the containers with a label when dropped.
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_containers(&self.0);
     }
 }
 
@@ -158,6 +197,11 @@ impl Cluster {
         Ok(format!("{}={}", crate::sandbox::LABEL_INSTANCE, id.trim()))
     }
 
+    /// The container label selectors of every Flotilla member that has started (none for etcd).
+    fn instance_labels(&self) -> Vec<String> {
+        (0..self.procs.len()).filter_map(|i| self.instance_label(i).ok()).collect()
+    }
+
     /// Starts member `i` again with its data dir.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.procs[i].start()
@@ -172,16 +216,33 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// Kills the processes first (so no node starts another container), then removes the
+    /// containers of every member, then their sandboxes' `/work` disks.
+    fn drop(&mut self) {
+        self.procs.iter_mut().for_each(Proc::kill);
+        for label in self.instance_labels() {
+            remove_containers(&label);
+        }
+        crate::runtime::disk::unmount_under(self._dir.path());
+    }
+}
+
 /// `GET path` on a node's `--http` endpoint, parsed as JSON (a plain HTTP/1.0 request: the
 /// endpoint is on loopback and answers small documents).
 pub async fn http_json(addr: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(&http_get(addr, path).await?)?)
+}
+
+/// The body of `GET http://addr/path` (HTTP/1.0, read to the end).
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
     conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
     let mut text = String::new();
     conn.read_to_string(&mut text).await?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).context("HTTP reply without a body")?;
-    Ok(serde_json::from_str(body)?)
+    Ok(body.to_string())
 }
 
 fn path(p: &Path) -> anyhow::Result<&str> {

@@ -64,8 +64,10 @@ fn raw_spec(i: usize) -> ContainerSpec {
         limits: Limits { cpu: 1.0, memory_mib: 512, pids: crate::sandbox::actor::PIDS_LIMIT },
         block_network: false,
         runtime: None,
-        labels: BTreeMap::from([("flotilla.bench".to_string(), std::process::id().to_string())]),
+        labels: BTreeMap::from([super::procs::bench_label()]),
         gpu_devices: Vec::new(),
+        disk_mib: None,
+        writable_rootfs: false,
     }
 }
 
@@ -98,10 +100,14 @@ async fn raw_start(docker: &Docker, n: usize) -> anyhow::Result<Samples> {
 }
 
 /// Flotilla: create (waiting for running) + exec `true`; also returns create→running.
-async fn flotilla_start(client: &Client, n: usize, before_each: impl AsyncFn()) -> anyhow::Result<(Samples, Samples)> {
+async fn flotilla_start(
+    client: &Client,
+    n: usize,
+    before_each: impl AsyncFn() -> anyhow::Result<()>,
+) -> anyhow::Result<(Samples, Samples)> {
     let (mut first_exec, mut running) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        before_each().await;
+        before_each().await?;
         let t = Instant::now();
         let sb = client.sandbox().image(IMAGE).create().await?;
         running.push(t.elapsed());
@@ -113,12 +119,16 @@ async fn flotilla_start(client: &Client, n: usize, before_each: impl AsyncFn()) 
     Ok((Samples(first_exec), Samples(running)))
 }
 
-/// Pooled containers of this cluster that are ready.
-async fn pooled(docker: &Docker) -> usize {
-    docker
-        .list_named(crate::sandbox::pool::LABEL_POOL)
-        .await
-        .map_or(0, |l| l.iter().filter(|c| c.name.starts_with("flotilla-pool-")).count())
+/// Pooled containers of the node with data-dir instance label `instance` that run. The pool
+/// adds a container to its ready set as soon as the engine has started it, so running here is
+/// ready there. Other nodes' pools on the same engine are not counted.
+async fn pooled(docker: &Docker, instance: &str) -> usize {
+    let Ok(listed) = docker.list_named(instance).await else { return 0 };
+    let mut running = 0;
+    for c in listed.iter().filter(|c| c.labels.contains_key(crate::sandbox::pool::LABEL_POOL)) {
+        running += usize::from(docker.state(&c.id).await.ok().flatten().is_some_and(|s| s.running));
+    }
+    running
 }
 
 pub async fn run(args: &SandboxArgs) -> anyhow::Result<()> {
@@ -137,7 +147,7 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<()> {
     let cold = Cluster::flotilla(1, &[])?;
     let client = Client::connect(cold.endpoints.clone()).await?;
     cold.ready(&client).await?;
-    let (cold_exec, cold_running) = flotilla_start(&client, n, async || {}).await?;
+    let (cold_exec, cold_running) = flotilla_start(&client, n, async || Ok(())).await?;
     println!("{}", row("flotilla cold: create -> running", &cold_running));
     println!("{}", row("flotilla cold: create -> first exec done", &cold_exec));
 
@@ -175,12 +185,9 @@ pub async fn run(args: &SandboxArgs) -> anyhow::Result<()> {
     let warm = Cluster::flotilla(1, &["--warm-pool", &format!("{IMAGE}={}", args.pool)])?;
     let client = Client::connect(warm.endpoints.clone()).await?;
     warm.ready(&client).await?;
-    let full = args.pool;
-    let refilled = || async {
-        let _ = wait_until(Duration::from_secs(30), "warm pool", || async { pooled(&docker).await >= full }).await;
-        // Listed is not yet started: give the last one time to start and join the pool.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let (full, instance) = (args.pool, warm.instance_label(0)?);
+    let refilled =
+        || wait_until(Duration::from_secs(30), "warm pool", || async { pooled(&docker, &instance).await >= full });
     let (warm_exec, warm_running) = flotilla_start(&client, n, refilled).await?;
     drop(warm);
 

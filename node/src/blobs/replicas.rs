@@ -132,7 +132,8 @@ fn repair_peer(cluster: Cluster, store: BlobStore, blob: String, node: NodeId) {
 
 /// Every `scrub_every`: checks each copy this node is listed for (fetching a good one from
 /// another replica when it is bad or missing, or taking this node off the list when no
-/// replica has one), then collects blobs that no snapshot references. Runs until shutdown.
+/// replica has one), then collects blobs that no snapshot and no app's current spec (its
+/// functions' `code`) references. Runs until shutdown.
 pub async fn keep(cluster: Cluster, store: BlobStore, options: KeeperOptions, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -147,7 +148,8 @@ pub async fn keep(cluster: Cluster, store: BlobStore, options: KeeperOptions, mu
                 let _ = cluster.write(Command::SetSnapshotReplicas { id: snap.id.clone(), replicas }).await;
             }
         }
-        let keep: HashSet<String> = snapshots.into_iter().map(|s| s.sha256).filter(|d| !d.is_empty()).collect();
+        let mut keep: HashSet<String> = snapshots.into_iter().map(|s| s.sha256).filter(|d| !d.is_empty()).collect();
+        keep.extend(cluster.view.read(super::code::referenced));
         let (s, grace) = (store.clone(), options.gc_grace);
         match tokio::task::spawn_blocking(move || s.collect(&keep, grace)).await {
             Ok(Ok(c)) if c.blobs + c.chunks > 0 => {

@@ -128,6 +128,18 @@ impl BlobStore {
         Ok(BlobStore { root: root.to_path_buf() })
     }
 
+    /// A scratch file in `tmp/` (deleted when dropped, and by the next [`BlobStore::open`] if
+    /// the node dies first): beside the store, not on a tmpfs.
+    pub fn scratch(&self) -> io::Result<tempfile::NamedTempFile> {
+        tempfile::NamedTempFile::new_in(self.root.join("tmp"))
+    }
+
+    /// Marks blob `blob` as just used: its grace period before collection starts again (a
+    /// blob about to be read by something the catalog does not know of, such as an image).
+    pub fn touch(&self, blob: &str) -> io::Result<()> {
+        fs::File::options().append(true).open(self.manifest_path(blob))?.set_modified(std::time::SystemTime::now())
+    }
+
     /// Where chunk `hash` is kept (tests corrupt it there).
     pub fn chunk_path(&self, hash: &str) -> PathBuf {
         self.root.join("chunks").join(&hash[..2]).join(hash)

@@ -5,18 +5,29 @@ use flotilla::Client;
 
 use super::output::{print, Format};
 
+mod force;
+
 #[derive(Debug, Subcommand)]
 pub enum ClusterCmd {
     /// Leader, term, and every node's role and status.
     Status,
     /// Add a running node: learner until caught up, then voter.
     AddNode {
+        /// The new node's id (its --node-id).
         id: u64,
         /// The node's advertised HOST:PORT.
         addr: String,
     },
     /// Remove a node from the cluster.
-    RemoveNode { id: u64 },
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+        /// Unsafe recovery of a cluster that lost its quorum for good (refused while it has
+        /// one): the most up-to-date surviving node rewrites its membership without ID and
+        /// restarts. Writes acknowledged only by the removed node can be lost.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 impl ClusterCmd {
@@ -41,7 +52,11 @@ impl ClusterCmd {
                 let m = client.add_node(*id, addr).await?;
                 print(format, &m, |m| println!("voters {:?}  learners {:?}", m.voters, m.learners))
             }
-            ClusterCmd::RemoveNode { id } => {
+            ClusterCmd::RemoveNode { id, force: true } => {
+                let m = force::remove(client, *id).await?;
+                print(format, &m, |m| println!("voters {:?}  learners {:?}", m.voters, m.learners))
+            }
+            ClusterCmd::RemoveNode { id, force: false } => {
                 let m = client.remove_node(*id).await?;
                 print(format, &m, |m| println!("voters {:?}  learners {:?}", m.voters, m.learners))
             }

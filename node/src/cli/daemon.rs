@@ -8,6 +8,7 @@ use clap::Args;
 use crate::config::{parse_initial_cluster, parse_warm, tls_files, Config, ConfigError, FileConfig, Start};
 use crate::data_dir::DataDir;
 use crate::gpu::GpuSource;
+use crate::logging::LogFormat;
 
 /// `flotilla dev`: a single-node cluster with embedded storage, in the foreground.
 #[derive(Debug, Args)]
@@ -18,7 +19,7 @@ pub struct DevArgs {
     /// Address of the gRPC services.
     #[arg(long, default_value = "127.0.0.1:7100")]
     listen: SocketAddr,
-    /// Address of the HTTP health/status endpoint.
+    /// Address of the HTTP endpoint (/healthz, /status, /metrics).
     #[arg(long, default_value = "127.0.0.1:7180")]
     http: SocketAddr,
     /// Keep N pre-started containers of IMAGE for fast sandbox starts (repeatable).
@@ -30,6 +31,17 @@ pub struct DevArgs {
     /// GPUs to offer: `auto` (nvidia-smi), `none`, or `fake:MODEL:COUNT` for testing.
     #[arg(long, default_value = "auto")]
     gpus: GpuSource,
+    /// Log lines on stderr: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Seconds final calls, runs and ended sandboxes are kept before they are compacted away
+    /// (default 604800, seven days).
+    #[arg(long)]
+    retention_s: Option<u64>,
+    /// The container engine's address, e.g. unix:///run/other.sock (default: DOCKER_HOST, else
+    /// unix:///var/run/docker.sock).
+    #[arg(long)]
+    docker_host: Option<String>,
 }
 
 impl DevArgs {
@@ -52,6 +64,10 @@ impl DevArgs {
             gpus: self.gpus.clone(),
             // One node: one copy of each snapshot.
             snapshots: crate::config::SnapshotOptions { replication_factor: 1, ..Default::default() },
+            retention: crate::config::RetentionOptions {
+                final_records_s: self.retention_s.unwrap_or(crate::config::DEFAULT_RETENTION_S),
+            },
+            docker_host: self.docker_host.clone(),
         }
         .validate()
     }
@@ -72,7 +88,7 @@ pub struct NodeArgs {
     /// Address peers and clients use to reach this node; defaults to --listen.
     #[arg(long)]
     advertise: Option<String>,
-    /// Serve GET /healthz and /status on this HOST:PORT.
+    /// Serve GET /healthz, /status and /metrics on this HOST:PORT.
     #[arg(long)]
     http: Option<String>,
     /// This node's id (1 or more). Inferred from --initial-cluster or the data dir if omitted.
@@ -113,6 +129,17 @@ pub struct NodeArgs {
     /// GPUs to offer: `auto` (nvidia-smi; the default), `none`, or `fake:MODEL:COUNT` for testing.
     #[arg(long)]
     gpus: Option<GpuSource>,
+    /// Log lines on stderr: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, default_value = "text", env = "FLOTILLA_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Seconds final calls, runs and ended sandboxes are kept before they are compacted away
+    /// (default 604800, seven days; overrides the config file's `[retention] final_records_s`).
+    #[arg(long)]
+    retention_s: Option<u64>,
+    /// The container engine's address, e.g. unix:///run/other.sock (default: the config file's
+    /// `docker_host`, else DOCKER_HOST, else unix:///var/run/docker.sock).
+    #[arg(long)]
+    docker_host: Option<String>,
 }
 
 /// The dev node's own cluster secret, made on first use in `data_dir/cluster_secret` (0600).
@@ -209,6 +236,10 @@ impl NodeArgs {
         if let Some(rf) = self.replication_factor {
             snapshots.replication_factor = rf;
         }
+        let mut retention = file.retention;
+        if let Some(s) = self.retention_s {
+            retention.final_records_s = s;
+        }
         let mut warm_pool = file.warm_pool;
         warm_pool.extend(self.warm_pool.iter().cloned());
         let auth = !self.no_auth && file.auth.unwrap_or(true);
@@ -236,6 +267,8 @@ impl NodeArgs {
             warm_pool,
             gpus,
             snapshots,
+            retention,
+            docker_host: self.docker_host.clone().or(file.docker_host),
         }
         .validate()
     }

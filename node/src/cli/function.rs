@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::output::{print, rfc3339, Format};
 use super::schedule::run_row;
+use super::Outcome;
 
 #[derive(Debug, Subcommand)]
 pub enum FnCmd {
@@ -21,7 +22,8 @@ pub enum FnCmd {
 
 #[derive(Debug, Args)]
 pub struct Invocation {
-    /// APP/FUNCTION.
+    /// The function, as APP/FUNCTION.
+    #[arg(value_name = "APP/FN")]
     target: String,
     /// The input, as text.
     #[arg(long, conflicts_with = "input_file")]
@@ -37,13 +39,19 @@ pub struct Invocation {
 #[derive(Debug, Subcommand)]
 pub enum CallCmd {
     /// Show a durable call; with --timeout, wait up to that many seconds for it to end.
+    /// Exits 1 when the call failed or was cancelled.
     Get {
+        /// The call's id (fc-…).
         id: String,
-        #[arg(long, default_value_t = 0)]
+        /// Seconds to wait for the call to end; 0 shows it as it is now.
+        #[arg(long, value_name = "S", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600))]
         timeout: u64,
     },
     /// Cancel a durable call that has not ended.
-    Cancel { id: String },
+    Cancel {
+        /// The call's id (fc-…).
+        id: String,
+    },
     /// List durable calls, newest first (the same as `runs ls`): queued ones show what waits.
     Ls(super::schedule::RunsArgs),
 }
@@ -126,17 +134,22 @@ pub fn print_call(c: &CallRecord) {
 }
 
 impl CallCmd {
-    pub async fn run(&self, client: &Client, format: Format) -> anyhow::Result<()> {
+    /// Runs the command; `call get` ends with exit 1 when the call failed or was cancelled.
+    pub async fn run(&self, client: &Client, format: Format) -> anyhow::Result<Outcome> {
         match self {
             CallCmd::Get { id, timeout } => {
                 let call = client.call_from_id(id).wait(Duration::from_secs(*timeout)).await?;
-                print(format, &run_row(&call), |_| print_call(&call))
+                print(format, &run_row(&call), |_| print_call(&call))?;
+                if matches!(call.state.as_str(), "failed" | "cancelled") {
+                    return Ok(Outcome::Exit(1));
+                }
             }
-            CallCmd::Ls(args) => args.list(client, format).await,
+            CallCmd::Ls(args) => args.list(client, format).await?,
             CallCmd::Cancel { id } => {
                 let call = client.call_from_id(id).cancel().await?;
-                print(format, &run_row(&call), |_| print_call(&call))
+                print(format, &run_row(&call), |_| print_call(&call))?;
             }
         }
+        Ok(Outcome::Done)
     }
 }

@@ -11,6 +11,7 @@ use flotilla::{Client, ExecEvent, SandboxInfo};
 use tokio::io::AsyncReadExt;
 
 use super::output::{print, rfc3339, Format};
+use super::Outcome;
 
 #[derive(Debug, Subcommand)]
 pub enum SandboxCmd {
@@ -20,6 +21,7 @@ pub enum SandboxCmd {
     Exec(ExecArgs),
     /// List live sandboxes (--all: ended ones too).
     Ls {
+        /// Include sandboxes that have ended.
         #[arg(long)]
         all: bool,
         /// Only sandboxes with this tag (repeatable).
@@ -27,21 +29,38 @@ pub enum SandboxCmd {
         tags: Vec<(String, String)>,
     },
     /// Show one sandbox.
-    Show { id: String },
-    /// Wait until a sandbox ends; prints it.
-    Wait {
+    Show {
+        /// Sandbox id (sb-…) or name.
         id: String,
-        /// Give up after this many seconds (the sandbox is then printed still running).
-        #[arg(long)]
+    },
+    /// Wait until a sandbox ends; prints it and exits with its exit code.
+    Wait {
+        /// Sandbox id (sb-…) or name.
+        id: String,
+        /// Give up after this many seconds: the sandbox is printed still running and the exit
+        /// code is 124. 0 waits as long as the server allows (an hour), like no --timeout.
+        #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(0..=3600))]
         timeout: Option<u64>,
     },
     /// End a sandbox (exit 137).
-    Terminate { id: String },
-    /// Copy between a sandbox and here: `ID:/abs/path LOCAL_DIR` or `LOCAL_PATH ID:/abs/dir`.
-    Cp { src: String, dst: String },
+    Terminate {
+        /// Sandbox id (sb-…) or name.
+        id: String,
+    },
+    /// Copy a file or folder between a sandbox and here, like cp(1): `ID:/abs/path LOCAL` or
+    /// `LOCAL ID:/abs/path`, any absolute path in the sandbox (/tmp too). Into an existing
+    /// folder it keeps its name; otherwise it becomes DST (a file under a new name, or a new
+    /// folder), whose folder must exist.
+    Cp {
+        /// What to copy: ID:/abs/path in a sandbox, or a local path.
+        src: String,
+        /// Where to: a local path, or ID:/abs/path in a sandbox.
+        dst: String,
+    },
     /// Snapshot a running sandbox (it keeps running); prints the snapshot id once it is
     /// stored on its replicas.
     Snapshot {
+        /// Sandbox id (sb-…) or name.
         id: String,
         /// fs: its writable filesystem (/work); dir: one directory (--path); memory: its
         /// processes and memory (CRIU) plus the filesystem.
@@ -55,34 +74,47 @@ pub enum SandboxCmd {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// Image to run; it must exist on the chosen node's engine.
     #[arg(long, default_value = "flotilla/busybox")]
     image: String,
     /// Unique among live sandboxes.
     #[arg(long)]
     name: Option<String>,
-    /// CPU cores (default 1).
-    #[arg(long)]
+    /// CPU cores, more than 0 and at most 64 (default 1).
+    #[arg(long, value_name = "CORES", value_parser = cores)]
     cpu: Option<f64>,
-    /// Memory limit, MiB (default 512).
-    #[arg(long)]
+    /// Memory limit, MiB, 16 to 1048576 (default 512).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
     memory: Option<u64>,
-    /// End the sandbox this many seconds after it starts (exit 124).
-    #[arg(long)]
+    /// Size of /work, MiB, 16 to 1048576 (default 1024): writes past it fail in the sandbox
+    /// with "No space left on device", and the host's disk is untouched.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    disk: Option<u64>,
+    /// End the sandbox this many seconds after it starts (exit 124); 0 means no timeout,
+    /// the default. At most 604800 (7 days).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_S))]
     timeout: Option<u64>,
-    /// End the sandbox after this many seconds with no exec and no input (exit 124).
-    #[arg(long)]
+    /// End the sandbox after this many seconds with no exec and no input (exit 124); 0
+    /// means none, the default. At most 604800.
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_S))]
     idle_timeout: Option<u64>,
     /// No network but loopback.
     #[arg(long)]
     block_network: bool,
+    /// Make the root filesystem writable (e.g. for package installs); read-only by default.
     #[arg(long)]
+    writable_rootfs: bool,
+    /// Working directory of the entrypoint and of execs: an absolute path (default /work).
+    #[arg(long, value_name = "DIR")]
     workdir: Option<String>,
-    #[arg(long = "env", value_parser = key_value)]
+    /// Environment variable of the sandbox, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = key_value)]
     env: Vec<(String, String)>,
-    #[arg(long = "tag", value_parser = key_value)]
+    /// Tag to find it by with `sandbox ls --tag`, KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "K=V", value_parser = key_value)]
     tags: Vec<(String, String)>,
-    /// runc (default) or runsc (gVisor).
-    #[arg(long)]
+    /// OCI runtime: runc (default) or runsc (gVisor).
+    #[arg(long, value_parser = ["runc", "runsc"])]
     runtime: Option<String>,
     /// GPUs: MODEL:N (e.g. H100:1) or any:N.
     #[arg(long)]
@@ -94,8 +126,8 @@ pub struct CreateArgs {
     /// come from the snapshot.
     #[arg(long)]
     from_snapshot: Option<String>,
-    /// Take a filesystem snapshot every S seconds (the newest is kept).
-    #[arg(long, value_name = "S")]
+    /// Take a filesystem snapshot every S seconds, 5 to 604800 (the newest is kept).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(5..=MAX_TIMEOUT_S))]
     snapshot_every: Option<u64>,
     /// If its node dies, restore it on a live node from its latest ready snapshot.
     #[arg(long)]
@@ -107,23 +139,47 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
+    /// Sandbox id (sb-…) or name.
     id: String,
-    #[arg(long)]
+    /// Working directory of the command: an absolute path (default: the sandbox's).
+    #[arg(long, value_name = "DIR")]
     workdir: Option<String>,
-    #[arg(long = "env", value_parser = key_value)]
+    /// Environment variable of the command, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "K=V", value_parser = key_value)]
     env: Vec<(String, String)>,
-    /// Kill the command after this many seconds (exit 124).
-    #[arg(long)]
+    /// Kill the command after this many seconds (exit 124); 0 means no timeout, the default.
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_S))]
     timeout: Option<u64>,
     /// Pass this process's stdin to the command.
     #[arg(short = 'i', long)]
     interactive: bool,
+    /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
+/// Longest sandbox or exec timeout the server accepts, seconds (7 days).
+const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+
+/// Parses `--cpu`: a finite number of cores, more than 0 and at most 64.
+fn cores(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if c.is_finite() && c > 0.0 && c <= 64.0 => Ok(c),
+        Ok(_) => Err(format!("{s} must be more than 0 and at most 64 cores")),
+        Err(e) => Err(format!("{s:?} is not a number: {e}")),
+    }
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+/// What `sandbox show` prints: the sandbox and the latest events about it.
+#[derive(serde::Serialize)]
+struct ShownSandbox {
+    #[serde(flatten)]
+    sandbox: SandboxInfo,
+    events: Vec<flotilla::Event>,
 }
 
 fn print_sandbox(s: &SandboxInfo) {
@@ -134,6 +190,9 @@ fn print_sandbox(s: &SandboxInfo) {
     println!("  created {}", rfc3339(s.created_at_ms));
     if let Some(t) = s.started_at_ms {
         println!("  started {}", rfc3339(t));
+    }
+    if s.disk_mib > 0 {
+        println!("  /work {} MiB", s.disk_mib);
     }
     if s.timeout_s > 0 || s.idle_timeout_s > 0 {
         println!("  timeout {} s, idle timeout {} s", s.timeout_s, s.idle_timeout_s);
@@ -148,12 +207,6 @@ fn print_sandbox(s: &SandboxInfo) {
         let code = s.exit_code.map_or("none".to_string(), |c| c.to_string());
         println!("  ended {} with exit {code} ({})", rfc3339(t), s.reason.as_deref().unwrap_or(""));
     }
-}
-
-/// The result of a command that ends with a process exit code.
-pub enum Outcome {
-    Done,
-    Exit(i32),
 }
 
 impl SandboxCmd {
@@ -177,9 +230,20 @@ impl SandboxCmd {
                     }
                 })?;
             }
-            SandboxCmd::Show { id } => print(format, &client.sandbox_info(id).await?, print_sandbox)?,
+            SandboxCmd::Show { id } => {
+                let sandbox = client.sandbox_info(id).await?;
+                let events = super::events::recent(client, &sandbox.id).await?;
+                print(format, &ShownSandbox { sandbox, events }, |s| {
+                    print_sandbox(&s.sandbox);
+                    super::app::print_events(&s.events);
+                })?
+            }
             SandboxCmd::Wait { id, timeout } => {
-                print(format, &client.wait_sandbox(id, timeout.map(Duration::from_secs)).await?, print_sandbox)?
+                // --timeout 0 waits as long as the server allows, like no --timeout.
+                let limit = timeout.filter(|t| *t > 0).map(Duration::from_secs);
+                let sb = client.wait_sandbox(id, limit).await?;
+                print(format, &sb, print_sandbox)?;
+                return Ok(Outcome::Exit(wait_exit_code(&sb)));
             }
             SandboxCmd::Terminate { id } => print(format, &client.terminate_sandbox(id).await?, print_sandbox)?,
             SandboxCmd::Cp { src, dst } => copy(client, src, dst).await?,
@@ -201,6 +265,9 @@ async fn create(client: &Client, a: &CreateArgs, format: Format) -> anyhow::Resu
     }
     if let Some(m) = a.memory {
         b = b.memory_mib(m);
+    }
+    if let Some(d) = a.disk {
+        b = b.disk_mib(d);
     }
     if let Some(t) = a.timeout {
         b = b.timeout(Duration::from_secs(t));
@@ -224,6 +291,7 @@ async fn create(client: &Client, a: &CreateArgs, format: Format) -> anyhow::Resu
         b = b.tag(k, v);
     }
     b = b.block_network(a.block_network).restore_on_failure(a.restore_on_failure);
+    b = b.writable_rootfs(a.writable_rootfs);
     if let Some(from) = &a.from_snapshot {
         b = b.from_snapshot_id(from);
     }
@@ -300,7 +368,17 @@ async fn exec(client: &Client, a: &ExecArgs) -> anyhow::Result<Outcome> {
         }
     }
     let code = p.exit_code().context("exec ended without an exit code")?;
-    Ok(Outcome::Exit(code.clamp(0, 255) as i32))
+    Ok(Outcome::Exit(code))
+}
+
+/// What `sandbox wait` exits with: the sandbox's exit code once it has ended (1 if it failed
+/// without one), or 124, like timeout(1), when it is still running at `--timeout`.
+fn wait_exit_code(sb: &SandboxInfo) -> i64 {
+    match (sb.state.as_str(), sb.exit_code) {
+        ("terminated" | "failed", Some(code)) => code,
+        ("terminated" | "failed", None) => 1,
+        _ => 124,
+    }
 }
 
 /// Splits `ID:/path` into its parts; `None` for a local path.
@@ -313,17 +391,15 @@ async fn copy(client: &Client, src: &str, dst: &str) -> anyhow::Result<()> {
     match (remote(src), remote(dst)) {
         (Some((id, path)), None) => {
             let sb = client.sandbox_from_id(id).await?;
-            sb.copy_out(path, &PathBuf::from(dst)).await?;
+            sb.download(path, &PathBuf::from(dst)).await?;
         }
-        (None, Some((id, dir))) => {
+        (None, Some((id, dest))) => {
             let sb = client.sandbox_from_id(id).await?;
             let local = PathBuf::from(src);
             if !local.exists() {
-                return Err(
-                    flotilla::Error::InvalidArgument(format!("source: {} does not exist", local.display())).into()
-                );
+                return Err(flotilla::Error::NotFound(format!("source: {} does not exist", local.display())).into());
             }
-            sb.copy_in(&local, dir).await?;
+            sb.upload(&local, dest).await?;
         }
         _ => {
             let msg = "cp: exactly one of SRC and DST must be ID:/absolute/path".to_string();

@@ -10,11 +10,11 @@ use super::output::{print, rfc3339, Format};
 /// `APP/FN`, as the schedule commands name a scheduled function.
 #[derive(Debug, Clone)]
 pub struct FnRef {
-    app: String,
-    function: String,
+    pub(super) app: String,
+    pub(super) function: String,
 }
 
-fn fn_ref(s: &str) -> Result<FnRef, String> {
+pub(super) fn fn_ref(s: &str) -> Result<FnRef, String> {
     match s.split_once('/') {
         Some((app, function)) if !app.is_empty() && !function.is_empty() && !function.contains('/') => {
             Ok(FnRef { app: app.to_string(), function: function.to_string() })
@@ -33,16 +33,19 @@ pub enum ScheduleCmd {
     },
     /// Stop firing a schedule until it is resumed.
     Pause {
+        /// The scheduled function, as APP/FN.
         #[arg(value_parser = fn_ref, value_name = "APP/FN")]
         target: FnRef,
     },
     /// Fire a paused schedule again, from its first tick after now.
     Resume {
+        /// The scheduled function, as APP/FN.
         #[arg(value_parser = fn_ref, value_name = "APP/FN")]
         target: FnRef,
     },
     /// Run a scheduled function now (a run outside its ticks); prints the call id.
     Trigger {
+        /// The scheduled function, as APP/FN.
         #[arg(value_parser = fn_ref, value_name = "APP/FN")]
         target: FnRef,
     },
@@ -56,15 +59,17 @@ pub enum RunsCmd {
 
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    /// Only this app's calls.
     #[arg(long)]
     app: Option<String>,
+    /// Only calls of functions with this name.
     #[arg(long)]
     function: Option<String>,
     /// Only scheduled runs.
     #[arg(long)]
     scheduled: bool,
-    /// How many (newest first), at most 100000.
-    #[arg(long, default_value_t = 100)]
+    /// How many (newest first), 1 to 100000.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     limit: u32,
 }
 
@@ -112,7 +117,7 @@ fn schedule_row(s: &ScheduleInfo) -> ScheduleRow {
     }
 }
 
-/// A call as `runs ls` prints it (CONTRACT.md: fields may be added, never removed).
+/// A call as `runs ls` prints it (docs/reference/json.md: fields may be added, never removed).
 #[derive(Serialize)]
 pub(super) struct RunRow {
     id: String,

@@ -15,9 +15,15 @@ pub enum SnapshotCmd {
         sandbox: Option<String>,
     },
     /// Show one snapshot.
-    Show { id: String },
+    Show {
+        /// The snapshot's id (sn-…).
+        id: String,
+    },
     /// Remove a snapshot; its blobs are then collected on every node.
-    Rm { id: String },
+    Rm {
+        /// The snapshot's id (sn-…).
+        id: String,
+    },
 }
 
 fn replicas(s: &SnapshotInfo) -> String {
@@ -32,6 +38,9 @@ fn print_snapshot(s: &SnapshotInfo) {
     println!("  size {} bytes, sha256 {}", s.size_bytes, s.sha256);
     println!("  taken on node {}, replicas on nodes {}", s.node, replicas(s));
     println!("  created {}", rfc3339(s.created_at_ms));
+    if let Some(reason) = &s.reason {
+        println!("  failed: {reason}");
+    }
 }
 
 impl SnapshotCmd {

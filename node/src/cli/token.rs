@@ -9,15 +9,26 @@ use super::output::{print, rfc3339, Format};
 pub enum TokenCmd {
     /// Create the cluster's first token (works only while there is none); prints its secret.
     Bootstrap {
+        /// A name for the token, to tell tokens apart in `token ls`.
         #[arg(default_value = "admin")]
         name: String,
     },
     /// Create a token; prints its secret, which is shown only this once.
-    Create { name: String },
+    Create {
+        /// A name for the token, to tell tokens apart in `token ls`.
+        name: String,
+    },
     /// List tokens (never their secrets).
     Ls,
-    /// Revoke a token by id.
-    Revoke { id: String },
+    /// Revoke a token by id. The last token not revoked is refused unless `--force`: without
+    /// a token no client can get in (see docs/security.md, "Locked out").
+    Revoke {
+        /// The token's id, as `token ls` shows it.
+        id: String,
+        /// Revoke it even if it is the last token not revoked.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn print_new(format: Format, t: &NewToken) -> anyhow::Result<()> {
@@ -39,7 +50,10 @@ impl TokenCmd {
                     println!("{:<18} {:<20} {:<32} {}", t.id, t.name, rfc3339(t.created_at_ms), revoked);
                 }
             }),
-            TokenCmd::Revoke { id } => print(format, &client.revoke_token(id).await?, |t| println!("revoked {}", t.id)),
+            TokenCmd::Revoke { id, force } => {
+                let t = if *force { client.revoke_token_forced(id).await? } else { client.revoke_token(id).await? };
+                print(format, &t, |t| println!("revoked {}", t.id))
+            }
         }
     }
 }

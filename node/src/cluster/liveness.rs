@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flotilla_proto::peer::PingRequest;
+use flotilla_proto::peer::{PingReply, PingRequest};
 use flotilla_raft::NodeId;
 use tokio::sync::watch;
 
@@ -88,34 +88,92 @@ fn stamp(map: &Mutex<HashMap<NodeId, Instant>>, id: NodeId) {
     map.lock().expect("liveness lock poisoned").insert(id, Instant::now());
 }
 
-/// Probes every member until `shutdown` turns true.
-pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+/// Whether a probe's answer shows that this node was removed from the cluster: it comes from
+/// a node that leads in a term not older than this node's, and this node, which counts itself
+/// a member, is not in that leader's membership. (A leader's membership includes a node from
+/// the moment it appends the entry adding it, before the node can know of it.)
+fn shows_removed(me: NodeId, my_term: u64, reply: &PingReply) -> bool {
+    reply.leader == Some(reply.node_id) && reply.term >= my_term && !reply.members.contains(&me)
+}
+
+/// Probes every member until `shutdown` turns true, or until this node learns that it was
+/// removed from the cluster (its own membership, once it had it, no longer lists it, or a
+/// sitting leader's answer shows it): then it returns `Removed` (the node exits).
+pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) -> Option<Removed> {
+    let (removed_tx, mut removed_rx) = tokio::sync::mpsc::channel::<Removed>(1);
     let mut tick = tokio::time::interval(PROBE_EVERY);
+    let mut was_member = false;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return None,
+            removed = removed_rx.recv() => return removed,
         }
         let group = cluster.group();
         let leading = group.leader == Some(cluster.id);
+        let member = group.addrs.contains_key(&cluster.id);
+        // The membership this node applied no longer has it (it got the entry removing it).
+        if was_member && !member {
+            return Some(Removed { by_leader: group.leader, term: group.term });
+        }
+        was_member |= member;
         cluster.liveness.saw(cluster.id, leading);
         for (id, addr) in group.addrs {
             if id == cluster.id {
                 continue;
             }
-            let (peers, liveness, from, load) =
-                (cluster.peers.clone(), cluster.liveness.clone(), cluster.id, cluster.load.clone());
+            let (peers, liveness, from, load, images) = (
+                cluster.peers.clone(),
+                cluster.liveness.clone(),
+                cluster.id,
+                cluster.load.clone(),
+                cluster.images.clone(),
+            );
+            let (removed_tx, term) = (removed_tx.clone(), group.term);
             tokio::spawn(async move {
                 let Ok(mut client) = peers.get(&addr) else { return };
                 let mut req = tonic::Request::new(PingRequest { from, leading });
                 req.set_timeout(PROBE_TIMEOUT);
                 if let Ok(reply) = client.ping(req).await {
                     let reply = reply.into_inner();
+                    if member && shows_removed(from, term, &reply) {
+                        let _ = removed_tx.try_send(Removed { by_leader: Some(reply.node_id), term: reply.term });
+                        return;
+                    }
                     liveness.saw(id, reply.leader == Some(reply.node_id));
                     load.record_peer(id, reply.loads);
+                    images.record(id, reply.images);
                 }
             });
         }
+    }
+}
+
+/// This node learned that it is no longer a member, from its own applied membership or from
+/// a sitting leader's answer; the leader, if known.
+#[derive(Debug, Clone, Copy)]
+pub struct Removed {
+    pub by_leader: Option<NodeId>,
+    pub term: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(node_id: NodeId, leader: Option<NodeId>, term: u64, members: &[NodeId]) -> PingReply {
+        PingReply { node_id, term, leader, members: members.to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn only_a_current_leader_without_this_node_shows_it_removed() {
+        assert!(shows_removed(3, 2, &reply(1, Some(1), 2, &[1, 2])));
+        assert!(shows_removed(3, 2, &reply(1, Some(1), 5, &[1, 2])));
+        // Still a member; a follower's view; a leader of an older term (deposed, stale view).
+        assert!(!shows_removed(3, 2, &reply(1, Some(1), 2, &[1, 2, 3])));
+        assert!(!shows_removed(3, 2, &reply(2, Some(1), 2, &[1, 2])));
+        assert!(!shows_removed(3, 2, &reply(1, Some(1), 1, &[1, 2])));
+        assert!(!shows_removed(3, 2, &reply(1, None, 2, &[1, 2])));
     }
 }

@@ -12,8 +12,12 @@
 //! acknowledged anywhere therefore sees it.
 
 mod batcher;
+pub mod events;
+pub mod images;
 mod leader;
 pub mod liveness;
+pub mod recovery;
+pub mod retention;
 
 use std::time::Duration;
 
@@ -50,6 +54,12 @@ pub struct Cluster {
     pub placement_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Batches this node's catalog writes while it leads.
     pub batcher: batcher::Batcher,
+    /// This node's Prometheus series, recorded where things happen (see `metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// Unsafe recovery of a cluster that lost its quorum (`remove-node --force`).
+    pub recovery: recovery::Recovery,
+    /// The images each node's engine has, from liveness pings (see [`images`]).
+    pub images: images::ImageInventory,
 }
 
 /// This node's view of the group, copied out of openraft's metrics.
@@ -125,6 +135,7 @@ impl Cluster {
         let mut client = self.peers.get(&addr).map_err(|e| unreachable(e.to_string()))?;
         let mut req = tonic::Request::new(ForwardRequest { proposal: bytes });
         req.set_timeout(FORWARD_TIMEOUT);
+        crate::request_id::propagate(&mut req);
         let reply = client.forward(req).await.map_err(|status| match status.code() {
             tonic::Code::Unavailable if status.message().contains("connect") => unreachable(status.to_string()),
             _ => NodeError::Forwarded(status),
@@ -168,6 +179,7 @@ impl Cluster {
             })?;
             let mut req = tonic::Request::new(ReadIndexRequest {});
             req.set_timeout(READ_APPLY_WAIT);
+            crate::request_id::propagate(&mut req);
             client.read_index(req).await.map_err(NodeError::Forwarded)?.into_inner().index
         };
         self.raft

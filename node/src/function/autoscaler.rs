@@ -17,6 +17,11 @@
 //! [`FAILED_RETRY`]. Replicas on nodes that are down are removed (releasing their GPUs) and
 //! durable calls running there are requeued with the attempt counted.
 //!
+//! When no node can take a wanted replica, the autoscaler records placement's reason on the
+//! app (`SetPending`, so `app show` on any node shows it) and logs it at WARN, both only when
+//! the reason changes; it clears the reason once the function has the replicas it wants.
+//! The other functions' actions go on: one function that cannot be placed starves no other.
+//!
 //! A new leader waits [`SETTLE`] before it judges any node down: its liveness view starts
 //! empty.
 
@@ -49,9 +54,26 @@ struct Memory {
 /// One change the autoscaler wants.
 #[derive(Debug, Clone, PartialEq)]
 enum Action {
-    Add { app: String, function: String, version: u64, spec: Box<FunctionSpec> },
-    Remove { id: String },
-    Requeue { call: String, attempt: u32, node: NodeId },
+    Add {
+        app: String,
+        function: String,
+        version: u64,
+        spec: Box<FunctionSpec>,
+    },
+    Remove {
+        id: String,
+    },
+    Requeue {
+        call: String,
+        attempt: u32,
+        node: NodeId,
+    },
+    /// The function has the replicas it wants: its recorded pending reason goes.
+    Placed {
+        app: String,
+        function: String,
+        version: u64,
+    },
 }
 
 /// Runs until `shutdown` turns true; acts only while this node leads.
@@ -74,10 +96,21 @@ pub async fn run(host: FunctionHost, mut shutdown: watch::Receiver<bool>) {
         let up = |n: NodeId| !settled || liveness.is_up(n);
         let load = host.load.cluster(host.cluster.id, up);
         let actions = host.cluster.view.read(|c| plan(&host, c, &load, &up, &mut memory));
+        // Functions none of whose replicas could be placed this tick: their other adds wait.
+        let mut unplaced: Vec<FnKey> = Vec::new();
         for action in actions {
-            if let Err(e) = apply(&host, action).await {
-                tracing::debug!(error = %e, "autoscaler action not applied");
-                break;
+            if let Action::Add { app, function, .. } = &action {
+                if unplaced.iter().any(|(a, f)| a == app && f == function) {
+                    continue;
+                }
+            }
+            match apply(&host, action).await {
+                Ok(Some(key)) => unplaced.push(key),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "autoscaler action not applied");
+                    break;
+                }
             }
         }
     }
@@ -138,6 +171,13 @@ fn plan(
                 }
             }
             let count = current.len() as u32;
+            if desired <= count && app.pending.contains_key(function) {
+                actions.push(Action::Placed {
+                    app: app.name.clone(),
+                    function: function.clone(),
+                    version: app.version,
+                });
+            }
             let last_needed = *memory.last_needed.entry(key.clone()).or_insert(now);
             if desired >= count {
                 memory.last_needed.insert(key.clone(), now);
@@ -178,8 +218,17 @@ fn desired(spec: &FunctionSpec, demand: u32) -> u32 {
     (needed + buffer).clamp(spec.min_containers, spec.max_containers)
 }
 
-async fn apply(host: &FunctionHost, action: Action) -> Result<(), crate::error::NodeError> {
+/// Carries out one action. `Ok(Some(key))`: an add of `key`'s function found no node (its
+/// reason is recorded).
+async fn apply(host: &FunctionHost, action: Action) -> Result<Option<FnKey>, crate::error::NodeError> {
     match action {
+        Action::Placed { app, function, version } => {
+            let cmd = Command::SetPending { app, function, version, reason: None, at_ms: 0 };
+            match host.cluster.write(cmd).await {
+                Ok(_) | Err(crate::error::NodeError::Rejected(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Action::Remove { id } => {
             host.cluster.write(Command::RemoveReplica { id, at_ms: 0 }).await?;
         }
@@ -195,7 +244,13 @@ async fn apply(host: &FunctionHost, action: Action) -> Result<(), crate::error::
             let _placing = host.cluster.placement_lock.lock().await;
             let gpu = spec.gpu.as_ref().map(|g| flotilla_raft::GpuRequest { model: g.model.clone(), count: g.count });
             let req = placement::Request { cpu: spec.cpu, memory_mib: spec.memory_mib, gpu: gpu.as_ref() };
-            let placed = host.cluster.place(req).await?;
+            let placed = match host.cluster.try_place(req, Some(&spec.image)).await {
+                Ok(placed) => placed,
+                Err(why) => {
+                    record_pending(host, &app, &function, version, &why).await?;
+                    return Ok(Some((app, function)));
+                }
+            };
             let id = format!("rp-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
             tracing::info!(replica = %id, %app, %function, node = placed.node, "adding replica");
             let cmd = Command::AddReplica {
@@ -212,7 +267,38 @@ async fn apply(host: &FunctionHost, action: Action) -> Result<(), crate::error::
             host.cluster.write(cmd).await?;
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Records why a replica of `app`/`function` cannot be placed, and logs it at WARN, when the
+/// catalog does not already hold this reason.
+async fn record_pending(
+    host: &FunctionHost,
+    app: &str,
+    function: &str,
+    version: u64,
+    why: &placement::PlacementError,
+) -> Result<(), crate::error::NodeError> {
+    let reason = why.to_string();
+    let known = host
+        .cluster
+        .view
+        .read(|c| c.apps.get(app).and_then(|a| a.pending.get(function)).is_some_and(|p| p.reason == reason));
+    if known {
+        return Ok(());
+    }
+    tracing::warn!(%app, %function, version, permanent = why.is_permanent(), %reason, "replica cannot be placed");
+    let cmd = Command::SetPending {
+        app: app.to_string(),
+        function: function.to_string(),
+        version,
+        reason: Some(reason),
+        at_ms: 0,
+    };
+    match host.cluster.write(cmd).await {
+        Ok(_) | Err(crate::error::NodeError::Rejected(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

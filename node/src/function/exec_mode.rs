@@ -8,18 +8,21 @@ use flotilla::worker::MAX_PAYLOAD;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::output::Sink;
 use crate::runtime::{Docker, ExecSpec, Output};
 
 /// How much of stderr a failure message quotes (its end).
 pub const STDERR_TAIL: usize = 4096;
 
-/// Runs `command` in `container` on `input`. `Err` is the failure message.
+/// Runs `command` in `container` on `input`. `Err` is the failure message. Its stderr is also
+/// kept in `output` for `flotilla logs fn` (not kept with `None`).
 pub async fn run(
     docker: &Docker,
     container: &str,
     command: &[String],
     input: Vec<u8>,
     timeout: Duration,
+    output: Option<&Sink>,
 ) -> Result<Vec<u8>, String> {
     let spec = ExecSpec { cmd: command.to_vec(), env: vec![], workdir: None, stdin: true };
     let mut process = docker.exec(container, &spec).await.map_err(|e| format!("could not start the command: {e}"))?;
@@ -45,6 +48,9 @@ pub async fn run(
                     stdout.extend_from_slice(&b);
                 }
                 Output::Stderr(b) => {
+                    if let Some(sink) = output {
+                        sink.stderr(&b);
+                    }
                     stderr.extend_from_slice(&b);
                     if stderr.len() > 2 * STDERR_TAIL {
                         stderr.drain(..stderr.len() - STDERR_TAIL);

@@ -10,7 +10,8 @@
 //! of a node that died for good are requeued by the leader (see `autoscaler`).
 //! Delivery is therefore at least once: a node cut off while it runs a call may finish it
 //! after the leader gave the call to another node; the record keeps only the attempt that
-//! was current.
+//! was current. Each attempt runs in a `call` tracing span with the call's `id`, `attempt`
+//! and the `request_id` of the request that spawned it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use flotilla::spec::RetryPolicy;
 use flotilla_raft::{Call, CallOutcome, CallState, Command};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 use super::{FnKey, FunctionHost};
 use crate::error::NodeError;
@@ -125,16 +127,25 @@ async fn pass(host: &FunctionHost, running: &Running) {
         }
         let retries = slot.replica.spec.retries.clone();
         let (host2, running2, key2) = (host.clone(), running.clone(), key.clone());
-        let task = tokio::spawn(async move {
-            let fn_key: FnKey = (call.app.clone(), call.function.clone());
-            let result = {
-                let _running = host2.load.running(&fn_key);
-                slot.replica.run(call.input.clone()).await
-            };
-            drop(slot);
-            running2.lock().expect("running lock").remove(&key2);
-            finish(&host2, &call, result, &retries).await;
-        });
+        let span = tracing::info_span!(
+            "call",
+            id = %call.id,
+            attempt = call.attempt,
+            request_id = call.request_id.as_deref().unwrap_or_default()
+        );
+        let task = tokio::spawn(
+            async move {
+                let fn_key: FnKey = (call.app.clone(), call.function.clone());
+                let result = {
+                    let _running = host2.load.running(&fn_key);
+                    slot.replica.run(call.input.clone(), Some(&call.id)).await
+                };
+                drop(slot);
+                running2.lock().expect("running lock").remove(&key2);
+                finish(&host2, &call, result, &retries).await;
+            }
+            .instrument(span),
+        );
         running.lock().expect("running lock").insert(key, task.abort_handle());
     }
 }

@@ -31,6 +31,7 @@ pub mod autoscaler;
 pub mod exec_mode;
 pub mod executor;
 pub mod load;
+pub mod output;
 pub mod reconciler;
 pub mod replica;
 pub mod router;
@@ -70,17 +71,32 @@ pub struct FunctionHost {
     pub replicas: Arc<Mutex<HashMap<String, Arc<replica::ReplicaCore>>>>,
     /// The node's load counters (the same as `cluster.load`).
     pub load: load::Load,
+    /// What function processes wrote to stderr here, for `flotilla logs fn`.
+    pub output: output::OutputLog,
+    /// The node's blob store, where functions' `code` comes from.
+    pub blobs: crate::blobs::BlobStore,
+    /// Copies of an uploaded blob made before the upload is acknowledged.
+    pub blob_copies: usize,
     specs: Arc<Mutex<HashMap<AppVersion, Arc<AppSpec>>>>,
 }
 
 impl FunctionHost {
-    pub fn new(docker: Docker, cluster: Cluster, instance: String) -> Self {
+    pub fn new(
+        docker: Docker,
+        cluster: Cluster,
+        instance: String,
+        blobs: crate::blobs::BlobStore,
+        blob_copies: usize,
+    ) -> Self {
         Self {
             docker,
             load: cluster.load.clone(),
             cluster,
             instance,
             replicas: Default::default(),
+            output: Default::default(),
+            blobs,
+            blob_copies,
             specs: Default::default(),
         }
     }

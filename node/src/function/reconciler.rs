@@ -13,6 +13,7 @@ use std::time::Duration;
 use flotilla_raft::{Replica, ReplicaState};
 use ractor::ActorRef;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::replica::{self, ReplicaMsg};
 use super::{FunctionHost, LABEL_REPLICA};
@@ -99,15 +100,18 @@ fn pass(host: &FunctionHost, actors: &Actors) {
             continue;
         };
         let (host, actors) = (host.clone(), actors.clone());
-        tokio::spawn(async move {
-            let id = record.id.clone();
-            if let Some(actor) = replica::spawn(&host, record, spec).await {
-                if actor.get_status() != ractor::ActorStatus::Stopped {
-                    actors.running.lock().expect("actors lock").insert(id.clone(), actor);
+        tokio::spawn(
+            async move {
+                let id = record.id.clone();
+                if let Some(actor) = replica::spawn(&host, record, spec).await {
+                    if actor.get_status() != ractor::ActorStatus::Stopped {
+                        actors.running.lock().expect("actors lock").insert(id.clone(), actor);
+                    }
                 }
+                actors.starting.lock().expect("actors lock").remove(&id);
             }
-            actors.starting.lock().expect("actors lock").remove(&id);
-        });
+            .in_current_span(),
+        );
     }
 }
 

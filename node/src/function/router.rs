@@ -5,7 +5,10 @@
 //! Worker `Invoke` waits there for a slot); a busy local replica (wait here for a slot).
 //! With no ready replica anywhere the call waits, counted as waiting load, which makes the
 //! leader's autoscaler start one (scale from zero); if every replica of the function failed
-//! to start, the call fails with their reason instead of waiting out its deadline.
+//! to start, the call fails with their reason instead of waiting out its deadline. A function
+//! no node could ever hold (judged by [`check`] before anything waits) fails at once with
+//! placement's reason, and a call that waits out its deadline names the reason the
+//! autoscaler recorded for not placing a replica.
 
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use super::replica::{ReplicaCore, Slot};
 use super::{FnKey, FunctionHost};
 use crate::error::NodeError;
+use crate::placement;
 
 /// How long a waiting call sleeps between looks at the catalog when nothing changes.
 const RECHECK: Duration = Duration::from_millis(100);
@@ -43,7 +47,38 @@ pub async fn check(host: &FunctionHost, app: &str, function: &str, input: &[u8])
         host.cluster.linearizable().await?;
     }
     // The same judgement `apply` makes of a spawn, so a sync call and a spawn fail alike.
-    host.cluster.view.read(|c| c.check_function(app, function)).map_err(NodeError::Rejected)
+    host.cluster.view.read(|c| c.check_function(app, function)).map_err(NodeError::Rejected)?;
+    match never_placeable(host, app, function) {
+        Some(why) => Err(NodeError::FailedPrecondition(format!("{app}/{function} cannot run: {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// Why no replica of the function could ever be placed (a GPU model no node has, more CPU
+/// or memory than the largest node offers), judged on every registered node, up or down.
+/// `None` when it has a replica (so it was placed) or could have one.
+fn never_placeable(host: &FunctionHost, app: &str, function: &str) -> Option<placement::PlacementError> {
+    host.cluster.view.read(|c| {
+        if c.replicas.values().any(|r| r.app == app && r.function == function) {
+            return None;
+        }
+        let spec = host.spec(c, app, function, c.apps.get(app)?.version)?;
+        let gpu = spec.gpu.as_ref().map(|g| flotilla_raft::GpuRequest { model: g.model.clone(), count: g.count });
+        let req = placement::Request { cpu: spec.cpu, memory_mib: spec.memory_mib, gpu: gpu.as_ref() };
+        placement::place(&placement::candidates(c, |_| true), req).err().filter(|e| e.is_permanent())
+    })
+}
+
+/// What a call that found no replica says: the reason the autoscaler recorded for not
+/// placing one, if any.
+fn no_replica(host: &FunctionHost, app: &str, function: &str) -> String {
+    let pending =
+        host.cluster.view.read(|c| c.apps.get(app).and_then(|a| a.pending.get(function)).map(|p| p.reason.clone()));
+    let base = format!("no replica of {app}/{function} took the input in time");
+    match pending {
+        Some(why) => format!("{base}: no node can take a replica: {why}"),
+        None => format!("{base} (it stays queued only while the caller waits)"),
+    }
 }
 
 /// The function's own time limit, for callers that gave none.
@@ -97,9 +132,7 @@ pub async fn call(
             let _ = tokio::time::timeout(RECHECK, metrics.changed()).await;
         }
         if Instant::now() >= deadline {
-            return Err(NodeError::DeadlineExceeded(format!(
-                "no replica of {app}/{function} took the input in time (it stays queued only while the caller waits)"
-            )));
+            return Err(NodeError::DeadlineExceeded(no_replica(host, app, function)));
         }
     }
 }
@@ -134,7 +167,7 @@ pub async fn invoke_here(
 
 async fn run_here(host: &FunctionHost, key: &FnKey, slot: Slot, input: Vec<u8>) -> Outcome {
     let _running = host.load.running(key);
-    let result = slot.replica.run(input).await;
+    let result = slot.replica.run(input, None).await;
     Outcome { result, node: host.cluster.id }
 }
 
@@ -196,6 +229,7 @@ async fn invoke_remote(
     if let Some(t) = token {
         req.metadata_mut().insert(crate::auth::AUTHORIZATION, t);
     }
+    crate::request_id::propagate(&mut req);
     let reply = client.invoke(req).await?.into_inner();
     Ok(if reply.ok { Ok(reply.output) } else { Err(reply.error) })
 }

@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::exec_mode::STDERR_TAIL;
+use super::output::Sink;
 use crate::runtime::{Docker, ExecSpec, Output};
 
 type Reply = Result<Vec<u8>, String>;
@@ -33,7 +34,13 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts `command` in `container` and the tasks that feed and read it.
-    pub async fn start(docker: &Docker, container: &str, command: &[String]) -> Result<Arc<Self>, String> {
+    /// Its stderr also goes to `output` (see [`super::output`]).
+    pub async fn start(
+        docker: &Docker,
+        container: &str,
+        command: &[String],
+        output: Sink,
+    ) -> Result<Arc<Self>, String> {
         let spec = ExecSpec { cmd: command.to_vec(), env: vec![], workdir: None, stdin: true };
         let mut process =
             docker.exec(container, &spec).await.map_err(|e| format!("could not start the worker: {e}"))?;
@@ -56,6 +63,7 @@ impl WorkerProcess {
             }
             let _ = stdin.shutdown().await;
         });
+        let sink = output;
         let mut output = process.output;
         tokio::spawn(async move {
             let (mut buf, mut stderr) = (Vec::<u8>::new(), Vec::<u8>::new());
@@ -65,6 +73,7 @@ impl WorkerProcess {
                     Err(e) => break format!("the worker's output stream failed: {e}"),
                     Ok(Output::Stderr(b)) => {
                         tracing::debug!(stderr = %String::from_utf8_lossy(&b).trim_end(), "worker");
+                        sink.stderr(&b);
                         stderr.extend_from_slice(&b);
                         if stderr.len() > 2 * STDERR_TAIL {
                             stderr.drain(..stderr.len() - STDERR_TAIL);

@@ -64,6 +64,12 @@ fn parse_spec(spec_json: &str) -> Result<AppSpec, NodeError> {
         return Err(NodeError::invalid("spec_json", "must not be empty"));
     }
     let spec: AppSpec = serde_json::from_str(spec_json).map_err(|e| NodeError::invalid("spec_json", e.to_string()))?;
+    if let Some((name, _)) = spec.functions.iter().find(|(_, f)| f.build.is_some()) {
+        return Err(NodeError::invalid(
+            format!("functions.{name}.image"),
+            "an image = { dockerfile, context } is built by the client at deploy (the CLI and SDKs do it); send the built image's name",
+        ));
+    }
     spec.validate().map_err(|e| match e {
         SpecError::Invalid { path, message } => NodeError::invalid(path, message),
         other => NodeError::invalid("spec_json", other.to_string()),
@@ -135,11 +141,39 @@ impl Control for ControlService {
         Ok(self.reply(membership(self.cluster.propose(Proposal::RemoveNode { id }).await?)?))
     }
 
+    async fn force_remove_node(
+        &self,
+        req: Request<pb::ForceRemoveNodeRequest>,
+    ) -> Result<Response<pb::ForceRemoveNodeReply>, Status> {
+        let pb::ForceRemoveNodeRequest { id, term } = req.into_inner();
+        let p = self.cluster.force_remove(id, term).await?;
+        Ok(Response::new(pb::ForceRemoveNodeReply {
+            node_id: self.cluster.id,
+            vote_term: p.vote_term,
+            last_log_term: p.last_log_term,
+            last_log_index: p.last_log_index,
+            voters: p.voters,
+            learners: p.learners,
+            addrs: p.addrs.into_iter().collect(),
+        }))
+    }
+
     async fn deploy_app(&self, req: Request<pb::DeployAppRequest>) -> Result<Response<pb::DeployAppReply>, Status> {
         let req = req.into_inner();
         let spec = parse_spec(&req.spec_json)?;
         if req.request_id.is_empty() || req.request_id.len() > 128 {
             return Err(NodeError::invalid("request_id", "must be 1 to 128 characters").into());
+        }
+        // A function's code is an uploaded archive, never a sandbox's snapshot.
+        for (name, f) in &spec.functions {
+            let Some(code) = &f.code else { continue };
+            if self.cluster.view.read(|c| c.snapshots.values().any(|s| s.sha256 == *code)) {
+                return Err(NodeError::invalid(
+                    format!("functions.{name}.code"),
+                    "names a snapshot's data, not code uploaded with PutBlob",
+                )
+                .into());
+            }
         }
         let spec_json = serde_json::to_string(&spec).map_err(|e| Status::internal(e.to_string()))?;
         let cmd = Command::DeployApp {
@@ -178,6 +212,16 @@ impl Control for ControlService {
             return Err(NodeError::invalid("name", "must not be empty").into());
         }
         let app = app_reply(self.cluster.write(Command::StopApp { name, at_ms: 0 }).await?)?;
+        Ok(self.reply(to_pb(app)))
+    }
+
+    async fn remove_app(&self, req: Request<pb::RemoveAppRequest>) -> Result<Response<pb::App>, Status> {
+        let name = req.into_inner().name;
+        if name.is_empty() {
+            return Err(NodeError::invalid("name", "must not be empty").into());
+        }
+        let app = app_reply(self.cluster.write(Command::RemoveApp { name, at_ms: 0 }).await?)?;
+        tracing::info!(app = %app.name, version = app.version, "app removed");
         Ok(self.reply(to_pb(app)))
     }
 
@@ -220,7 +264,7 @@ impl Control for ControlService {
         &self,
         req: Request<pb::CallFunctionRequest>,
     ) -> Result<Response<pb::CallFunctionReply>, Status> {
-        let token = req.metadata().get(crate::auth::AUTHORIZATION).cloned();
+        let token = super::worker::token_of(&req);
         Ok(self.reply(self.call_function_(req.into_inner(), token).await?))
     }
 
@@ -282,5 +326,13 @@ impl Control for ControlService {
 
     async fn remove_snapshot(&self, req: Request<pb::GetSnapshotRequest>) -> Result<Response<pb::Snapshot>, Status> {
         Ok(self.reply(self.remove_snapshot_(&req.into_inner().id).await?))
+    }
+
+    async fn put_blob(
+        &self,
+        req: Request<tonic::Streaming<pb::BlobUpload>>,
+    ) -> Result<Response<pb::PutBlobReply>, Status> {
+        let f = &self.functions;
+        Ok(self.reply(crate::blobs::code::upload(&self.cluster, &f.blobs, req.into_inner(), f.blob_copies).await?))
     }
 }

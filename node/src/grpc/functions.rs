@@ -64,9 +64,8 @@ impl ControlService {
             return Err(NodeError::invalid("request_id", "at most 128 characters").into());
         }
         router::check(&self.functions, &req.app, &req.function, &req.input).await?;
-        let id = format!("fc-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
         let cmd = Command::SpawnCall {
-            id,
+            id: crate::schedule::new_call_id(),
             app: req.app,
             function: req.function,
             input: req.input,
@@ -86,8 +85,16 @@ impl ControlService {
             return Err(NodeError::invalid("timeout_s", format!("at most {MAX_WAIT_S}")).into());
         }
         self.cluster.linearizable().await?;
-        let find = || self.cluster.view.read(|c| c.calls.get(&req.id).cloned());
-        let mut call = find().ok_or_else(|| NodeError::from(Rejection::CallNotFound(req.id.clone())))?;
+        // A call missing now was compacted (expired) or never existed; one that goes missing
+        // while we wait finished and was compacted meanwhile.
+        let find = || {
+            self.cluster.view.read(|c| c.calls.get(&req.id).cloned()).ok_or_else(|| {
+                let expired = self.cluster.view.read(|c| c.call_expired(&req.id));
+                let id = req.id.clone();
+                NodeError::from(if expired { Rejection::CallExpired(id) } else { Rejection::CallNotFound(id) })
+            })
+        };
+        let mut call = find()?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(req.timeout_s);
         let mut metrics = self.cluster.raft.metrics();
         while !call.state.is_final() {
@@ -95,7 +102,7 @@ impl ControlService {
                 _ = metrics.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => break,
             }
-            call = find().unwrap_or(call);
+            call = find()?;
         }
         Ok(super::schedules::call_pb(call))
     }
@@ -145,7 +152,10 @@ impl ControlService {
                                 call.app == app.name && &call.function == f && call.state == CallState::Queued
                             })
                             .count() as u32;
+                        let pending = app.pending.get(f);
                         pb::FunctionLoad {
+                            pending_reason: pending.map(|p| p.reason.clone()).unwrap_or_default(),
+                            pending_since_ms: pending.map_or(0, |p| p.since_ms),
                             function: f.clone(),
                             replicas_ready: count(ReplicaState::Ready),
                             replicas_starting: count(ReplicaState::Starting),

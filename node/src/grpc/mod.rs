@@ -3,6 +3,8 @@
 
 mod control;
 mod functions;
+mod images;
+mod observe;
 mod peer;
 mod sandboxes;
 mod schedules;
@@ -12,6 +14,8 @@ mod tokens;
 mod worker;
 
 pub use control::ControlService;
+pub use images::ImagesService;
+pub use observe::ObserveService;
 pub use peer::authenticate;
 pub use peer::PeerService;
 pub use tokens::BootstrapService;

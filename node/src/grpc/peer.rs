@@ -29,6 +29,8 @@ pub struct PeerService {
     pub cluster: Cluster,
     /// This node's snapshot blobs, for transfers.
     pub blobs: BlobStore,
+    /// This node's engine, whose images peers may ask for.
+    pub docker: crate::runtime::Docker,
 }
 
 fn bad_payload(e: codec::CodecError) -> Status {
@@ -77,6 +79,8 @@ impl Peer for PeerService {
             leader: g.leader,
             leader_addr,
             loads: self.cluster.load.report(),
+            members: g.addrs.keys().copied().collect(),
+            images: self.cluster.images.of(self.cluster.id),
         }))
     }
 
@@ -92,5 +96,14 @@ impl Peer for PeerService {
 
     async fn fetch_blob(&self, req: Request<FetchBlobRequest>) -> Result<Response<Self::FetchBlobStream>, Status> {
         Ok(Response::new(transfer::serve_fetch(&self.blobs, req.into_inner().sha256)))
+    }
+
+    async fn export_image(
+        &self,
+        req: Request<flotilla_proto::peer::ExportImageRequest>,
+    ) -> Result<Response<flotilla_proto::peer::ExportImageReply>, Status> {
+        let name = req.into_inner().name;
+        let entries = crate::blobs::image::export(&self.docker, &self.blobs, &name).await?;
+        Ok(Response::new(flotilla_proto::peer::ExportImageReply { entries }))
     }
 }

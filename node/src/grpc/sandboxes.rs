@@ -33,6 +33,8 @@ pub fn to_pb(s: Sandbox) -> pb::Sandbox {
         restore_on_failure: s.spec.restore_on_failure,
         snapshot_every_s: s.spec.snapshot_every_s,
         from_snapshot: s.spec.from_snapshot,
+        disk_mib: s.spec.disk_mib,
+        writable_rootfs: s.spec.writable_rootfs,
     };
     pb::Sandbox {
         id: s.id,

@@ -24,6 +24,7 @@ pub fn to_pb(s: Snapshot) -> pb::Snapshot {
         image: s.spec.image,
         created_at_ms: s.created_at_ms,
         ready_at_ms: s.ready_at_ms,
+        reason: s.reason,
     }
 }
 

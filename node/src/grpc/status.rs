@@ -12,7 +12,6 @@ impl From<NodeError> for Status {
             NodeError::NoLeader
             | NodeError::NotLeader(_)
             | NodeError::LeaderUnreachable { .. }
-            | NodeError::NodeUnreachable { .. }
             | NodeError::Stopped(_) => Status::unavailable(msg),
             NodeError::InvalidArgument { .. } | NodeError::Rejected(Rejection::Invalid { .. }) => {
                 Status::invalid_argument(msg)
@@ -23,13 +22,16 @@ impl From<NodeError> for Status {
                 | Rejection::TokenNotFound(_)
                 | Rejection::FunctionNotFound(_)
                 | Rejection::CallNotFound(_)
+                | Rejection::CallExpired(_)
                 | Rejection::ScheduleNotFound(_)
                 | Rejection::SnapshotNotFound(_),
             ) => Status::not_found(msg),
             NodeError::Rejected(Rejection::Conflict(_)) => Status::already_exists(msg),
-            NodeError::Rejected(Rejection::Stale(_)) => Status::failed_precondition(msg),
+            NodeError::Rejected(Rejection::Stale(_) | Rejection::Precondition(_)) => Status::failed_precondition(msg),
+            NodeError::Rejected(Rejection::AppStopped(_)) => Status::failed_precondition(msg),
             NodeError::NoCapacity(_) => Status::resource_exhausted(msg),
-            NodeError::Membership(_) => Status::failed_precondition(msg),
+            // Not "unavailable": a retry would not help, and clients retry those.
+            NodeError::Membership(_) | NodeError::NodeUnreachable { .. } => Status::failed_precondition(msg),
             NodeError::Forwarded(status) => status,
             NodeError::Unstartable(_) => Status::failed_precondition(msg),
             NodeError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),

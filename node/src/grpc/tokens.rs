@@ -21,9 +21,25 @@ fn check_name(name: &str) -> Result<(), NodeError> {
     Ok(())
 }
 
-async fn create(cluster: &Cluster, name: String, first: bool) -> Result<pb::CreatedToken, Status> {
+/// Creates a token; with a request id, the same one a retry of that request gets (see
+/// [`auth::token_for_request`]), which the catalog records once.
+async fn create(cluster: &Cluster, req: pb::CreateTokenRequest, first: bool) -> Result<pb::CreatedToken, Status> {
+    let pb::CreateTokenRequest { name, request_id } = req;
     check_name(&name)?;
-    let t = auth::new_token();
+    let t = match request_id.as_str() {
+        "" => auth::new_token(),
+        rid if rid.len() < auth::MIN_TOKEN_REQUEST_ID => {
+            return Err(NodeError::invalid(
+                "request_id",
+                format!(
+                    "must be at least {} random characters (the secret is derived from it)",
+                    auth::MIN_TOKEN_REQUEST_ID
+                ),
+            )
+            .into())
+        }
+        rid => auth::token_for_request(rid),
+    };
     let cmd = Command::CreateToken { id: t.id, name, hash: t.hash, first, at_ms: 0 };
     match cluster.write(cmd).await? {
         CatalogResponse::Token(token) => {
@@ -36,7 +52,7 @@ async fn create(cluster: &Cluster, name: String, first: bool) -> Result<pb::Crea
 
 impl ControlService {
     pub(super) async fn create_token_(&self, req: pb::CreateTokenRequest) -> Result<pb::CreatedToken, Status> {
-        create(&self.cluster, req.name, false).await
+        create(&self.cluster, req, false).await
     }
 
     pub(super) async fn list_tokens_(&self) -> Result<pb::ListTokensReply, Status> {
@@ -49,7 +65,12 @@ impl ControlService {
         if req.id.is_empty() {
             return Err(NodeError::invalid("id", "is required").into());
         }
-        match self.cluster.write(Command::RevokeToken { id: req.id, at_ms: 0 }).await? {
+        let cmd = if req.force {
+            Command::RevokeToken { id: req.id, at_ms: 0 }
+        } else {
+            Command::RevokeTokenUnlessLast { id: req.id, at_ms: 0 }
+        };
+        match self.cluster.write(cmd).await? {
             CatalogResponse::Token(t) => Ok(to_pb(t)),
             other => Err(Status::internal(format!("unexpected reply to revoke: {other:?}"))),
         }
@@ -67,6 +88,6 @@ impl Bootstrap for BootstrapService {
         &self,
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreatedToken>, Status> {
-        Ok(Response::new(create(&self.cluster, req.into_inner().name, true).await?))
+        Ok(Response::new(create(&self.cluster, req.into_inner(), true).await?))
     }
 }

@@ -94,10 +94,7 @@ impl WorkerService {
                 | SandboxState::Restoring
                     if sb.node != self.host.cluster.id =>
                 {
-                    let addr = self.host.cluster.group().addrs.get(&sb.node).cloned().ok_or_else(|| {
-                        Status::unavailable(format!("sandbox {id} is on node {}, which is not a member", sb.node))
-                    })?;
-                    return Ok(Route::Remote { addr });
+                    return Ok(Route::Remote { addr: member_addr(&self.host.cluster, id, sb.node)? });
                 }
                 SandboxState::Terminated | SandboxState::Failed => {
                     return Err(Status::failed_precondition(format!(
@@ -116,21 +113,48 @@ impl WorkerService {
     }
 }
 
-/// A proxied request, carrying the caller's token on to the hosting node.
-fn onward<T>(message: T, token: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>) -> Request<T> {
+/// A failed copy in or out of a sandbox (`what` names it by sandbox id and path, never by
+/// the engine's container id) as the status a client sees.
+fn copy_status(what: &str, e: crate::runtime::RuntimeError) -> Status {
+    use crate::runtime::RuntimeError as E;
+    match e {
+        E::NotFound(why) => Status::not_found(format!("{what}: {why}")),
+        E::InvalidSpec(why) => Status::invalid_argument(format!("data: {what}: {why}")),
+        E::Engine(why) => Status::failed_precondition(format!("{what}: {why}")),
+        other => Status::unavailable(format!("{what}: {other}")),
+    }
+}
+
+/// The address of node `node`, which hosts sandbox `sandbox`; unavailable when it is no
+/// longer a member.
+pub(super) fn member_addr(cluster: &crate::cluster::Cluster, sandbox: &str, node: u64) -> Result<String, Status> {
+    cluster
+        .group()
+        .addrs
+        .get(&node)
+        .cloned()
+        .ok_or_else(|| Status::unavailable(format!("sandbox {sandbox} is on node {node}, which is not a member")))
+}
+
+/// A proxied request, carrying the caller's token and request id on to the hosting node.
+pub(super) fn onward<T>(
+    message: T,
+    token: &Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+) -> Request<T> {
     let mut req = Request::new(message);
     if let Some(t) = token {
         req.metadata_mut().insert(crate::auth::AUTHORIZATION, t.clone());
     }
+    crate::request_id::propagate(&mut req);
     req
 }
 
-fn token_of<T>(req: &Request<T>) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+pub(super) fn token_of<T>(req: &Request<T>) -> Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
     req.metadata().get(crate::auth::AUTHORIZATION).cloned()
 }
 
 /// The rest of a client stream as plain messages, ending at the first error.
-fn forward<T: Send + 'static>(first: T, rest: Streaming<T>) -> impl Stream<Item = T> + Send + 'static {
+pub(super) fn forward<T: Send + 'static>(first: T, rest: Streaming<T>) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::once(async move { first })
         .chain(rest.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| async move { r.ok() }))
 }
@@ -206,11 +230,10 @@ impl Worker for WorkerService {
                     }
                 }
                 let bytes = data.len() as u64;
-                self.host
-                    .docker
-                    .put_archive(&container, &dir, data)
-                    .await
-                    .map_err(|e| Status::failed_precondition(format!("copy into {}:{dir}: {e}", first.sandbox_id)))?;
+                self.host.docker.tar_in(&container, &dir, data).await.map_err(|e| {
+                    let e = e.naming(&container, &format!("sandbox {}", first.sandbox_id));
+                    copy_status(&format!("copy into {}:{dir}", first.sandbox_id), e)
+                })?;
                 Ok(Response::new(PutArchiveReply { bytes }))
             }
         }
@@ -232,7 +255,8 @@ impl Worker for WorkerService {
             }
             Route::Local { container, .. } => {
                 let (id, path) = (req.sandbox_id.clone(), req.path.clone());
-                let stream = self.host.docker.get_archive(&container, &req.path).flat_map(move |r| {
+                let engine_id = container.clone();
+                let stream = self.host.docker.tar_out(&container, &req.path).flat_map(move |r| {
                     let chunks: Vec<Result<ArchiveChunk, Status>> = match r {
                         Ok(bytes) => bytes
                             .chunks(CHUNK)
@@ -240,10 +264,10 @@ impl Worker for WorkerService {
                                 Ok(ArchiveChunk { sandbox_id: String::new(), path: String::new(), data: c.to_vec() })
                             })
                             .collect(),
-                        Err(e @ crate::runtime::RuntimeError::NotFound(_)) => {
-                            vec![Err(Status::not_found(format!("{id}:{path}: {e}")))]
+                        Err(e) => {
+                            let e = e.naming(&engine_id, &format!("sandbox {id}"));
+                            vec![Err(copy_status(&format!("copy from {id}:{path}"), e))]
                         }
-                        Err(e) => vec![Err(Status::unavailable(format!("{id}:{path}: {e}")))],
                     };
                     futures::stream::iter(chunks)
                 });

@@ -9,6 +9,7 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 
+use super::disk::LABEL_DISK;
 use super::error::{is_conflict_with, is_not_found};
 use super::sandbox::{container_body, limits_config};
 use super::{ContainerSpec, ContainerState, Docker, Limits, RuntimeError};
@@ -17,7 +18,12 @@ impl Docker {
     /// Creates (does not start) a sandbox container from `spec` with Flotilla's isolation
     /// defaults (see the [module documentation](crate::runtime)). Returns the container id.
     ///
-    /// Errors: [`RuntimeError::ImageNotFound`] when the image is not local,
+    /// A missing image whose reference names a registry is pulled first (see
+    /// [`super::registry`]); any other missing image is fetched from the handle's image source
+    /// (a peer that has it, see [`super::archive`]).
+    ///
+    /// Errors: [`RuntimeError::ImageNotFound`] when the image is not local (and names no
+    /// registry), [`RuntimeError::Pull`] when the pull failed,
     /// [`RuntimeError::Conflict`] when the name is taken, [`RuntimeError::InvalidSpec`] for
     /// limits the engine would read as "unlimited".
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
@@ -26,11 +32,40 @@ impl Docker {
         if let Some(name) = &spec.name {
             options = options.name(name);
         }
-        let created = self
-            .inner
-            .create_container(Some(options.build()), container_body(spec))
-            .await
-            .map_err(|e| RuntimeError::for_image(&spec.image, e))?;
+        let disk = match (&self.disks, spec.disk_mib) {
+            (Some(disks), Some(mib)) => Some(disks.create(mib).await?),
+            _ => None,
+        };
+        let options = options.build();
+        let create = || async {
+            self.inner
+                .create_container(Some(options.clone()), container_body(spec, disk.as_ref()))
+                .await
+                .map_err(|e| RuntimeError::for_image(&spec.image, e))
+        };
+        let mut created = create().await;
+        if matches!(created, Err(RuntimeError::ImageNotFound(_))) {
+            created = match self.pull_on_demand(&spec.image).await {
+                Ok(true) => create().await,
+                Ok(false) => match self.fetch_on_demand(&spec.image).await {
+                    Ok(true) => create().await,
+                    Ok(false) => created,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+        }
+        let created = match created {
+            Ok(created) => created,
+            Err(e) => {
+                if let (Some(disks), Some(disk)) = (&self.disks, &disk) {
+                    if let Err(e) = disks.release(&disk.key).await {
+                        tracing::warn!(disk = %disk.key, error = %e, "could not remove the disk of a container not created");
+                    }
+                }
+                return Err(e);
+            }
+        };
         for warning in &created.warnings {
             tracing::warn!(container = %created.id, "engine warning on create: {warning}");
         }
@@ -87,7 +122,7 @@ impl Docker {
             // wait itself went fine.
             Some(Err(bollard::errors::Error::DockerContainerWaitError { error, code })) if error.is_empty() => Ok(code),
             Some(Err(e)) => Err(RuntimeError::for_container(id, e)),
-            None => Err(RuntimeError::Engine(format!("wait on {id} ended without an exit code"))),
+            None => Err(RuntimeError::Engine("the wait for the container's exit ended without an exit code".into())),
         }
     }
 
@@ -120,29 +155,41 @@ impl Docker {
     }
 
     /// Removes the container, killing it if needed, together with its volumes (the `/work`
-    /// volume). A container that is already gone (or being removed) is not an error. One that
+    /// volume) or its `/work` disk. A container that is already gone (or being removed) is not an error. One that
     /// is paused is thawed first: under the cgroup v1 freezer its processes cannot die frozen,
     /// and the engine's forced remove would wait for them forever.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         if let Err(e) = self.unpause(id).await {
             tracing::trace!(container = %id, error = %e, "not thawed before removal");
         }
+        let disk = match &self.disks {
+            Some(_) => self.state(id).await?.and_then(|s| s.labels.get(LABEL_DISK).cloned()),
+            None => None,
+        };
         let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         match self.inner.remove_container(id, Some(options)).await {
-            Err(e) if is_not_found(&e) || is_conflict_with(&e, "already in progress") => Ok(()),
-            other => other.map_err(RuntimeError::from),
+            Err(e) if is_not_found(&e) || is_conflict_with(&e, "already in progress") => {}
+            other => other.map_err(RuntimeError::from)?,
         }
+        // Its `/work` disk goes with it (once the container is gone, nothing holds the mount).
+        if let (Some(disks), Some(key)) = (&self.disks, disk) {
+            disks.release(&key).await?;
+        }
+        Ok(())
     }
 
     /// Extracts the tar archive `tar` into the container at directory `dir`, which must exist
     /// and be writable: with the read-only root filesystem that means `/work` or below (the
     /// engine refuses archives into a read-only rootfs even under a tmpfs such as `/tmp`).
+    /// (Nodes stream restores with [`Docker::put_archive_stream`] and copy users' files with
+    /// [`Docker::tar_in`]; tests use this.)
+    #[cfg(test)]
     pub async fn put_archive(&self, id: &str, dir: &str, tar: Vec<u8>) -> Result<(), RuntimeError> {
         let options = UploadToContainerOptionsBuilder::new().path(dir).build();
         self.inner
             .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
             .await
-            .map_err(|e| RuntimeError::for_container(&format!("{id}:{dir}"), e))
+            .map_err(|e| RuntimeError::for_container(dir, e).naming(id, "the sandbox"))
     }
 
     /// [`Docker::put_archive`] with the tar streamed from `tar` instead of held in memory.
@@ -156,7 +203,7 @@ impl Docker {
         self.inner
             .upload_to_container(id, Some(options), bollard::body_try_stream(tar))
             .await
-            .map_err(|e| RuntimeError::for_container(&format!("{id}:{dir}"), e))
+            .map_err(|e| RuntimeError::for_container(dir, e).naming(id, "the sandbox"))
     }
 
     /// Reads `path` (a file or a directory, recursively) out of the container as a tar
@@ -168,8 +215,10 @@ impl Docker {
         id: &str,
         path: &str,
     ) -> impl Stream<Item = Result<Bytes, RuntimeError>> + Send + 'static {
-        let what = format!("{id}:{path}");
+        let (what, container) = (path.to_string(), id.to_string());
         let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
-        self.inner.download_from_container(id, Some(options)).map_err(move |e| RuntimeError::for_container(&what, e))
+        self.inner
+            .download_from_container(id, Some(options))
+            .map_err(move |e| RuntimeError::for_container(&what, e).naming(&container, "the sandbox"))
     }
 }

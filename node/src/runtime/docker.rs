@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, TryStreamExt};
 use tokio::io::AsyncReadExt;
 
+use super::disk::WorkDisks;
 use super::error::is_not_found;
 use super::{ImageInfo, RuntimeError};
 
@@ -26,6 +27,14 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 #[derive(Debug, Clone)]
 pub struct Docker {
     pub(crate) inner: bollard::Docker,
+    /// Where sandboxes' `/work` disks are made ([`Docker::with_work_disks`]); `None`: no
+    /// disks, `/work` is an unlimited volume.
+    pub(crate) disks: Option<std::sync::Arc<WorkDisks>>,
+    /// Registry logins for pulls (see [`super::registry`]); none unless set.
+    pub(crate) logins: super::registry::Logins,
+    /// Where images come from that neither this engine nor a registry has (see
+    /// [`super::archive`]); none unless set.
+    pub(crate) source: super::archive::ImageSource,
 }
 
 impl Docker {
@@ -35,20 +44,28 @@ impl Docker {
     /// Fails with [`RuntimeError::EngineUnreachable`] naming the address when the engine does
     /// not answer within 10 s.
     pub async fn connect() -> Result<Docker, RuntimeError> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string());
-        Self::connect_to(&host).await
+        Self::connect_to(&Self::host(None)).await
     }
 
-    /// A handle on the local engine's address without talking to it: every call fails while
+    /// The engine address to use: `explicit` (a node's `--docker-host`), else `DOCKER_HOST`,
+    /// else `unix:///var/run/docker.sock`.
+    pub fn host(explicit: Option<&str>) -> String {
+        explicit
+            .map(str::to_string)
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| DEFAULT_HOST.to_string())
+    }
+
+    /// A handle on the engine at `host` without talking to it: every call fails while
     /// the engine is unreachable. For a node that runs without an engine (control plane only).
-    pub fn offline() -> Result<Docker, RuntimeError> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_string());
+    pub fn offline(host: &str) -> Result<Docker, RuntimeError> {
+        let host = host.to_string();
         // bollard refuses a Unix socket path that does not exist; then point the handle at a
         // loopback port nothing listens on (the discard port), so calls fail fast instead.
         let inner = bollard::Docker::connect_with_host(&host)
             .or_else(|_| bollard::Docker::connect_with_http("http://127.0.0.1:9", 5, bollard::API_DEFAULT_VERSION))
             .map_err(|e| RuntimeError::EngineUnreachable { host: host.clone(), reason: e.to_string() })?;
-        Ok(Docker { inner })
+        Ok(Docker { inner, disks: None, logins: Default::default(), source: Default::default() })
     }
 
     /// Connects to the engine at `host` (`unix://...`, `tcp://...` or `http://...`).
@@ -61,10 +78,33 @@ impl Docker {
             Ok::<_, bollard::errors::Error>(client)
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-            Ok(Ok(inner)) => Ok(Docker { inner }),
+            Ok(Ok(inner)) => Ok(Docker { inner, disks: None, logins: Default::default(), source: Default::default() }),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
         }
+    }
+
+    /// This handle with sandbox `/work` disks kept in `dir` (see [`super::disk`]): a
+    /// container created with [`ContainerSpec::disk_mib`](super::ContainerSpec::disk_mib)
+    /// gets one. Where the host cannot make disks the node's log says so and the handle
+    /// stays without.
+    pub async fn with_work_disks(mut self, dir: std::path::PathBuf) -> Docker {
+        self.disks = WorkDisks::open(dir).await.map(std::sync::Arc::new);
+        self
+    }
+
+    /// Removes every `/work` disk that no container labelled `instance_label` (a node's
+    /// containers) holds: leftovers of containers removed while the node was down.
+    pub async fn sweep_disks(&self, instance_label: &str) -> Result<(), RuntimeError> {
+        let Some(disks) = &self.disks else { return Ok(()) };
+        let in_use = self
+            .list_named(instance_label)
+            .await?
+            .into_iter()
+            .filter_map(|c| c.labels.get(super::disk::LABEL_DISK).cloned())
+            .collect();
+        disks.sweep(&in_use).await;
+        Ok(())
     }
 
     /// Whether `image` (a `repo:tag` or an id) exists in the local engine.
@@ -141,7 +181,7 @@ impl Docker {
     }
 
     /// The id of image `name`, `None` if there is none.
-    async fn image_id(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+    pub(crate) async fn image_id(&self, name: &str) -> Result<Option<String>, RuntimeError> {
         match self.inner.inspect_image(name).await {
             Ok(image) => Ok(image.id),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -165,7 +205,7 @@ impl Docker {
 
 /// Splits `repo[:tag]` into repo and tag (`latest` when absent). A colon inside the registry
 /// part (`host:5000/repo`) is not a tag separator.
-fn split_reference(name: &str) -> (&str, &str) {
+pub(crate) fn split_reference(name: &str) -> (&str, &str) {
     match name.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (name, "latest"),
@@ -173,7 +213,7 @@ fn split_reference(name: &str) -> (&str, &str) {
 }
 
 /// The file as a stream of chunks of at most [`IMPORT_CHUNK_BYTES`].
-fn file_chunks(file: tokio::fs::File) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+pub(super) fn file_chunks(file: tokio::fs::File) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::try_unfold(file, |mut file| async move {
         let mut buf = BytesMut::with_capacity(IMPORT_CHUNK_BYTES);
         let n = file.read_buf(&mut buf).await?;

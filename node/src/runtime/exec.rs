@@ -90,6 +90,23 @@ impl Docker {
         .await
     }
 
+    /// Whether exec `exec_id` ended without its process ever starting (the engine could not
+    /// run the command: not found, not executable). The engine then reports exit 126 with no
+    /// pid and writes its own message to the output, which callers should not pass on as
+    /// the command's output. A process that got a pid did start.
+    pub async fn exec_never_started(&self, exec_id: &str) -> Result<bool, RuntimeError> {
+        self.inspect_exec_until(exec_id, EXIT_CODE_GRACE, |inspect, late| {
+            let started = inspect.pid.is_some_and(|p| p > 0);
+            let running = inspect.running.unwrap_or(false);
+            if started || late {
+                Some(false)
+            } else {
+                (!running).then_some(true)
+            }
+        })
+        .await
+    }
+
     /// Inspects exec `exec_id` every few ms until `settled` gives an answer; `late` tells
     /// `settled` that `grace` has passed and it must answer now. The engine updates an
     /// exec's record (exit code, pid) a moment after the fact, hence the polling.

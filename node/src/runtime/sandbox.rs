@@ -3,8 +3,12 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountType};
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType,
+};
 
+use super::disk::{WorkDisk, LABEL_DISK};
 use super::{ContainerSpec, Limits};
 
 /// Capabilities a sandbox keeps; every other one is dropped.
@@ -27,14 +31,27 @@ const STOP_TIMEOUT_SECS: i64 = 2;
 /// Mount options of the `/tmp` scratch tmpfs (its pages count against the memory limit).
 const TMP_OPTIONS: &str = "rw,nosuid,nodev,mode=1777";
 
+/// Share of the memory limit `/tmp` may fill (1/`TMP_SHARE`): the rest stays for processes,
+/// so a full `/tmp` never wedges the sandbox (see the module docs of [`crate::runtime`]).
+pub(crate) const TMP_SHARE: u64 = 2;
+
+/// The `/tmp` tmpfs options for a sandbox with these limits.
+fn tmp_options(limits: &Limits) -> String {
+    format!("{TMP_OPTIONS},size={}k", limits.memory_mib.saturating_mul(1024) / TMP_SHARE)
+}
+
 /// Cap on the engine-side log of the main process: one file of at most this size.
 const LOG_MAX_SIZE: &str = "10m";
 
-/// The create body for `spec` with all isolation defaults applied.
-pub(crate) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
+/// The create body for `spec` with all isolation defaults applied; `disk`, when given, is
+/// mounted at `/work` instead of the volume.
+pub(crate) fn container_body(spec: &ContainerSpec, disk: Option<&WorkDisk>) -> ContainerCreateBody {
     let cmd = spec.cmd.clone().unwrap_or_else(|| KEEPALIVE_CMD.iter().map(|s| s.to_string()).collect());
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.insert(FLOTILLA_LABEL.0.into(), FLOTILLA_LABEL.1.into());
+    if let Some(disk) = disk {
+        labels.insert(LABEL_DISK.into(), disk.key.clone());
+    }
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: Some(cmd),
@@ -42,7 +59,7 @@ pub(crate) fn container_body(spec: &ContainerSpec) -> ContainerCreateBody {
         working_dir: Some(spec.workdir.clone().unwrap_or_else(|| WORK_DIR.into())),
         labels: Some(labels),
         stop_timeout: Some(STOP_TIMEOUT_SECS),
-        host_config: Some(host_config(spec)),
+        host_config: Some(host_config(spec, disk)),
         ..Default::default()
     }
 }
@@ -52,16 +69,16 @@ pub(crate) fn env_list(env: &[(String, String)]) -> Vec<String> {
     env.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-fn host_config(spec: &ContainerSpec) -> HostConfig {
+fn host_config(spec: &ContainerSpec, disk: Option<&WorkDisk>) -> HostConfig {
     let limits = limits_config(&spec.limits);
     HostConfig {
         cap_drop: Some(vec!["ALL".into()]),
         cap_add: Some(SANDBOX_CAPS.iter().map(|c| c.to_string()).collect()),
         security_opt: Some(vec!["no-new-privileges".into()]),
-        readonly_rootfs: Some(true),
+        readonly_rootfs: Some(!spec.writable_rootfs),
         init: Some(true),
-        mounts: Some(vec![work_volume()]),
-        tmpfs: Some(HashMap::from([("/tmp".into(), TMP_OPTIONS.into())])),
+        mounts: Some(vec![disk.map_or_else(work_volume, work_disk)]),
+        tmpfs: Some(HashMap::from([("/tmp".into(), tmp_options(&spec.limits))])),
         network_mode: spec.block_network.then(|| "none".into()),
         runtime: spec.runtime.clone(),
         log_config: Some(log_config()),
@@ -93,6 +110,21 @@ fn work_volume() -> Mount {
     Mount { target: Some(WORK_DIR.into()), typ: Some(MountType::VOLUME), ..Default::default() }
 }
 
+/// `disk`'s filesystem (mounted on the host) bound at `/work`; private propagation, so
+/// nothing mounted on either side later shows on the other.
+fn work_disk(disk: &WorkDisk) -> Mount {
+    Mount {
+        target: Some(WORK_DIR.into()),
+        source: Some(disk.mount.to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn log_config() -> HostConfigLogConfig {
     HostConfigLogConfig {
         typ: Some("json-file".into()),
@@ -110,7 +142,7 @@ mod tests {
 
     #[test]
     fn defaults_are_locked_down() {
-        let body = container_body(&spec());
+        let body = container_body(&spec(), None);
         let host = body.host_config.expect("host config");
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
         let added = host.cap_add.expect("cap_add");
@@ -128,6 +160,8 @@ mod tests {
         assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
         assert_eq!(mounts[0].source, None, "anonymous volume");
         assert_eq!(body.working_dir.as_deref(), Some("/work"));
+        let tmp = host.tmpfs.expect("tmpfs")["/tmp"].clone();
+        assert_eq!(tmp, "rw,nosuid,nodev,mode=1777,size=32768k", "/tmp is half the memory limit");
         assert_eq!(body.cmd, Some(vec!["sleep".into(), "infinity".into()]));
         assert_eq!(body.labels.expect("labels").get("flotilla").map(String::as_str), Some("1"));
     }
@@ -140,13 +174,25 @@ mod tests {
         spec.cmd = Some(vec!["true".into()]);
         spec.env = vec![("A".into(), "b=c".into())];
         spec.workdir = Some("/tmp".into());
-        let body = container_body(&spec);
+        let body = container_body(&spec, None);
         let host = body.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.runtime.as_deref(), Some("runsc"));
         assert_eq!(body.cmd, Some(vec!["true".into()]));
         assert_eq!(body.env, Some(vec!["A=b=c".into()]));
         assert_eq!(body.working_dir.as_deref(), Some("/tmp"));
+    }
+
+    #[test]
+    fn a_disk_replaces_the_work_volume() {
+        let disk = WorkDisk { key: "k1".into(), mount: "/data/disks/k1".into() };
+        let body = container_body(&spec(), Some(&disk));
+        let mounts = body.host_config.expect("host config").mounts.expect("mounts");
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].typ, Some(MountType::BIND));
+        assert_eq!(mounts[0].source.as_deref(), Some("/data/disks/k1"));
+        assert_eq!(mounts[0].target.as_deref(), Some("/work"));
+        assert_eq!(body.labels.expect("labels").get(LABEL_DISK).map(String::as_str), Some("k1"));
     }
 
     #[test]

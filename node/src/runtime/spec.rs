@@ -74,6 +74,11 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     /// NVIDIA GPU indices to hand to the container (a device request); empty for none.
     pub gpu_devices: Vec<String>,
+    /// Size of the container's own `/work` filesystem, MiB (see [`super::disk`]); `None`,
+    /// or a node without disks, gives the unlimited volume.
+    pub disk_mib: Option<u64>,
+    /// A writable root filesystem instead of the read-only default.
+    pub writable_rootfs: bool,
 }
 
 impl ContainerSpec {
@@ -91,6 +96,8 @@ impl ContainerSpec {
             runtime: None,
             labels: BTreeMap::new(),
             gpu_devices: Vec::new(),
+            disk_mib: None,
+            writable_rootfs: false,
         }
     }
 }

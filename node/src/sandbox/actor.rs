@@ -1,11 +1,16 @@
 //! One actor per sandbox container on this node: creates or adopts the container, enforces
 //! the sandbox's timeout and idle timeout, and reports how it ended.
+//!
+//! Everything the actor does runs in a `sandbox` tracing span with the sandbox's `id`, its
+//! `generation` and the `request_id` of the request that created it, so the lines of one
+//! sandbox (and of the request behind it) can be found on the node that runs it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use flotilla_raft::{Command, Sandbox, SandboxState, SnapshotState};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::Instrument;
 
 use super::pool::WarmPool;
 use super::{container_name, owner, SandboxHost, LABEL_GENERATION, LABEL_INSTANCE, LABEL_SANDBOX};
@@ -44,11 +49,14 @@ pub struct SandboxActor;
 pub struct Args {
     pub record: Sandbox,
     pub host: SandboxHost,
+    /// The span the actor runs in.
+    pub span: tracing::Span,
 }
 
 pub struct State {
     record: Sandbox,
     host: SandboxHost,
+    span: tracing::Span,
     container: Option<String>,
     /// When the sandbox started running here (or was adopted).
     started: Instant,
@@ -90,6 +98,9 @@ fn container_spec(record: &Sandbox, instance: &str, node_gpus: &[flotilla_raft::
             (LABEL_INSTANCE.to_string(), instance.to_string()),
         ]),
         gpu_devices,
+        // Records from before sizes existed (0) keep the unlimited volume.
+        disk_mib: (s.disk_mib > 0).then_some(s.disk_mib),
+        writable_rootfs: s.writable_rootfs,
     }
 }
 
@@ -146,7 +157,8 @@ impl State {
         };
         if let Err(e) = docker.start(&id).await {
             let _ = docker.remove(&id).await;
-            return Err(e);
+            // The engine's start errors name the container by id; the reason names the sandbox.
+            return Err(e.naming(&id, &format!("sandbox {}", self.record.id)));
         }
         Ok(id)
     }
@@ -171,6 +183,7 @@ impl State {
                 return Ok(Some(c.id));
             }
             // A leftover from another generation or a dead container: not ours to keep.
+            self.host.kept_logs.keep(docker, &c.id, &sandbox, generation).await;
             docker.remove(&c.id).await?;
         }
         Ok(None)
@@ -218,6 +231,8 @@ impl State {
 
     async fn remove_container(&mut self) {
         if let Some(id) = self.container.take() {
+            let (sandbox, generation) = (&self.record.id, self.record.generation);
+            self.host.kept_logs.keep(&self.host.docker, &id, sandbox, generation).await;
             if let Err(e) = self.host.docker.remove(&id).await {
                 tracing::warn!(sandbox = %self.record.id, error = %e, "could not remove container");
             }
@@ -231,64 +246,8 @@ impl Actor for SandboxActor {
     type Arguments = Args;
 
     async fn pre_start(&self, myself: ActorRef<SandboxMsg>, args: Args) -> Result<State, ActorProcessingErr> {
-        let now = Instant::now();
-        let mut state = State {
-            record: args.record,
-            host: args.host,
-            container: None,
-            started: now,
-            last_activity: now,
-            active_execs: 0,
-            last_periodic: now,
-            periodic_in_flight: false,
-            previous_periodic: None,
-            frozen: false,
-        };
-        match state.adopt_or_create().await {
-            Ok(container) => {
-                if state.record.state == SandboxState::Pending || state.record.container_id.as_ref() != Some(&container)
-                {
-                    state.host.report(Command::SandboxStarted {
-                        id: state.record.id.clone(),
-                        generation: state.record.generation,
-                        container_id: container.clone(),
-                        at_ms: 0,
-                    });
-                }
-                if let Some(started_ms) = state.record.started_at_ms {
-                    // Adopted: the timeout counts from when the sandbox first started.
-                    let ran = chrono::Utc::now().timestamp_millis().saturating_sub(started_ms).max(0) as u64;
-                    state.started = now.checked_sub(Duration::from_millis(ran)).unwrap_or(now);
-                }
-                let (docker, waiter, id) = (state.host.docker.clone(), myself.clone(), container.clone());
-                tokio::spawn(async move {
-                    let _ = waiter.cast(SandboxMsg::Exited(wait_for_exit(&docker, &id).await));
-                });
-                state.container = Some(container);
-                myself.send_interval(TICK, || SandboxMsg::Tick);
-            }
-            Err(e) => {
-                let reason = match &e {
-                    RuntimeError::ImageNotFound(image) => format!(
-                        "image {image} not found on node {} (build it with `flotilla image build-base` or `flotilla image import`)",
-                        state.host.cluster.id
-                    ),
-                    other => format!("could not start on node {}: {other}", state.host.cluster.id),
-                };
-                tracing::warn!(sandbox = %state.record.id, %reason, "sandbox failed");
-                state.host.mark_ended(&state.record.id);
-                state.host.report(Command::SandboxFinished {
-                    id: state.record.id.clone(),
-                    generation: state.record.generation,
-                    failed: true,
-                    exit_code: None,
-                    reason,
-                    at_ms: 0,
-                });
-                myself.stop(None);
-            }
-        }
-        Ok(state)
+        let span = args.span.clone();
+        Ok(start(myself, args).instrument(span).await)
     }
 
     async fn handle(
@@ -297,72 +256,136 @@ impl Actor for SandboxActor {
         msg: SandboxMsg,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        let spec = &state.record.spec;
-        match msg {
-            SandboxMsg::Tick if state.frozen => {}
-            SandboxMsg::Tick => {
-                let now = Instant::now();
-                let timed_out =
-                    spec.timeout_s > 0 && now.duration_since(state.started) >= Duration::from_secs(spec.timeout_s);
-                let idle = spec.idle_timeout_s > 0
-                    && state.active_execs == 0
-                    && now.duration_since(state.last_activity) >= Duration::from_secs(spec.idle_timeout_s);
-                if timed_out || idle {
-                    let reason = if timed_out { "timeout" } else { "idle timeout" };
-                    tracing::info!(sandbox = %state.record.id, reason, "sandbox ended");
-                    state.finish(124, reason);
-                    state.remove_container().await;
-                    myself.stop(None);
-                } else if spec.snapshot_every_s > 0
-                    && !state.periodic_in_flight
-                    && now.duration_since(state.last_periodic) >= Duration::from_secs(spec.snapshot_every_s)
-                {
-                    state.periodic_in_flight = true;
-                    state.last_periodic = now;
-                    periodic_snapshot(
-                        state.host.clone(),
-                        state.record.id.clone(),
-                        state.previous_periodic.clone(),
-                        myself,
-                    );
-                }
-            }
-            SandboxMsg::ExecStarted => {
-                state.active_execs += 1;
-                state.last_activity = Instant::now();
-            }
-            SandboxMsg::ExecEnded => {
-                state.active_execs = state.active_execs.saturating_sub(1);
-                state.last_activity = Instant::now();
-            }
-            SandboxMsg::Input => state.last_activity = Instant::now(),
-            SandboxMsg::Exited(code) => {
-                if state.container.is_some() {
-                    tracing::info!(sandbox = %state.record.id, code, "sandbox command exited");
-                    state.finish(code, "exited");
-                    state.remove_container().await;
-                    myself.stop(None);
-                }
-            }
-            SandboxMsg::Stop => {
-                state.remove_container().await;
-                myself.stop(None);
-            }
-            SandboxMsg::Snapshotted(id) => {
-                state.periodic_in_flight = false;
-                if id.is_some() {
-                    state.previous_periodic = id;
-                }
-            }
-            SandboxMsg::Fence => state.freeze(true).await,
-            SandboxMsg::Thaw => state.freeze(false).await,
-        }
+        let span = state.span.clone();
+        on(myself, msg, state).instrument(span).await;
         Ok(())
     }
 
     async fn post_stop(&self, _: ActorRef<SandboxMsg>, state: &mut State) -> Result<(), ActorProcessingErr> {
         state.host.unregister(&state.record.id);
         Ok(())
+    }
+}
+
+/// Creates or adopts the container: the actor's state.
+async fn start(myself: ActorRef<SandboxMsg>, args: Args) -> State {
+    let now = Instant::now();
+    let mut state = State {
+        record: args.record,
+        host: args.host,
+        span: args.span,
+        container: None,
+        started: now,
+        last_activity: now,
+        active_execs: 0,
+        last_periodic: now,
+        periodic_in_flight: false,
+        previous_periodic: None,
+        frozen: false,
+    };
+    match state.adopt_or_create().await {
+        Ok(container) => {
+            if state.record.state == SandboxState::Pending || state.record.container_id.as_ref() != Some(&container) {
+                state.host.report(Command::SandboxStarted {
+                    id: state.record.id.clone(),
+                    generation: state.record.generation,
+                    container_id: container.clone(),
+                    at_ms: 0,
+                });
+            }
+            if let Some(started_ms) = state.record.started_at_ms {
+                // Adopted: the timeout counts from when the sandbox first started.
+                let ran = chrono::Utc::now().timestamp_millis().saturating_sub(started_ms).max(0) as u64;
+                state.started = now.checked_sub(Duration::from_millis(ran)).unwrap_or(now);
+            }
+            let (docker, waiter, id) = (state.host.docker.clone(), myself.clone(), container.clone());
+            tokio::spawn(async move {
+                let _ = waiter.cast(SandboxMsg::Exited(wait_for_exit(&docker, &id).await));
+            });
+            tracing::info!(%container, "sandbox running");
+            state.container = Some(container);
+            myself.send_interval(TICK, || SandboxMsg::Tick);
+        }
+        Err(e) => {
+            let reason = match &e {
+                RuntimeError::ImageNotFound(image) => format!(
+                    "image {image} not found on node {} (build it with `flotilla image build-base` or `flotilla image import`)",
+                    state.host.cluster.id
+                ),
+                other => format!("could not start on node {}: {other}", state.host.cluster.id),
+            };
+            tracing::warn!(sandbox = %state.record.id, %reason, "sandbox failed");
+            state.host.mark_ended(&state.record.id);
+            state.host.report(Command::SandboxFinished {
+                id: state.record.id.clone(),
+                generation: state.record.generation,
+                failed: true,
+                exit_code: None,
+                reason,
+                at_ms: 0,
+            });
+            myself.stop(None);
+        }
+    }
+    state
+}
+
+/// Handles one message.
+async fn on(myself: ActorRef<SandboxMsg>, msg: SandboxMsg, state: &mut State) {
+    let spec = &state.record.spec;
+    match msg {
+        SandboxMsg::Tick if state.frozen => {}
+        SandboxMsg::Tick => {
+            let now = Instant::now();
+            let timed_out =
+                spec.timeout_s > 0 && now.duration_since(state.started) >= Duration::from_secs(spec.timeout_s);
+            let idle = spec.idle_timeout_s > 0
+                && state.active_execs == 0
+                && now.duration_since(state.last_activity) >= Duration::from_secs(spec.idle_timeout_s);
+            if timed_out || idle {
+                let reason = if timed_out { "timeout" } else { "idle timeout" };
+                tracing::info!(sandbox = %state.record.id, reason, "sandbox ended");
+                state.finish(124, reason);
+                state.remove_container().await;
+                myself.stop(None);
+            } else if spec.snapshot_every_s > 0
+                && !state.periodic_in_flight
+                && now.duration_since(state.last_periodic) >= Duration::from_secs(spec.snapshot_every_s)
+            {
+                state.periodic_in_flight = true;
+                state.last_periodic = now;
+                periodic_snapshot(state.host.clone(), state.record.id.clone(), state.previous_periodic.clone(), myself);
+            }
+        }
+        SandboxMsg::ExecStarted => {
+            state.active_execs += 1;
+            state.last_activity = Instant::now();
+        }
+        SandboxMsg::ExecEnded => {
+            state.active_execs = state.active_execs.saturating_sub(1);
+            state.last_activity = Instant::now();
+        }
+        SandboxMsg::Input => state.last_activity = Instant::now(),
+        SandboxMsg::Exited(code) => {
+            if state.container.is_some() {
+                tracing::info!(sandbox = %state.record.id, code, "sandbox command exited");
+                state.finish(code, "exited");
+                state.remove_container().await;
+                myself.stop(None);
+            }
+        }
+        SandboxMsg::Stop => {
+            state.remove_container().await;
+            myself.stop(None);
+        }
+        SandboxMsg::Snapshotted(id) => {
+            state.periodic_in_flight = false;
+            if id.is_some() {
+                state.previous_periodic = id;
+            }
+        }
+        SandboxMsg::Fence => state.freeze(true).await,
+        SandboxMsg::Thaw => state.freeze(false).await,
     }
 }
 
@@ -409,10 +432,17 @@ async fn wait_for_exit(docker: &crate::runtime::Docker, id: &str) -> i64 {
     }
 }
 
-/// Starts the actor for `record` and registers it with the host.
+/// Starts the actor for `record` and registers it with the host. Its span is a child of the
+/// current one.
 pub async fn spawn(host: &SandboxHost, record: Sandbox) {
     let id = record.id.clone();
-    match Actor::spawn(None, SandboxActor, Args { record, host: host.clone() }).await {
+    let span = tracing::info_span!(
+        "sandbox",
+        id = %record.id,
+        generation = record.generation,
+        request_id = record.request_id.as_deref().unwrap_or_default()
+    );
+    match Actor::spawn(None, SandboxActor, Args { record, host: host.clone(), span }).await {
         Ok((actor, _)) => {
             // The actor may have stopped already (failed start); then post_stop ran first and
             // the entry would be stale, so only register a live one.

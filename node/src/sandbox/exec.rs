@@ -2,9 +2,13 @@
 //! streams its stdout/stderr back as produced, pumps stdin in, enforces the exec timeout,
 //! and ends with exactly one exit code.
 //!
-//! Exit codes: the process's own; 124 when the exec timeout killed it; 128+N when a signal
+//! Exit codes: the process's own; 124 when the exec timeout killed it; 127 ("command not
+//! found" on stderr) when the command does not exist and 126 when it cannot be run (the
+//! engine's message, which it writes as output, becomes the stderr line); 128+N when a signal
 //! N killed it (the engine reports that itself: 137 for SIGKILL, e.g. when the sandbox was
-//! terminated under it).
+//! terminated under it). An exec that ends with 137 while the kernel OOM-killed something in
+//! the sandbox's memory cgroup gets a last stderr line saying so, with the limit
+//! (`runtime/oom.rs`).
 
 use std::time::Duration;
 
@@ -25,6 +29,13 @@ const COALESCE_BYTES: usize = 256 * 1024;
 
 /// Exit code reported when the process vanished with its container (terminated sandbox).
 pub const EXIT_TERMINATED: i64 = 137;
+/// Exit code of a command that does not exist, as a shell reports it.
+pub const EXIT_NOT_FOUND: i64 = 127;
+/// Exit code of a command that exists but could not be run (the engine's own code).
+pub const EXIT_CANNOT_RUN: i64 = 126;
+/// How the engine's message starts when it could not start an exec's process; it arrives
+/// as the exec's first stdout chunk.
+const ENGINE_START_FAILED: &[u8] = b"OCI runtime exec failed";
 
 /// A validated exec request.
 #[derive(Debug, Clone)]
@@ -65,43 +76,88 @@ where
     }
     let spec =
         ExecSpec { cmd: req.command.clone(), env: req.env.clone(), workdir: req.workdir.clone(), stdin: req.stdin };
-    let process = match host.docker.exec(&container, &spec).await {
+    // Found while the exec starts, so it costs no extra wait.
+    let (process, oom) = tokio::join!(host.docker.exec(&container, &spec), host.docker.oom_counter(&container));
+    let process = match process {
         Ok(p) => p,
         Err(e) => {
             // It never ran: a retry with the same id may run it.
             host.forget_exec(&req.exec_id);
+            let e = e.naming(&container, &format!("sandbox {}", req.sandbox_id));
             let _ =
                 out.send(Err(Status::failed_precondition(format!("exec in sandbox {}: {e}", req.sandbox_id)))).await;
             return;
         }
     };
     host.notify(&req.sandbox_id, SandboxMsg::ExecStarted);
+    let started = std::time::Instant::now();
     if let Some(stdin) = process.stdin {
         tokio::spawn(pump_stdin(host.clone(), req.sandbox_id.clone(), input, stdin));
     }
-    let timed_out = stream_output(process.output, req.timeout_s, &host, &process.exec_id, &out).await;
-    let code = if timed_out {
-        EXIT_TIMEOUT
-    } else {
-        host.docker.exec_exit_code(&process.exec_id).await.ok().flatten().unwrap_or(EXIT_TERMINATED)
+    let code = match stream_output(process.output, req.timeout_s, &host, &process.exec_id, &out).await {
+        Ended::TimedOut => EXIT_TIMEOUT,
+        Ended::Exited => host.docker.exec_exit_code(&process.exec_id).await.ok().flatten().unwrap_or(EXIT_TERMINATED),
+        Ended::NotStarted(engine_message) => {
+            let (code, message) = not_started(&req.command[0], &engine_message);
+            let _ = out.send(output(exec_output::Output::Stderr(message.into_bytes()))).await;
+            code
+        }
     };
+    if code == EXIT_TERMINATED {
+        if let Some((counter, before)) = oom {
+            if counter.read().is_some_and(|now| now > before) {
+                let limit = host.cluster.view.read(|c| c.sandboxes.get(&req.sandbox_id).map(|s| s.spec.memory_mib));
+                let limit = limit.map_or(String::new(), |m| format!(" (sandbox memory limit {m} MiB)"));
+                let message = format!("flotilla: killed: out of memory{limit}\n");
+                let _ = out.send(output(exec_output::Output::Stderr(message.into_bytes()))).await;
+            }
+        }
+    }
     host.finish_exec(&req.exec_id, code);
+    host.cluster.metrics.exec_finished(started.elapsed());
     host.notify(&req.sandbox_id, SandboxMsg::ExecEnded);
     let _ = out.send(output(exec_output::Output::Exit(code))).await;
 }
 
-/// Forwards output chunks until the stream ends; returns whether the timeout fired (then
-/// the process was killed).
+/// How the output of an exec ended.
+enum Ended {
+    /// The stream ended: the process exited (or its container went away).
+    Exited,
+    /// The exec timeout fired and the process was killed.
+    TimedOut,
+    /// The engine could not start the command; its message, not passed on as output.
+    NotStarted(String),
+}
+
+/// The exit code and stderr text for a command the engine could not start (`engine` is its
+/// message), like a shell: 127 "command not found" when the executable does not exist, 126
+/// (the engine's code) with the reason otherwise (e.g. not executable).
+pub fn not_started(program: &str, engine: &str) -> (i64, String) {
+    // "OCI runtime exec failed: exec failed: unable to start container process: exec:
+    // "x": executable file not found in $PATH: unknown" (a path that does not exist says
+    // "no such file or directory" instead; a missing workdir says "chdir to cwd …").
+    let missing = engine.contains("executable file not found")
+        || (engine.contains("no such file or directory") && !engine.contains("chdir"));
+    if missing {
+        (EXIT_NOT_FOUND, format!("flotilla: {program}: command not found\n"))
+    } else {
+        let reason = engine.trim().rsplit_once("unable to start container process: ").map_or(engine.trim(), |(_, r)| r);
+        (EXIT_CANNOT_RUN, format!("flotilla: {program}: cannot run: {reason}\n"))
+    }
+}
+
+/// Forwards output chunks until the stream ends.
 async fn stream_output(
     mut chunks: std::pin::Pin<Box<dyn Stream<Item = Result<Output, crate::runtime::RuntimeError>> + Send>>,
     timeout_s: u64,
     host: &SandboxHost,
     exec_id: &str,
     out: &Out,
-) -> bool {
+) -> Ended {
     let deadline = (timeout_s > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(timeout_s));
     // A chunk of the other stream met while coalescing, sent next.
     let mut carry: Option<Output> = None;
+    let mut first = true;
     loop {
         let next = async {
             if let Some(c) = carry.take() {
@@ -118,10 +174,18 @@ async fn stream_output(
                 if let Err(e) = host.docker.kill_exec(exec_id).await {
                     tracing::warn!(error = %e, "could not kill timed-out exec");
                 }
-                return true;
+                return Ended::TimedOut;
             }
-            Some(None) => return false,
+            Some(None) => return Ended::Exited,
+            Some(Some(Ok(Output::Stdout(b))))
+                if std::mem::take(&mut first)
+                    && b.starts_with(ENGINE_START_FAILED)
+                    && host.docker.exec_never_started(exec_id).await.unwrap_or(false) =>
+            {
+                return Ended::NotStarted(String::from_utf8_lossy(&b).into_owned());
+            }
             Some(Some(Ok(chunk))) => {
+                first = false;
                 let (is_stdout, mut buf) = match chunk {
                     Output::Stdout(b) => (true, b.to_vec()),
                     Output::Stderr(b) => (false, b.to_vec()),
@@ -151,15 +215,15 @@ async fn stream_output(
                     if let Err(e) = host.docker.kill_exec(exec_id).await {
                         tracing::warn!(error = %e, "could not kill exec of a departed client");
                     }
-                    return false;
+                    return Ended::Exited;
                 }
                 if ended {
-                    return false;
+                    return Ended::Exited;
                 }
             }
             Some(Some(Err(e))) => {
                 tracing::debug!(error = %e, "exec output stream ended with an error");
-                return false;
+                return Ended::Exited;
             }
         }
     }

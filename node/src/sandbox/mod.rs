@@ -21,6 +21,9 @@ pub mod actor;
 pub mod exec;
 pub mod failover;
 pub mod fence;
+#[cfg(test)]
+mod golden;
+pub mod kept_logs;
 pub mod pool;
 pub mod reconciler;
 mod restore;
@@ -31,7 +34,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_raft::{Command, Rejection};
+use flotilla_raft::{Command, Rejection, SnapshotState};
 use ractor::ActorRef;
 
 use crate::blobs::{BlobStore, KeeperOptions};
@@ -69,6 +72,18 @@ pub fn owner(c: &Listed) -> Option<(String, u64)> {
     id.starts_with("sb-").then(|| Some((id.to_string(), g.parse().ok()?)))?
 }
 
+/// Keeps a snapshot id in [`SandboxHost`]'s in-flight set while it is being taken.
+pub(crate) struct InFlight {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set.lock().expect("in-flight lock").remove(&self.id);
+    }
+}
+
 /// What an exec id has done, for idempotent retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecRecord {
@@ -92,6 +107,8 @@ pub struct SandboxHost {
     /// and from start until it has caught up with the leader: its sandboxes are frozen and it
     /// serves no exec (see [`fence`]).
     pub fenced: Arc<std::sync::atomic::AtomicBool>,
+    /// Logs of this node's removed sandbox containers.
+    pub kept_logs: kept_logs::KeptLogs,
     actors: Arc<Mutex<HashMap<String, ActorRef<actor::SandboxMsg>>>>,
     /// Sandboxes whose actor is being spawned (creating a container takes a while).
     starting: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -99,6 +116,9 @@ pub struct SandboxHost {
     /// way into the catalog (the reconciler forgets them once the record is final).
     ended: Arc<Mutex<std::collections::HashSet<String>>>,
     execs: Arc<Mutex<ExecLog>>,
+    /// Snapshots this process is taking now (added before the `CreateSnapshot` is proposed),
+    /// so that a pending snapshot of this node that is not in it is known to be abandoned.
+    snapshots_in_flight: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 #[derive(Default)]
@@ -115,6 +135,7 @@ impl SandboxHost {
         pool: std::sync::Arc<pool::WarmPool>,
         blobs: BlobStore,
         keeper: KeeperOptions,
+        kept_logs: kept_logs::KeptLogs,
     ) -> Self {
         Self {
             docker,
@@ -124,10 +145,12 @@ impl SandboxHost {
             blobs,
             keeper,
             fenced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            kept_logs,
             actors: Default::default(),
             starting: Default::default(),
             ended: Default::default(),
             execs: Default::default(),
+            snapshots_in_flight: Default::default(),
         }
     }
 
@@ -219,6 +242,34 @@ impl SandboxHost {
     pub fn finish_exec(&self, exec_id: &str, code: i64) {
         if let Some(r) = self.execs.lock().expect("exec log lock").records.get_mut(exec_id) {
             *r = ExecRecord::Exited(code);
+        }
+    }
+
+    /// Marks snapshot `id` as being taken by this process until the guard drops.
+    pub(crate) fn snapshot_in_flight(&self, id: &str) -> InFlight {
+        self.snapshots_in_flight.lock().expect("in-flight lock").insert(id.to_string());
+        InFlight { set: self.snapshots_in_flight.clone(), id: id.to_string() }
+    }
+
+    /// Pending snapshots this node was taking that no task here is taking any more (the
+    /// node restarted mid-way, or gave up and could not record it): each becomes `failed`
+    /// with the reason, and its sandbox `running` again, so the next snapshot can start.
+    async fn fail_abandoned_snapshots(&self) {
+        let me = self.cluster.id;
+        let abandoned: Vec<String> = self.cluster.view.read(|c| {
+            let in_flight = self.snapshots_in_flight.lock().expect("in-flight lock");
+            c.snapshots
+                .values()
+                .filter(|s| s.node == me && s.state == SnapshotState::Pending && !in_flight.contains(&s.id))
+                .map(|s| s.id.clone())
+                .collect()
+        });
+        for id in abandoned {
+            let reason = Some(format!("node {me} restarted (or gave up) while taking it"));
+            tracing::warn!(snapshot = %id, "pending snapshot abandoned by this node: marking it failed");
+            if let Err(e) = self.cluster.write(Command::SnapshotFailed { id: id.clone(), reason }).await {
+                tracing::debug!(snapshot = %id, error = %e, "could not mark the abandoned snapshot failed yet");
+            }
         }
     }
 

@@ -6,7 +6,8 @@
 //! and applies the sandbox's CPU, memory and pids limits; the sandbox's environment and
 //! working directory are applied to each exec instead of the container. A sandbox can use
 //! the pool only when nothing else about it must be fixed at creation: no entrypoint
-//! command, the default runtime, and networking on. The pool refills in the background.
+//! command, the default runtime, networking on, and the default `/work` size (a pooled
+//! container's disk is made with it). The pool refills in the background.
 //! Pool containers left from an earlier run of the node are removed at start-up with the
 //! other orphans (they are not named for any sandbox).
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use flotilla_raft::SandboxSpec;
 use tokio::sync::{watch, Notify};
 
+use super::validate::DEFAULT_DISK_MIB;
 use super::LABEL_INSTANCE;
 use crate::runtime::{ContainerSpec, Docker, Limits};
 
@@ -41,9 +43,16 @@ impl WarmPool {
         Arc::new(Self { docker, instance, sizes, ready: Default::default(), refill: Notify::new() })
     }
 
-    /// Whether a sandbox with this spec may take a pooled container.
+    /// Whether a sandbox with this spec may take a pooled container. Its `/tmp` was sized
+    /// from the pool's memory when it was created and cannot change, so only a sandbox with
+    /// at least that much memory takes one (its `/tmp` then fills at most half its memory).
     pub fn eligible(spec: &SandboxSpec) -> bool {
-        spec.command.is_empty() && spec.runtime == "runc" && !spec.block_network
+        spec.command.is_empty()
+            && spec.runtime == "runc"
+            && !spec.block_network
+            && !spec.writable_rootfs
+            && spec.memory_mib >= IDLE_LIMITS.memory_mib
+            && spec.disk_mib == DEFAULT_DISK_MIB
     }
 
     /// A started container of `image`, if one is ready.
@@ -74,6 +83,8 @@ impl WarmPool {
                 (LABEL_POOL.to_string(), image.to_string()),
             ]),
             gpu_devices: Vec::new(),
+            disk_mib: Some(DEFAULT_DISK_MIB),
+            writable_rootfs: false,
         };
         let id = self.docker.create(&spec).await?;
         if let Err(e) = self.docker.start(&id).await {

@@ -88,7 +88,7 @@ async fn restore_once(host: &SandboxHost, record: &Sandbox, snap: &Snapshot) -> 
         }
         Err(e) => {
             let _ = docker.remove(&id).await;
-            Err(e)
+            Err(e.naming(&id, &format!("sandbox {}", record.id)))
         }
     }
 }

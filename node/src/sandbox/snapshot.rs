@@ -116,12 +116,13 @@ pub async fn take(
         node: me,
         at_ms: 0,
     };
+    let _in_flight = host.snapshot_in_flight(&id);
     host.cluster.write(cmd).await?;
     match store_and_replicate(host, &container, &id, kind, path.as_deref(), &progress).await {
         Ok(taken) => Ok(taken),
         Err(e) => {
             tracing::warn!(snapshot = %id, %sandbox, error = %e, "snapshot failed");
-            if let Err(e) = host.cluster.write(Command::SnapshotFailed { id: id.clone() }).await {
+            if let Err(e) = host.cluster.write(Command::SnapshotFailed { id: id.clone(), reason: None }).await {
                 tracing::warn!(snapshot = %id, error = %e, "could not drop the failed snapshot's record");
             }
             Err(e)
@@ -208,6 +209,7 @@ async fn store_and_replicate(
         other => return Err(internal(format!("unexpected reply to SnapshotReady: {other:?}"))),
     }
     tracing::info!(snapshot = id, kind = kind.as_str(), size, ?replicas, store_s, replicate_s, "snapshot ready");
+    host.cluster.metrics.snapshot_taken(kind.as_str(), size);
     Ok(Taken { id: id.to_string(), size_bytes: size, sha256, replicas, store_s, replicate_s })
 }
 
@@ -273,10 +275,9 @@ async fn store_memory(
 ) -> Result<(String, Manifest), NodeError> {
     let docker = &host.docker;
     report(progress, "checkpoint", 0, 0);
-    docker
-        .checkpoint(container, id)
-        .await
-        .map_err(|e| NodeError::FailedPrecondition(format!("checkpoint of {container} failed: {e}")))?;
+    docker.checkpoint(container, id).await.map_err(|e| {
+        NodeError::FailedPrecondition(format!("checkpoint failed: {}", e.naming(container, "the sandbox")))
+    })?;
     let result = async {
         let scratch = tempfile::tempdir().map_err(internal)?;
         let work_tar = scratch.path().join(WORK_TAR);

@@ -17,6 +17,12 @@ pub const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
 /// Defaults for unset resources.
 pub const DEFAULT_CPU: f64 = 1.0;
 pub const DEFAULT_MEMORY_MIB: u64 = 512;
+/// Size of a sandbox's `/work` when the request leaves it 0, MiB.
+pub const DEFAULT_DISK_MIB: u64 = 1024;
+/// Bounds of a sandbox's `/work` size, MiB (the disk is a sparse file: it takes host space
+/// only as it fills).
+pub const MIN_DISK_MIB: u64 = 16;
+pub const MAX_DISK_MIB: u64 = 1_048_576;
 
 fn invalid(field: &str, message: impl Into<String>) -> NodeError {
     NodeError::invalid(field, message)
@@ -86,6 +92,13 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
     if !(16..=1_048_576).contains(&memory_mib) {
         return Err(invalid("spec.memory_mib", format!("{memory_mib} must be 16 to 1048576 MiB")));
     }
+    let disk_mib = if spec.disk_mib == 0 { DEFAULT_DISK_MIB } else { spec.disk_mib };
+    if !(MIN_DISK_MIB..=MAX_DISK_MIB).contains(&disk_mib) {
+        return Err(invalid(
+            "spec.disk_mib",
+            format!("{disk_mib} must be {MIN_DISK_MIB} to {MAX_DISK_MIB} MiB (the size of /work)"),
+        ));
+    }
     if spec.timeout_s > MAX_TIMEOUT_S {
         return Err(invalid("spec.timeout_s", format!("{} is more than {MAX_TIMEOUT_S} s", spec.timeout_s)));
     }
@@ -129,6 +142,8 @@ pub fn sandbox(req: &pb::CreateSandboxRequest) -> Result<(Option<String>, Sandbo
             restore_on_failure: spec.restore_on_failure,
             snapshot_every_s: spec.snapshot_every_s,
             from_snapshot: spec.from_snapshot.clone(),
+            disk_mib,
+            writable_rootfs: spec.writable_rootfs,
         },
     ))
 }
@@ -248,6 +263,7 @@ mod tests {
     fn defaults_fill_in() {
         let (_, spec) = sandbox(&req()).unwrap();
         assert_eq!((spec.cpu, spec.memory_mib, spec.runtime.as_str()), (DEFAULT_CPU, DEFAULT_MEMORY_MIB, "runc"));
+        assert_eq!(spec.disk_mib, DEFAULT_DISK_MIB);
     }
 
     #[test]
@@ -259,6 +275,8 @@ mod tests {
             (|r| r.spec.as_mut().unwrap().cpu = -1.0, "spec.cpu"),
             (|r| r.spec.as_mut().unwrap().cpu = f64::NAN, "spec.cpu"),
             (|r| r.spec.as_mut().unwrap().memory_mib = 4, "spec.memory_mib"),
+            (|r| r.spec.as_mut().unwrap().disk_mib = 8, "spec.disk_mib"),
+            (|r| r.spec.as_mut().unwrap().disk_mib = MAX_DISK_MIB + 1, "spec.disk_mib"),
             (|r| r.spec.as_mut().unwrap().timeout_s = MAX_TIMEOUT_S + 1, "spec.timeout_s"),
             (|r| r.spec.as_mut().unwrap().runtime = "kata".into(), "spec.runtime"),
             (

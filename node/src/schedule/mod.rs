@@ -52,9 +52,11 @@ pub fn declare(spec: &AppSpec, now_ms: i64) -> Result<Vec<ScheduleSpec>, NodeErr
     Ok(out)
 }
 
-/// A fresh durable-call id: `fc-` and 16 random hex digits.
+/// A fresh durable-call id: `fc-`, this node's clock, and random hex digits (the time tells a
+/// compacted call from one that never existed; see `flotilla_raft::catalog::retention`).
 pub fn new_call_id() -> String {
-    format!("fc-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+    let random = uuid::Uuid::new_v4().as_u64_pair().0;
+    flotilla_raft::catalog::retention::call_id(chrono::Utc::now().timestamp_millis(), random)
 }
 
 /// The first tick of `s` after `now_ms`, for a resume.

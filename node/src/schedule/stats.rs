@@ -1,12 +1,15 @@
 //! Figures about the ticks this node committed while it led, served in `GET /status` (and read
 //! by `flotilla bench schedules`): counts, and the commit lateness of fired ticks (from
 //! `scheduled_at` to the moment the leader saw the Fire applied) over the last 10 to 20 s.
+//! Fires and their lateness also go to the node's Prometheus series (`metrics`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+
+use crate::metrics::Metrics;
 
 /// Lateness samples are kept for one window, then moved to "previous"; reports merge both.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -15,7 +18,7 @@ const MAX_LATENESS_MS: u64 = 3_600_000;
 
 /// Shared by the Scheduler (writes) and the HTTP endpoint (reads). Cheap to clone.
 #[derive(Clone)]
-pub struct Stats(Arc<Mutex<Inner>>);
+pub struct Stats(Arc<Mutex<Inner>>, Metrics);
 
 struct Inner {
     fired: u64,
@@ -32,22 +35,25 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENESS_MS, 3).expect("valid histogram bounds")
 }
 
-impl Default for Stats {
-    fn default() -> Self {
-        Stats(Arc::new(Mutex::new(Inner {
-            fired: 0,
-            skipped: 0,
-            stale: 0,
-            current: histogram(),
-            previous: histogram(),
-            rotated_at: Instant::now(),
-        })))
-    }
-}
-
 impl Stats {
+    /// Figures that also count fires and their lateness in `metrics` (Prometheus).
+    pub fn new(metrics: Metrics) -> Self {
+        Stats(
+            Arc::new(Mutex::new(Inner {
+                fired: 0,
+                skipped: 0,
+                stale: 0,
+                current: histogram(),
+                previous: histogram(),
+                rotated_at: Instant::now(),
+            })),
+            metrics,
+        )
+    }
+
     /// Counts one committed entry's outcome: `lateness_ms` of each fired tick, skips, stale fires.
     pub fn record(&self, lateness_ms: &[i64], skipped: u64, stale: u64) {
+        self.1.schedule_fired(lateness_ms);
         let mut s = self.0.lock().expect("stats lock poisoned");
         if s.rotated_at.elapsed() >= WINDOW {
             s.previous = std::mem::replace(&mut s.current, histogram());

@@ -93,6 +93,20 @@ impl TestNode {
         false
     }
 
+    /// Waits up to `within` for the process to exit on its own; its exit code, or None if it
+    /// still runs (or died of a signal).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
         self.spawn();
@@ -127,11 +141,19 @@ impl TestCluster {
     /// Starts `n` nodes that form a cluster with `--initial-cluster`; `extra` is added to
     /// every node's arguments.
     pub fn start(n: u64, extra: &[&str]) -> Self {
+        Self::start_each(n, |_| extra.iter().map(|s| s.to_string()).collect(), &[])
+    }
+
+    /// [`Self::start`] with arguments of each node's own (e.g. its `--http` port) and
+    /// environment variables for every node process.
+    pub fn start_each(n: u64, extra: impl Fn(u64) -> Vec<String>, env: &[(&str, &str)]) -> Self {
         let mut c = Self::empty();
         let addrs: Vec<(u64, String)> = (1..=n).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
         let initial = addrs.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",");
         for (id, addr) in addrs {
-            c.add_node_at(id, &addr, How::Initial(&initial), extra, &[]);
+            let args = extra(id);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.add_node_at(id, &addr, How::Initial(&initial), &args, env);
         }
         c
     }
@@ -290,6 +312,13 @@ impl Drop for TestCluster {
                 }
             }
         }
+        // Then the sandboxes' `/work` disks, loop-mounted under the data dirs: a mount left
+        // behind would keep its loop device after the folder is deleted.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for point in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&root)) {
+            let _ = Command::new("umount").arg(point).output();
+        }
     }
 }
 
@@ -363,4 +392,88 @@ pub fn deploy_many(endpoints: &str, prefix: &str, n: usize) {
             client.deploy(spec).await.unwrap();
         }
     });
+}
+
+/// `sandbox wait ID` with `-o json`: the sandbox as printed, and the CLI's exit code (the
+/// sandbox's own exit code once it has ended).
+pub fn wait_sandbox(endpoint: &str, id: &str) -> (Value, Option<i32>) {
+    let o = cli(endpoint, &["-o", "json", "sandbox", "wait", id, "--timeout", "20"]);
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("sandbox wait {id}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+    (v, o.status.code())
+}
+
+/// A one-node cluster with the busybox image built and a leader; returns it and its endpoint.
+pub fn single() -> (TestCluster, String) {
+    busybox_image();
+    let mut c = TestCluster::start(1, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let ep = c.nodes[&1].endpoint();
+    (c, ep)
+}
+
+/// `GET path` over HTTP/1.0 (so neither side chunks); the status code and body.
+pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, body.to_string()))
+}
+
+/// `n` nodes with API tokens on (the cluster secret from the environment), each serving
+/// `--http` on a port of its own, with a leader. Returns the cluster (its CLI calls carry the
+/// bootstrap token), each node's HTTP address, and the token.
+pub fn with_tokens_and_http(n: u64) -> (TestCluster, Vec<String>, String) {
+    let http: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut c = TestCluster::start_each(
+        n,
+        |id| vec!["--auth".into(), "--http".into(), http[id as usize - 1].clone()],
+        &[("FLOTILLA_CLUSTER_SECRET", "peer-secret")],
+    );
+    let token = c.json(1, &["token", "bootstrap"])["secret"].as_str().unwrap().to_string();
+    c.token = Some(token.clone());
+    c.wait_leader(Duration::from_secs(20));
+    (c, http, token)
+}
+
+/// Image names a test made on the shared engine; removed on drop, pass or fail (never anyone
+/// else's: only the names added here).
+#[derive(Default)]
+pub struct Tags(std::cell::RefCell<Vec<String>>);
+
+impl Tags {
+    pub fn add(&self, tag: &str) -> String {
+        self.0.borrow_mut().push(tag.to_string());
+        tag.to_string()
+    }
+}
+
+impl Drop for Tags {
+    fn drop(&mut self) {
+        for tag in self.0.borrow().iter() {
+            let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+        }
+    }
+}
+
+/// Deploys app `app` with one function, `function`, running `true` on a one-second schedule
+/// (at most one replica), through every endpoint of `c`.
+pub fn deploy_every_second(c: &TestCluster, app: &str, function: &str) {
+    let path = c.dir.path().join(format!("{app}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{app}\"\n\n[functions.{function}]\nimage = \"flotilla/busybox\"\ncommand = [\"true\"]\n\
+             max_containers = 1\nschedule = {{ period = \"1s\" }}\n"
+        ),
+    )
+    .unwrap();
+    let o = c.cli(&c.endpoints(), &["app", "deploy", path.to_str().unwrap()]);
+    assert!(o.status.success(), "deploy {app}: {}", String::from_utf8_lossy(&o.stderr));
 }

@@ -104,3 +104,71 @@ fn far_behind_node_catches_up_from_a_snapshot() {
     });
     assert_eq!(app_names(&c, behind).len(), written);
 }
+
+/// `add-node` with an address nothing answers on: refused within ~12 s naming the address,
+/// the membership unchanged, and writes still work.
+fn bogus_add_is_refused(c: &TestCluster, via: u64) {
+    let voters_before = ids(&c.status(via).unwrap(), "");
+    let bogus = format!("127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let out = c.cli(&c.nodes[&via].endpoint(), &["cluster", "add-node", "5", &bogus]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&bogus) && stderr.contains("not added"), "{stderr}");
+    assert!(took < Duration::from_secs(12), "add-node of a dead address took {took:?}");
+    assert_eq!(ids(&c.status(via).unwrap(), ""), voters_before, "membership changed");
+    // Writes still commit, through every node.
+    for (i, n) in c.nodes.values().enumerate() {
+        deploy(c.dir.path(), &n.endpoint(), &format!("after-bogus-{i}"));
+    }
+}
+
+#[test]
+fn add_node_with_a_wrong_address_changes_nothing() {
+    let mut one = TestCluster::start(1, &[]);
+    one.wait_leader(Duration::from_secs(20));
+    bogus_add_is_refused(&one, 1);
+
+    let mut three = TestCluster::start(3, &[]);
+    let leader = three.wait_leader(Duration::from_secs(20));
+    bogus_add_is_refused(&three, leader % 3 + 1);
+    // The address of a live node, under another id: refused, it is not that node.
+    let out = three.cli(&three.nodes[&1].endpoint(), &["cluster", "add-node", "7", &three.nodes[&2].addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is node 2"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ids(&three.status(1).unwrap(), ""), [1, 2, 3]);
+}
+
+#[test]
+fn remove_node_drops_a_voter_that_is_gone_for_good() {
+    let mut c = TestCluster::start(3, &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let n4 = c.add_node(4, How::Wait, &[]);
+    assert_eq!(c.json(1, &["cluster", "add-node", "4", &n4])["voters"], serde_json::json!([1, 2, 3, 4]));
+    // Node 4 dies with its data: a voter that will never answer again.
+    c.node(4).kill();
+    std::fs::remove_dir_all(c.data_dir(4)).unwrap();
+    let m = c.json(2, &["cluster", "remove-node", "4"]);
+    assert_eq!(m["voters"], serde_json::json!([1, 2, 3]));
+    c.eventually(Duration::from_secs(10), "node 4 gone from every node's status", || {
+        (1..=3).all(|id| c.status(id).is_some_and(|s| ids(&s, "") == [1, 2, 3]))
+    });
+    deploy(c.dir.path(), &c.nodes[&3].endpoint(), "after-remove");
+}
+
+#[test]
+fn a_removed_node_says_so_and_exits() {
+    let mut c = TestCluster::start(3, &[]);
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let gone = leader % 3 + 1;
+    let via = gone % 3 + 1;
+    let m = c.json(via, &["cluster", "remove-node", &gone.to_string()]);
+    assert_eq!(m["voters"].as_array().unwrap().len(), 2);
+    let code = c.node(gone).wait_exit(Duration::from_secs(15));
+    assert!(matches!(code, Some(c) if c != 0), "removed node {gone} still running or exited 0: {code:?}\n{}", c.logs());
+    let log = c.nodes[&gone].log_text();
+    assert!(log.contains("was removed from the cluster"), "{log}");
+    assert!(!log.contains("freezing"), "{log}");
+    deploy(c.dir.path(), &c.nodes[&via].endpoint(), "after-removal");
+}

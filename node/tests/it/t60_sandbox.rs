@@ -12,15 +12,6 @@ fn err(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A one-node cluster with the busybox image built.
-fn single() -> (TestCluster, String) {
-    busybox_image();
-    let mut c = TestCluster::start(1, &[]);
-    c.wait_leader(Duration::from_secs(20));
-    let ep = c.nodes[&1].endpoint();
-    (c, ep)
-}
-
 /// `sandbox create --wait` with extra flags; returns the id.
 fn create(ep: &str, flags: &[&str]) -> String {
     let o = cli(ep, &[&["sandbox", "create", "--wait"], flags].concat());
@@ -60,6 +51,49 @@ fn exec_output_and_exit_codes() {
     let o =
         cli(&ep, &["sandbox", "exec", "codes", "--env", "A=b", "--workdir", "/tmp", "--", "sh", "-c", "echo $A; pwd"]);
     assert_eq!(out(&o), "b\n/tmp\n");
+}
+
+#[test]
+fn a_missing_command_exits_127_with_command_not_found() {
+    let (_c, ep) = single();
+    let id = create(&ep, &[]);
+    let o = exec(&ep, &id, &["no-such-command", "arg"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert_eq!(out(&o), "", "the engine's message is not passed on as output");
+    assert!(err(&o).contains("no-such-command: command not found"), "{}", err(&o));
+    // A path that does not exist is not found too; a file that is not executable is 126.
+    assert_eq!(exec(&ep, &id, &["/work/nothing"]).status.code(), Some(127));
+    assert!(exec(&ep, &id, &["sh", "-c", "echo hi > /work/x"]).status.success());
+    let o = exec(&ep, &id, &["/work/x"]);
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(err(&o).contains("/work/x: cannot run") && err(&o).contains("permission denied"), "{}", err(&o));
+    // A command that prints the engine's words itself is left alone.
+    let o = exec(&ep, &id, &["echo", "OCI runtime exec failed"]);
+    assert_eq!((o.status.code(), out(&o).as_str()), (Some(0), "OCI runtime exec failed\n"));
+}
+
+#[test]
+fn a_full_tmp_leaves_the_sandbox_usable_and_oom_is_reported() {
+    let (_c, ep) = single();
+    let id = create(&ep, &["--memory", "64"]);
+    // `/tmp` is half the memory limit.
+    let df = out(&exec(&ep, &id, &["df", "-k", "/tmp"]));
+    assert_eq!(df.lines().nth(1).and_then(|l| l.split_whitespace().nth(1)), Some("32768"), "{df}");
+    // Filling it fails with ENOSPC, not an OOM kill, and the sandbox stays usable.
+    let o = exec(&ep, &id, &["dd", "if=/dev/zero", "of=/tmp/fill", "bs=1M"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("No space left on device"), "{}", err(&o));
+    let o = exec(&ep, &id, &["rm", "/tmp/fill"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&exec(&ep, &id, &["echo", "ok"])), "ok\n");
+    // An exec that allocates past the limit is killed, and says why.
+    let o = exec(&ep, &id, &["sh", "-c", "head -c 300m /dev/zero | tail > /dev/null"]);
+    assert_eq!(o.status.code(), Some(137), "{}", err(&o));
+    assert!(err(&o).contains("killed: out of memory (sandbox memory limit 64 MiB)"), "{}", err(&o));
+    // A plain SIGKILL is not called an OOM.
+    let o = exec(&ep, &id, &["sh", "-c", "kill -9 $$"]);
+    assert_eq!((o.status.code(), err(&o).as_str()), (Some(137), ""));
+    assert_eq!(out(&exec(&ep, &id, &["echo", "ok"])), "ok\n");
 }
 
 #[test]
@@ -133,16 +167,19 @@ fn lifetime_timeout_and_idle_timeout() {
         assert!(exec(&ep, &idle, &["true"]).status.success());
         std::thread::sleep(Duration::from_millis(900));
     }
-    let w = c.json(1, &["sandbox", "wait", &timed, "--timeout", "20"]);
+    let (w, code) = wait_sandbox(&ep, &timed);
+    assert_eq!(code, Some(124), "sandbox wait exits with the sandbox's code");
     assert_eq!(
         (w["state"].as_str(), w["exit_code"].as_i64(), w["reason"].as_str()),
         (Some("terminated"), Some(124), Some("timeout"))
     );
-    let w = c.json(1, &["sandbox", "wait", &idle, "--timeout", "20"]);
+    let (w, code) = wait_sandbox(&ep, &idle);
+    assert_eq!(code, Some(124));
     assert_eq!((w["exit_code"].as_i64(), w["reason"].as_str()), (Some(124), Some("idle timeout")));
     // An entrypoint that exits ends the sandbox with its code.
     let short = create(&ep, &["--", "sh", "-c", "exit 7"]);
-    let w = c.json(1, &["sandbox", "wait", &short, "--timeout", "20"]);
+    let (w, code) = wait_sandbox(&ep, &short);
+    assert_eq!(code, Some(7));
     assert_eq!((w["exit_code"].as_i64(), w["reason"].as_str()), (Some(7), Some("exited")));
     // Terminate: exit 137, and no container is left behind.
     let t = create(&ep, &[]);
@@ -216,10 +253,32 @@ fn files_copy_in_and_out() {
     assert_eq!(out(&exec(&ep, &id, &["cat", "/work/src/a.txt"])), "alpha");
     assert_eq!(out(&exec(&ep, &id, &["wc", "-c", "/work/src/sub/b.txt"])).split_whitespace().next(), Some("3000000"));
     exec(&ep, &id, &["sh", "-c", "mkdir -p /work/out/deep && echo made > /work/out/deep/m.txt"]);
+    // Like cp(1): a folder copied to a new name becomes that folder; to an existing folder,
+    // it goes inside under its own name.
     let back = c.dir.path().join("back");
     let o = cli(&ep, &["sandbox", "cp", &format!("{id}:/work/out"), back.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(back.join("deep/m.txt")).unwrap(), "made\n");
+    let o = cli(&ep, &["sandbox", "cp", &format!("{id}:/work/out"), back.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
     assert_eq!(std::fs::read_to_string(back.join("out/deep/m.txt")).unwrap(), "made\n");
+    // A file copied to a new name is a file of that name; into a folder, it keeps its name;
+    // onto an existing file, it replaces it.
+    let file = c.dir.path().join("m-copy.txt");
+    let o = cli(&ep, &["sandbox", "cp", &format!("{id}:/work/out/deep/m.txt"), file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "made\n");
+    let o = cli(&ep, &["sandbox", "cp", &format!("{id}:/work/src/a.txt"), file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "alpha");
+    let o = cli(&ep, &["sandbox", "cp", &format!("{id}:/work/src/a.txt"), back.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(back.join("a.txt")).unwrap(), "alpha");
+    // The destination's folder must exist.
+    let nowhere = c.dir.path().join("no/such/dir/x.txt");
+    let o = cli(&ep, &["sandbox", "cp", &format!("{id}:/work/src/a.txt"), nowhere.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("does not exist"), "{}", err(&o));
     let o = cli(&ep, &["sandbox", "cp", &format!("{id}:/work/missing"), back.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     let o = cli(&ep, &["sandbox", "cp", "here", "there"]);
@@ -236,7 +295,7 @@ fn bad_sandbox_input_gets_precise_errors() {
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     let o = cli(&ep, &["sandbox", "create", "--cpu", "100"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err(&o).contains("spec.cpu"), "{}", err(&o));
+    assert!(err(&o).contains("--cpu"), "{}", err(&o));
     let o = cli(&ep, &["sandbox", "show", "sb-doesnotexist"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("not found"), "{}", err(&o));
@@ -340,7 +399,8 @@ fn warm_pool_hands_out_started_containers_with_the_sandbox_limits() {
         .count()
     };
     c.eventually(Duration::from_secs(20), "the pool to fill", || pooled(&c) == 2);
-    let id = create(&ep, &["--cpu", "0.5", "--memory", "64", "--env", "GREETING=hello", "--workdir", "/tmp"]);
+    // At least the pool's 256 MiB: a pooled container's `/tmp` was sized from that.
+    let id = create(&ep, &["--cpu", "0.5", "--memory", "320", "--env", "GREETING=hello", "--workdir", "/tmp"]);
     // The sandbox got a pooled container: it carries the pool label, under the sandbox's name.
     let name = format!("flotilla-{id}-g1");
     let labels = docker(&["inspect", "-f", "{{json .Config.Labels}}", &name]);
@@ -351,7 +411,7 @@ fn warm_pool_hands_out_started_containers_with_the_sandbox_limits() {
     let cpu = sh("cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us");
     assert!(cpu.starts_with("50000"), "{cpu}");
     let mem = sh("cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes");
-    assert_eq!(mem.trim(), (64u64 << 20).to_string());
+    assert_eq!(mem.trim(), (320u64 << 20).to_string());
     assert_eq!(sh("echo $GREETING; pwd"), "hello\n/tmp\n");
     // The pool refills.
     c.eventually(Duration::from_secs(20), "the pool to refill", || pooled(&c) == 2);
@@ -392,7 +452,8 @@ fn gvisor_runtime_and_idempotent_exec_ids_and_imported_images() {
     let tmp = docker(&["create", "flotilla/busybox", "true"]);
     docker(&["export", "-o", tar.to_str().unwrap(), &tmp]);
     docker(&["rm", &tmp]);
-    let name = format!("flotilla/imported-{}", std::process::id());
+    let tags = Tags::default();
+    let name = tags.add(&format!("flotilla/imported-{}", std::process::id()));
     let o = cli(&ep, &["image", "import", &name, tar.to_str().unwrap()]);
     assert!(o.status.success(), "{}", err(&o));
     let images = c.json(1, &["image", "ls"]);

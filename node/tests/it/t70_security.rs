@@ -92,12 +92,36 @@ fn tokens_guard_every_node_and_revocation_takes_effect_everywhere() {
     assert!(c.cli(&ep3, &["app", "list"]).status.success(), "the admin token still works");
 }
 
-/// Escape attempts run inside a sandbox of `runtime`; every one must fail.
+/// What a command run inside a sandbox did: its exit status and its output (stdout and
+/// stderr together), as reported from inside. [`run_inside`] wraps the command as
+/// `{ CMD; } 2>&1; echo "exit=$?"`, so the CLI itself exits 0 whenever the exec ran: a CLI or RPC failure can
+/// never pass for a refusal.
+struct Inside {
+    exit: i32,
+    text: String,
+}
+
+fn inside(o: &std::process::Output, cmd: &str) -> Inside {
+    assert_eq!(o.status.code(), Some(0), "the exec of {cmd:?} itself failed: {}{}", out(o), err(o));
+    let text = out(o);
+    let (text, exit) =
+        text.trim_end().rsplit_once("exit=").unwrap_or_else(|| panic!("{cmd:?}: no exit status in {text:?}"));
+    Inside {
+        exit: exit.trim().parse().unwrap_or_else(|_| panic!("{cmd:?}: exit status {exit:?}")),
+        text: text.to_string(),
+    }
+}
+
+/// Runs `cmd` in sandbox `id` through `ep` (exec timeout 20 s) and reports it from inside.
+fn run_inside(ep: &str, id: &str, cmd: &str) -> Inside {
+    let wrapped = format!("{{ {cmd}; }} 2>&1; echo \"exit=$?\"");
+    inside(&cli(ep, &["sandbox", "exec", id, "--timeout", "20", "--", "sh", "-c", &wrapped]), cmd)
+}
+
+/// Escape attempts run inside a sandbox of `runtime`; every one must be refused by the
+/// kernel (or gVisor) with the error that names why, seen from inside the sandbox.
 fn escape_suite(runtime: &str) {
-    busybox_image();
-    let mut c = TestCluster::start(1, &[]);
-    c.wait_leader(Duration::from_secs(20));
-    let ep = c.nodes[&1].endpoint();
+    let (c, ep) = single();
     let mut flags = vec!["sandbox", "create", "--wait", "--memory", "64", "--runtime", runtime];
     if runtime == "runsc" {
         flags.push("--block-network");
@@ -105,65 +129,170 @@ fn escape_suite(runtime: &str) {
     let o = cli(&ep, &flags);
     assert!(o.status.success(), "{}", err(&o));
     let id = out(&o).trim().to_string();
-    let sh = |cmd: &str| cli(&ep, &["sandbox", "exec", &id, "--timeout", "20", "--", "sh", "-c", cmd]);
-    let attempts = [
-        ("mount a filesystem (CAP_SYS_ADMIN)", "mount -t tmpfs none /mnt"),
-        ("add a network interface (CAP_NET_ADMIN)", "ip link add evil type dummy"),
-        ("reach the engine socket", "ls /var/run/docker.sock || ls /run/docker.sock"),
-        ("write the image layer", "echo x > /bin/evil"),
-        ("create a device node (CAP_MKNOD)", "mknod /work/sda b 8 0"),
-        ("change the hostname (CAP_SYS_ADMIN)", "hostname evil"),
+    let sh = |cmd: &str| run_inside(&ep, &id, cmd);
+    // Positive control: the same wrapper reports a command that works.
+    let ok = sh("echo fine > /work/ok && cat /work/ok");
+    assert_eq!((ok.exit, ok.text.trim()), (0, "fine"), "{runtime}: the control command failed");
+    const EPERM: &[&str] = &["Operation not permitted", "permission denied"];
+    let attempts: [(&str, &str, &[&str]); 7] = [
+        ("mount a filesystem (CAP_SYS_ADMIN)", "mount -t tmpfs none /mnt", EPERM),
+        ("add a network interface (CAP_NET_ADMIN)", "ip link add evil type dummy", EPERM),
+        ("reach the engine socket", "ls /var/run/docker.sock || ls /run/docker.sock", &["No such file or directory"]),
+        ("write the image layer", "echo x > /bin/evil", &["Read-only file system"]),
+        ("create a device node (CAP_MKNOD)", "mknod /work/sda b 8 0", EPERM),
+        ("change the hostname (CAP_SYS_ADMIN)", "hostname evil", EPERM),
+        // Raw sockets: arping needs a packet socket, which needs CAP_NET_RAW.
+        (
+            "open a raw socket (CAP_NET_RAW)",
+            if runtime == "runsc" { "arping -c 1 -w 1 -I lo 127.0.0.1" } else { "arping -c 1 -w 1 -I eth0 127.0.0.1" },
+            &["Operation not permitted", "Address family not supported"],
+        ),
     ];
-    for (what, cmd) in attempts {
-        let o = sh(cmd);
-        assert_ne!(o.status.code(), Some(0), "{runtime}: {what} succeeded: {}", out(&o));
-    }
-    // Raw sockets: arping needs a packet socket, which needs CAP_NET_RAW.
-    let iface = if runtime == "runsc" { "lo" } else { "eth0" };
-    let o = sh(&format!("arping -c 1 -w 1 -I {iface} 127.0.0.1"));
-    assert_ne!(o.status.code(), Some(0), "{runtime}: a raw socket was opened");
-    if runtime == "runc" {
-        assert!(err(&o).contains("not permitted"), "{runtime}: {}", err(&o));
+    for (what, cmd, refusals) in attempts {
+        let r = sh(cmd);
+        assert_ne!(r.exit, 0, "{runtime}: {what} succeeded: {}", r.text);
+        assert!(
+            refusals.iter().any(|e| r.text.to_lowercase().contains(&e.to_lowercase())),
+            "{runtime}: {what} failed (exit {}), but not with {refusals:?}: {}",
+            r.exit,
+            r.text
+        );
     }
     // The host's processes (the node among them) are out of sight, so out of ptrace's reach.
-    let ps = out(&sh("ps -o comm"));
-    assert!(!ps.contains("flotilla") && !ps.contains("dockerd"), "{runtime}: host processes visible: {ps}");
+    let ps = sh("ps -o comm");
+    assert_eq!(ps.exit, 0, "{runtime}: {}", ps.text);
+    assert!(ps.text.contains("ps"), "{runtime}: ps saw nothing: {}", ps.text);
+    assert!(
+        !ps.text.contains("flotilla") && !ps.text.contains("dockerd"),
+        "{runtime}: host processes visible: {}",
+        ps.text
+    );
     // Raw sockets and ptrace are not in the capability set.
-    let caps = out(&sh("grep CapEff /proc/self/status"));
-    let eff = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap_or("ffffffff"), 16).unwrap();
+    let caps = sh("grep CapEff /proc/self/status");
+    let eff = u64::from_str_radix(caps.text.split_whitespace().nth(1).expect("a CapEff line"), 16).unwrap();
     for (bit, name) in [(13, "NET_RAW"), (19, "SYS_PTRACE"), (21, "SYS_ADMIN"), (12, "NET_ADMIN"), (16, "SYS_MODULE")] {
-        assert_eq!(eff & (1 << bit), 0, "{runtime}: CAP_{name} is effective: {caps}");
+        assert_eq!(eff & (1 << bit), 0, "{runtime}: CAP_{name} is effective: {}", caps.text);
     }
-    // Limits hold and the node stays up.
-    let hog = sh("x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done");
-    assert_ne!(hog.status.code(), Some(0));
-    let _ = sh("f() { f | f & }; f; sleep 5");
-    let o = c.cli(&ep, &["-o", "json", "cluster", "status"]);
-    assert!(o.status.success(), "{runtime}: the node went down: {}", err(&o));
-    // A tar with `..` entries cannot write outside the sandbox.
+    let rt = rt();
+    let client = rt.block_on(flotilla::Client::connect([ep.as_str()])).unwrap();
+    let put = |tar: Vec<u8>| {
+        rt.block_on(async { client.sandbox_from_id(&id).await.unwrap().put_archive("/work", tar).await })
+    };
+    // Positive control: a plain tar lands in /work.
+    let mut plain = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(5);
+    header.set_mode(0o644);
+    plain.append_data(&mut header, "plain.txt", &b"plain"[..]).unwrap();
+    put(plain.into_inner().unwrap()).unwrap_or_else(|e| panic!("{runtime}: a plain tar was refused: {e}"));
+    assert_eq!(sh("cat /work/plain.txt").text, "plain", "{runtime}: the plain tar's file");
+    // A tar with `..` entries is refused before anything is extracted, and writes nothing outside.
     let marker = format!("/tmp/flotilla-escape-{}-{runtime}", std::process::id());
-    let tar = evil_tar(&format!("../../../../..{marker}"));
-    rt().block_on(async {
-        let client = flotilla::Client::connect([ep.as_str()]).await.unwrap();
-        let sb = client.sandbox_from_id(&id).await.unwrap();
-        let _ = sb.put_archive("/work", tar).await;
-    });
+    let refused = put(evil_tar(&format!("../../../../..{marker}")));
+    let e = refused.expect_err("a tar climbing out of /work was accepted");
+    assert!(e.to_string().contains("outside of"), "{runtime}: refused for another reason: {e}");
     assert!(!std::path::Path::new(&marker).exists(), "{runtime}: a tar wrote {marker} on the host");
     // Nor can a tar that plants a symlink to a host folder and then writes through it.
     let host_dir = c.dir.path().join(format!("symlink-target-{runtime}"));
     std::fs::create_dir_all(&host_dir).unwrap();
-    let tar = symlink_tar(host_dir.to_str().unwrap());
-    rt().block_on(async {
-        let client = flotilla::Client::connect([ep.as_str()]).await.unwrap();
-        let sb = client.sandbox_from_id(&id).await.unwrap();
-        let _ = sb.put_archive("/work", tar).await;
-    });
+    // It is refused before anything is extracted (and the sandbox's own tar would resolve
+    // the link inside the sandbox, where the folder does not exist).
+    let through = put(symlink_tar(host_dir.to_str().unwrap()));
+    let e = through.expect_err("a tar writing through a symlink was accepted");
+    assert!(
+        e.to_string().contains("esc/owned is below esc, a symbolic link"),
+        "{runtime}: refused for another reason: {e}"
+    );
     assert!(!host_dir.join("owned").exists(), "{runtime}: a tar wrote through a symlink onto the host");
     // `cp` to a path that climbs out of /work lands in the read-only image, and is refused.
     let local = c.dir.path().join("payload");
     std::fs::write(&local, "x").unwrap();
     let o = cli(&ep, &["sandbox", "cp", local.to_str().unwrap(), &format!("{id}:/work/../../etc")]);
-    assert_ne!(o.status.code(), Some(0), "{runtime}: cp into /etc succeeded");
+    assert_eq!(o.status.code(), Some(1), "{runtime}: cp into /etc: {}", err(&o));
+    let ls = sh("ls /etc/payload");
+    assert!(ls.exit != 0 && ls.text.contains("No such file"), "{runtime}: cp wrote /etc/payload: {}", ls.text);
+    // The fork bomb gets a sandbox of its own with memory for all its processes, so the
+    // pids limit (512) is what stops it: in 64 MiB, 512 shells can exhaust the memory first,
+    // and the OOM killer may then pick the sandbox's init.
+    let roomy: Vec<&str> = flags.iter().map(|f| if *f == "64" { "1024" } else { f }).collect();
+    let o = cli(&ep, &roomy);
+    assert!(o.status.success(), "{}", err(&o));
+    fork_bomb(&c, &ep, out(&o).trim(), runtime);
+    memory_hog(&c, &ep, &id, runtime);
+}
+
+/// An exec whose gVisor sandbox died under it ends by its timeout (124), or by the engine
+/// losing the sandbox first (128, with gVisor's "WaitPID failed" message), whichever comes
+/// first.
+fn lost_with_its_sandbox(o: &std::process::Output, runtime: &str, what: &str) {
+    let lost = o.status.code() == Some(128) && err(o).contains("WaitPID");
+    assert!(o.status.code() == Some(124) || lost, "{runtime}: the {what}'s exec: {:?} {}", o.status, err(o));
+}
+
+/// Waits (20 s at most) until sandbox `id` no longer runs, and checks its exit code.
+fn ended_with(c: &TestCluster, id: &str, code: i64, runtime: &str, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = c.json(1, &["sandbox", "show", id]);
+        if shown["state"] != "running" {
+            assert_eq!(shown["exit_code"], code, "{runtime}: after {why}, the sandbox ended otherwise: {shown}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{runtime}: after {why}, the sandbox still shows running: {shown}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A fork bomb in sandbox `id` (with memory to spare) meets the pids limit; the exec's shell spins (a builtin loop,
+/// no fork) until its timeout (124). Under runc the sandbox answers again afterwards. Under
+/// gVisor the bomb ends the whole sandbox (its kernel cannot make host threads past the
+/// limit and exits with 2; plain `docker run --runtime runsc --pids-limit` does the same):
+/// the node reports it ended. Either way the node stays up.
+fn fork_bomb(c: &TestCluster, ep: &str, id: &str, runtime: &str) {
+    let bomb = cli(
+        ep,
+        &["sandbox", "exec", id, "--timeout", "5", "--", "sh", "-c", "f() { f | f & }; f; while :; do :; done"],
+    );
+    if runtime == "runc" {
+        assert_eq!(bomb.status.code(), Some(124), "{runtime}: the fork bomb's exec did not time out: {}", err(&bomb));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = cli(ep, &["sandbox", "exec", id, "--timeout", "5", "--", "echo", "alive"]);
+            if o.status.success() && out(&o) == "alive\n" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{runtime}: the sandbox did not answer after the fork bomb: {}",
+                err(&o)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    } else {
+        lost_with_its_sandbox(&bomb, runtime, "fork bomb");
+        ended_with(c, id, 2, runtime, "a fork bomb");
+    }
+    let o = c.cli(ep, &["-o", "json", "cluster", "status"]);
+    assert!(o.status.success(), "{runtime}: the node went down: {}", err(&o));
+}
+
+/// The memory limit (64 MiB) stops a hog in sandbox `id`. Under runc the kernel's OOM killer
+/// kills the hog alone (exit 137) and the sandbox answers on. Under gVisor the sandbox's
+/// whole kernel lives in the limited cgroup, so the OOM killer ends the sandbox: the exec
+/// ends with it (see [`lost_with_its_sandbox`]) and the sandbox ends with 137. Either way the node stays.
+fn memory_hog(c: &TestCluster, ep: &str, id: &str, runtime: &str) {
+    let hog = "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done";
+    let o = cli(ep, &["sandbox", "exec", id, "--timeout", "5", "--", "sh", "-c", hog]);
+    if runtime == "runc" {
+        assert_eq!(o.status.code(), Some(137), "{runtime}: the memory hog was not OOM-killed: {}", err(&o));
+        let alive = run_inside(ep, id, "echo alive");
+        assert_eq!(alive.text.trim(), "alive", "{runtime}: the sandbox did not survive its memory hog");
+    } else {
+        lost_with_its_sandbox(&o, runtime, "memory hog");
+        ended_with(c, id, 137, runtime, "a memory hog");
+    }
+    let o = c.cli(ep, &["-o", "json", "cluster", "status"]);
+    assert!(o.status.success(), "{runtime}: the node went down: {}", err(&o));
 }
 
 /// A tar whose one entry is named `name` verbatim (the tar crate refuses `..` in paths it
@@ -205,12 +334,41 @@ fn escape_attempts_fail_under_gvisor() {
     escape_suite("runsc");
 }
 
+/// A TCP service on the host: it answers every connection with its greeting and counts
+/// them. Stands in for any host port (a node listening on all addresses, say).
+struct HostService {
+    port: u16,
+    greeting: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HostService {
+    /// Listens on `ip` (an address of this host), on a free port.
+    fn start(ip: &str) -> Self {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("listen on {ip}: {e}"));
+        let port = listener.local_addr().unwrap().port();
+        let greeting = format!("flotilla-host-service-{}-{port}", std::process::id());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, line) = (accepted.clone(), format!("{greeting}\n"));
+        // The thread ends with the test process; it holds nothing else.
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = conn.write_all(line.as_bytes());
+            }
+        });
+        HostService { port, greeting, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[test]
-fn blocked_sandboxes_cannot_reach_other_sandboxes_or_the_node() {
-    busybox_image();
-    let mut c = TestCluster::start(1, &[]);
-    c.wait_leader(Duration::from_secs(20));
-    let ep = c.nodes[&1].endpoint();
+fn blocked_sandboxes_cannot_reach_other_sandboxes_or_the_host() {
+    let (_c, ep) = single();
     let create = |flags: &[&str]| {
         let o = cli(&ep, &[&["sandbox", "create", "--wait"], flags].concat());
         assert!(o.status.success(), "{}", err(&o));
@@ -221,46 +379,48 @@ fn blocked_sandboxes_cannot_reach_other_sandboxes_or_the_node() {
     let open = create(&[]);
     // A server in one sandbox on its network address.
     // busybox httpd daemonizes, so it outlives the exec that started it.
-    let o = cli(
-        &ep,
-        &[
-            "sandbox",
-            "exec",
-            &server,
-            "--",
-            "sh",
-            "-c",
-            "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && httpd -p 8080 -h /tmp/www",
-        ],
-    );
-    assert!(o.status.success(), "{}", err(&o));
-    let ip = out(&cli(
-        &ep,
-        &["sandbox", "exec", &server, "--", "sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1"],
-    ));
+    let started =
+        run_inside(&ep, &server, "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && httpd -p 8080 -h /tmp/www");
+    assert_eq!(started.exit, 0, "{}", started.text);
+    let ip = run_inside(&ep, &server, "ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1").text;
     let ip = ip.trim();
     assert!(!ip.is_empty());
-    let probe = |from: &str, target: &str| {
-        let get = format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} 8080");
-        cli(&ep, &["sandbox", "exec", from, "--timeout", "10", "--", "sh", "-c", &get])
-    };
+    let get = |target: &str| format!("printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} 8080");
     // A networked sandbox can reach it (so the probe itself works)...
-    let reached = probe(&open, ip);
-    assert!(out(&reached).contains("hello"), "control probe failed: {}", err(&reached));
-    // ...a blocked one cannot, nor the node's gRPC port on the host.
-    assert!(!out(&probe(&blocked, ip)).contains("hello"));
-    let port = c.nodes[&1].addr.rsplit_once(':').unwrap().1.to_string();
-    let o = cli(
-        &ep,
-        &["sandbox", "exec", &blocked, "--timeout", "10", "--", "sh", "-c", &format!("nc -z -w 2 172.17.0.1 {port}")],
+    let reached = run_inside(&ep, &open, &get(ip));
+    assert!(reached.text.contains("hello"), "control probe failed: {}", reached.text);
+    // ...a blocked one cannot: it has no route there at all.
+    let cut = run_inside(&ep, &blocked, &get(ip));
+    assert!(
+        cut.exit != 0 && cut.text.contains("Network is unreachable") && !cut.text.contains("hello"),
+        "a blocked sandbox reached another sandbox: {}",
+        cut.text
     );
-    assert_ne!(o.status.code(), Some(0));
+    // A service on the host, on the address sandboxes reach it by (their default gateway).
+    let gateway = run_inside(&ep, &open, "ip route | awk '/^default/ {print $3}'").text;
+    let gateway = gateway.trim();
+    assert!(gateway.parse::<std::net::Ipv4Addr>().is_ok(), "no default gateway in a networked sandbox: {gateway:?}");
+    let host = HostService::start(gateway);
+    let probe = format!("nc -w 2 {gateway} {} </dev/null", host.port);
+    // A networked sandbox reaches it (the probe works)...
+    let reached = run_inside(&ep, &open, &probe);
+    assert!(reached.text.contains(&host.greeting), "control probe of the host failed: {}", reached.text);
+    let before = host.accepted();
+    assert!(before >= 1);
+    // ...a blocked one cannot, and the service never sees it.
+    let cut = run_inside(&ep, &blocked, &probe);
+    assert!(
+        cut.exit != 0 && cut.text.contains("Network is unreachable") && !cut.text.contains(&host.greeting),
+        "a blocked sandbox reached the host: {}",
+        cut.text
+    );
+    assert_eq!(host.accepted(), before, "the host service accepted a connection from the blocked sandbox");
     // Sandboxes do not see each other's processes or files.
-    cli(&ep, &["sandbox", "exec", &server, "--", "sh", "-c", "echo secret > /work/secret"]);
-    let o = cli(&ep, &["sandbox", "exec", &open, "--", "ps"]);
-    assert!(!out(&o).contains("httpd"), "another sandbox's process is visible: {}", out(&o));
-    let o = cli(&ep, &["sandbox", "exec", &open, "--", "cat", "/work/secret"]);
-    assert_ne!(o.status.code(), Some(0), "another sandbox's file is readable: {}", out(&o));
+    assert_eq!(run_inside(&ep, &server, "echo secret > /work/secret").exit, 0);
+    let ps = run_inside(&ep, &open, "ps");
+    assert!(ps.text.contains("ps") && !ps.text.contains("httpd"), "another sandbox's process is visible: {}", ps.text);
+    let cat = run_inside(&ep, &open, "cat /work/secret");
+    assert!(cat.exit != 0 && cat.text.contains("No such file"), "another sandbox's file is readable: {}", cat.text);
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.

@@ -12,15 +12,15 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-fn out(o: &std::process::Output) -> String {
+pub(crate) fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
-fn err(o: &std::process::Output) -> String {
+pub(crate) fn err(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Writes `toml` as an app spec in the cluster's dir and deploys it through node 1.
-fn deploy_toml(c: &TestCluster, name: &str, toml: &str) {
+pub(crate) fn deploy_toml(c: &TestCluster, name: &str, toml: &str) {
     let path = c.dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, toml).unwrap();
     let o = c.cli(&c.nodes[&1].endpoint(), &["app", "deploy", path.to_str().unwrap()]);
@@ -351,7 +351,7 @@ scaledown_window_s = 3
 }
 
 /// Replica containers of this cluster's nodes.
-fn replica_containers(c: &TestCluster) -> Vec<String> {
+pub(crate) fn replica_containers(c: &TestCluster) -> Vec<String> {
     let mine: Vec<String> = c
         .nodes
         .keys()
@@ -569,9 +569,9 @@ concurrency = 1
     assert_eq!(out(&o).trim(), "0,1,2,3");
     let o = cli(&ep2, &["sandbox", "create", "--gpu", "H100:1"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("no live node has 1 free GPUs of model H100"), "{}", err(&o));
+    assert!(err(&o).contains("no node has 1 free H100 GPUs: node "), "{}", err(&o));
     let o = cli(&ep2, &["sandbox", "create", "--gpu", "A100:1"]);
-    assert!(err(&o).contains("model A100"), "{}", err(&o));
+    assert!(err(&o).contains("no node can ever take it") && err(&o).contains("1 free A100 GPUs"), "{}", err(&o));
     for sb in &sandboxes {
         c.json(2, &["sandbox", "terminate", sb]);
     }

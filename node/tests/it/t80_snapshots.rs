@@ -283,3 +283,57 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("terminated"), "{}", err(&o));
 }
+
+/// The snapshots of sandbox `id` as `snapshot ls` shows them.
+fn snapshots_of(c: &TestCluster, id: &str) -> Vec<Value> {
+    c.json(1, &["snapshot", "ls", "--sandbox", id]).as_array().unwrap().clone()
+}
+
+#[test]
+fn a_node_killed_mid_snapshot_fails_it_and_snapshots_work_again_after_restart() {
+    let (mut c, ep) = single();
+    // /work sized for the file below (the default is 1024 MiB).
+    let id = create(&c, &["--disk", "2048"]);
+    // Big enough that the snapshot is still being stored when the node is killed.
+    sh(&c, &id, "dd if=/dev/zero of=/work/big bs=1M count=1500 2>/dev/null");
+    let mut taking = std::process::Command::new(BIN)
+        .args(["--endpoint", &ep, "sandbox", "snapshot", &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.eventually(Duration::from_secs(20), "the sandbox to be snapshotting", || {
+        show(&c, &id)["state"] == "snapshotting"
+    });
+    let pending = snapshots_of(&c, &id);
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["state"], "pending");
+    c.node(1).kill();
+    let _ = taking.wait();
+
+    c.node(1).start();
+    c.wait_leader(Duration::from_secs(20));
+    let restarted = std::time::Instant::now();
+    c.eventually(Duration::from_secs(30), "the abandoned snapshot to fail and the sandbox to run", || {
+        let snaps = snapshots_of(&c, &id);
+        snaps.len() == 1 && snaps[0]["state"] == "failed" && show(&c, &id)["state"] == "running"
+    });
+    assert!(restarted.elapsed() < Duration::from_secs(30));
+    let failed = &snapshots_of(&c, &id)[0];
+    assert_eq!(failed["id"], pending[0]["id"]);
+    assert!(failed["reason"].as_str().is_some_and(|r| r.contains("node 1 restarted")), "{failed}");
+    let o = cli(&ep, &["snapshot", "show", failed["id"].as_str().unwrap()]);
+    assert!(out(&o).contains("failed: node 1 restarted"), "{}", out(&o));
+    // A failed snapshot cannot be restored.
+    let o = cli(&ep, &["sandbox", "create", "--from-snapshot", failed["id"].as_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("is failed"), "{}", err(&o));
+
+    // The next snapshot works, and holds what the sandbox has now.
+    sh(&c, &id, "rm /work/big; echo after > /work/f");
+    let next = snapshot(&c, &id, &[]);
+    assert_eq!(next["state"], "ready");
+    assert_eq!(show(&c, &id)["last_snapshot"], next["id"]);
+    let copy = create(&c, &["--from-snapshot", next["id"].as_str().unwrap()]);
+    assert_eq!(sh(&c, &copy, "cat /work/f; ls /work"), "after\nf\n");
+}

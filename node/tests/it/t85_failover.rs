@@ -1,8 +1,8 @@
 //! Sandbox failover end to end: the node hosting a `--restore-on-failure` sandbox is
 //! SIGKILLed together with its containers; the leader restores the sandbox (same id, next
 //! generation) on a live node from its latest periodic snapshot, clients reach it there
-//! unchanged, and the old node, restarted, does not bring back a second copy. And a node that
-//! loses its quorum fences itself.
+//! unchanged, and the old node, restarted, does not bring back a second copy; the sandbox's
+//! logs then hold both generations' lines. And a node that loses its quorum fences itself.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,16 @@ fn a_dead_nodes_sandbox_comes_back_elsewhere_with_its_files() {
         moved["state"] == "running" && moved["node"].as_u64().is_some_and(|n| n != old)
     });
     assert_eq!(moved["generation"].as_u64(), Some(2), "same id, next generation: {moved}");
+    // The move is a failover event, listed by `events` and shown with the sandbox.
+    let to = moved["node"].as_u64().unwrap();
+    let failover = format!("moved from node {old} to node {to} as generation 2");
+    let is_failover = |e: &serde_json::Value| {
+        e["kind"] == "failover" && e["subject"] == id.as_str() && e["message"].as_str().unwrap().contains(&failover)
+    };
+    assert!(moved["events"].as_array().unwrap().iter().any(is_failover), "sandbox show: {moved}");
+    let o = cli(&ep, &["-o", "json", "events", "--kind", "failover"]);
+    let events: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(events.as_array().unwrap().iter().any(is_failover), "events --kind failover: {events}");
     // Clients reach it unchanged: the CLI with every endpoint (the dead one included)…
     let o = c.cli(
         &c.endpoints(),
@@ -79,6 +89,53 @@ fn a_dead_nodes_sandbox_comes_back_elsewhere_with_its_files() {
     assert_eq!(running_copies(&id), 1, "one live copy after the old node came back");
     assert_eq!(show(&c, &id)["node"], moved["node"]);
     assert_eq!(sh(&c, &id, "cat /work/state/answer"), "42\n");
+}
+
+#[test]
+fn a_failed_over_sandbox_shows_its_earlier_generations_logs_once_their_node_is_back() {
+    let mut c = three();
+    let id = create(&c, &["--restore-on-failure", "--snapshot-every", "5", "--", "sh", "-c", "echo up; sleep 600"]);
+    let started_ms = chrono_ms();
+    c.eventually(Duration::from_secs(30), "a periodic snapshot", || {
+        show(&c, &id)["last_snapshot"].as_str().is_some_and(|snap| {
+            let info = c.json(1, &["snapshot", "show", snap]);
+            info["state"] == "ready" && info["created_at_ms"].as_i64().unwrap() > started_ms
+        })
+    });
+    let old = show(&c, &id)["node"].as_u64().unwrap();
+    // The node dies; its container lives on with the engine (the machine did not die).
+    c.node(old).kill();
+    let live: Vec<String> = c.nodes.values().filter(|n| n.id != old).map(|n| n.endpoint()).collect();
+    let ep = live.join(",");
+    c.eventually(Duration::from_secs(40), "generation 2 running on another node", || {
+        let o = cli(&ep, &["-o", "json", "sandbox", "show", &id]);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        s["state"] == "running" && s["generation"] == 2
+    });
+    let o = cli(&ep, &["-o", "json", "sandbox", "show", &id]);
+    let new = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["node"].as_u64().unwrap();
+    // (generation, node, text) of each line `logs sandbox` prints.
+    let lines = |ep: &str| -> Vec<(u64, u64, String)> {
+        let o = cli(ep, &["-o", "json", "logs", "sandbox", &id]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|l| {
+                (l["generation"].as_u64().unwrap(), l["node"].as_u64().unwrap(), l["text"].as_str().unwrap().into())
+            })
+            .collect()
+    };
+    c.eventually(Duration::from_secs(20), "generation 2's line", || lines(&ep) == [(2, new, "up".to_string())]);
+    // Back, the old node removes its stale copy and keeps its log: both generations show.
+    c.node(old).start();
+    c.eventually(Duration::from_secs(30), "both generations' lines", || {
+        lines(&ep) == [(1, old, "up".to_string()), (2, new, "up".to_string())]
+    });
+    // (Its log is kept just before the container is removed.)
+    c.eventually(Duration::from_secs(10), "the stale copy removed", || running_copies(&id) == 1);
+    let o = cli(&ep, &["logs", "sandbox", &id, "--tail", "1"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1, "--tail counts the current container's lines");
 }
 
 #[test]

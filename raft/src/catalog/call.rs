@@ -228,6 +228,14 @@ pub(super) fn cancel(calls: &mut BTreeMap<String, Call>, id: &str, at_ms: i64) -
     Response::Call(call.clone())
 }
 
+/// Ends every queued call of `app` as cancelled, with `why` as its error (the app was removed,
+/// so no replica will ever take them). Running calls finish on their draining replicas.
+pub(super) fn cancel_queued(calls: &mut BTreeMap<String, Call>, app: &str, why: &str, at_ms: i64) {
+    for call in calls.values_mut().filter(|c| c.app == app && c.state == CallState::Queued) {
+        end(call, CallState::Cancelled, None, Some(why.to_string()), at_ms);
+    }
+}
+
 fn end(call: &mut Call, state: CallState, output: Option<Vec<u8>>, error: Option<String>, at_ms: i64) {
     call.state = state;
     call.output = output;
@@ -396,7 +404,7 @@ mod tests {
         }
         assert_eq!(c.apply(other), Response::Rejected(Rejection::FunctionNotFound("etl/nope".into())));
         c.apply(Command::StopApp { name: "etl".into(), at_ms: 2 });
-        assert!(matches!(c.apply(spawn("fc-1", None)), Response::Rejected(Rejection::Conflict(_))));
+        assert!(matches!(c.apply(spawn("fc-1", None)), Response::Rejected(Rejection::AppStopped(_))));
         assert!(c.calls.is_empty());
     }
 }

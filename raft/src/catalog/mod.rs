@@ -6,8 +6,11 @@
 
 mod app;
 mod call;
+mod events;
 mod node;
+mod registry;
 mod replica;
+pub mod retention;
 mod sandbox;
 pub mod schedule;
 mod snapshot;
@@ -17,10 +20,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use app::{App, AppState};
+pub use app::{App, AppState, Pending};
 pub use call::{Call, CallOutcome, CallState, MAX_CALL_PAYLOAD};
+pub use events::{Event, EventKind, Events, MAX_EVENTS};
 pub use node::NodeRecord;
+pub use registry::{Password, RegistryLogin};
 pub use replica::{Gpu, GpuRequest, GpuSlot, Replica, ReplicaState};
+pub use retention::{CompactReport, Compacted, DEFAULT_RUNS_KEPT};
 pub use sandbox::{Sandbox, SandboxSpec, SandboxState};
 pub use schedule::{CatchUp, Overlap, ScheduleRecord, ScheduleSpec, Schedules};
 pub use snapshot::{latest_ready, Snapshot, SnapshotKind, SnapshotState};
@@ -51,16 +57,58 @@ pub struct Catalog {
     pub schedules: Schedules,
     /// Snapshots by id (metadata; the blobs live on the replica nodes).
     pub snapshots: BTreeMap<String, Snapshot>,
+    /// Index of `calls`: client request id -> call id, so a retried spawn is found without a
+    /// scan inside `apply`.
+    pub call_requests: BTreeMap<String, String>,
+    /// Index of `sandboxes`: client request id -> sandbox id, for retried creates.
+    pub sandbox_requests: BTreeMap<String, String>,
+    /// What retention has removed (see [`retention`]).
+    pub compacted: Compacted,
+    /// The newest cluster events, bounded (see [`Events`]).
+    pub events: Events,
+    /// Registry logins by registry (`host[:port]`), used by the nodes' pulls; never returned
+    /// by a read API.
+    pub registry_logins: BTreeMap<String, RegistryLogin>,
 }
 
 impl Catalog {
     /// The sandbox that the create request with this client request id made, if any.
     pub fn sandbox_for_request(&self, request_id: &str) -> Option<&Sandbox> {
-        sandbox::by_request(&self.sandboxes, request_id)
+        self.sandbox_requests.get(request_id).and_then(|id| self.sandboxes.get(id))
     }
 
-    /// Applies one command. Pure: the result depends only on `self` and `cmd`.
-    pub fn apply(&mut self, cmd: Command) -> Response {
+    /// Whether call `id`, which is not in the catalog, was compacted away by retention (as
+    /// opposed to never existing); see [`retention`].
+    pub fn call_expired(&self, id: &str) -> bool {
+        !self.calls.contains_key(id)
+            && retention::call_id_time(id).is_some_and(|made| made <= self.compacted.calls_made_until_ms)
+    }
+
+    /// Whether [`Command::Compact`] stamped `at_ms` with these arguments would remove anything.
+    pub fn compaction_due(&self, retention_ms: u64, runs_kept: &BTreeMap<String, u32>, at_ms: i64) -> bool {
+        retention::due(self, compaction_cutoff(at_ms, retention_ms), runs_kept)
+    }
+
+    /// Applies one command. Pure: the result depends only on `self` and `cmd`. Records the
+    /// event the command makes, if any (see [`Events`]).
+    pub fn apply(&mut self, mut cmd: Command) -> Response {
+        let at_ms = cmd.at_ms_mut().map(|t| *t);
+        let note = events::Note::of(&cmd, self);
+        let resp = self.apply_one(cmd);
+        // A rejected command changes nothing, the event clock included.
+        if matches!(resp, Response::Rejected(_)) {
+            return resp;
+        }
+        if let Some(at_ms) = at_ms {
+            self.events.clock_ms = self.events.clock_ms.max(at_ms);
+        }
+        if let Some(note) = note {
+            note.record(self, &resp);
+        }
+        resp
+    }
+
+    fn apply_one(&mut self, cmd: Command) -> Response {
         match cmd {
             Command::DeployApp { name, functions, spec_json, request_id, at_ms, schedules } => {
                 if let Err(r) = schedule::check(&functions, &schedules) {
@@ -76,7 +124,7 @@ impl Catalog {
             Command::StopApp { name, at_ms } => {
                 let resp = app::stop(&mut self.apps, &name, at_ms);
                 if matches!(resp, Response::App(_)) {
-                    schedule::remove_app(&mut self.schedules, &mut self.calls, &name, at_ms);
+                    schedule::remove_app(&mut self.schedules, &mut self.calls, &name, "its app was stopped", at_ms);
                 }
                 resp
             }
@@ -101,8 +149,14 @@ impl Catalog {
                     request_id,
                     at_ms,
                 );
-                if matches!(resp, Response::Rejected(_)) {
-                    replica::release(&mut self.gpu_leases, node, &id);
+                match &resp {
+                    Response::Rejected(_) => replica::release(&mut self.gpu_leases, node, &id),
+                    Response::Sandbox(sb) => {
+                        if let Some(rid) = &sb.request_id {
+                            self.sandbox_requests.insert(rid.clone(), sb.id.clone());
+                        }
+                    }
+                    _ => {}
                 }
                 resp
             }
@@ -123,6 +177,7 @@ impl Catalog {
                 token::create(&mut self.tokens, id, name, hash, first, at_ms)
             }
             Command::RevokeToken { id, at_ms } => token::revoke(&mut self.tokens, &id, at_ms),
+            Command::RevokeTokenUnlessLast { id, at_ms } => token::revoke_unless_last(&mut self.tokens, &id, at_ms),
             Command::Batch(cmds) => Response::Batch(
                 cmds.into_iter()
                     .map(|c| match c {
@@ -145,7 +200,11 @@ impl Catalog {
                 if let Err(r) = self.check_function(&app, &function) {
                     return Response::Rejected(r);
                 }
-                call::insert(&mut self.calls, Call::new(id, app, function, input, None, request_id, at_ms))
+                let resp = call::insert(&mut self.calls, Call::new(id, app, function, input, None, request_id, at_ms));
+                if let Response::Call(Call { id, request_id: Some(rid), .. }) = &resp {
+                    self.call_requests.insert(rid.clone(), id.clone());
+                }
+                resp
             }
             Command::StartCall { id, node, attempt, at_ms } => call::start(&mut self.calls, &id, node, attempt, at_ms),
             Command::FinishCall { id, attempt, outcome, retry_at_ms, at_ms } => {
@@ -208,7 +267,9 @@ impl Catalog {
             Command::SnapshotReady { id, size_bytes, sha256, replicas, at_ms } => {
                 snapshot::ready(&mut self.snapshots, &mut self.sandboxes, &id, size_bytes, sha256, replicas, at_ms)
             }
-            Command::SnapshotFailed { id } => snapshot::failed(&mut self.snapshots, &mut self.sandboxes, &id),
+            Command::SnapshotFailed { id, reason } => {
+                snapshot::failed(&mut self.snapshots, &mut self.sandboxes, &id, reason)
+            }
             Command::RemoveSnapshot { id } => snapshot::remove(&mut self.snapshots, &mut self.sandboxes, &id),
             Command::SetSnapshotReplicas { id, replicas } => snapshot::set_replicas(&mut self.snapshots, &id, replicas),
             Command::RestoreSandbox { id, node, snapshot, at_ms: _ } => {
@@ -224,19 +285,43 @@ impl Catalog {
                 }
                 resp
             }
+            Command::RemoveApp { name, at_ms } => {
+                let Some(removed) = self.apps.remove(&name) else {
+                    return Response::Rejected(Rejection::AppNotFound(name));
+                };
+                schedule::remove_app(&mut self.schedules, &mut self.calls, &name, "its app was removed", at_ms);
+                let replicas: Vec<String> =
+                    self.replicas.values().filter(|r| r.app == name).map(|r| r.id.clone()).collect();
+                for id in replicas {
+                    replica::remove(&mut self.replicas, &mut self.gpu_leases, &id);
+                }
+                call::cancel_queued(&mut self.calls, &name, "its app was removed", at_ms);
+                Response::App(removed)
+            }
+            Command::SetPending { app, function, version, reason, at_ms } => {
+                app::set_pending(&mut self.apps, &app, &function, version, reason, at_ms)
+            }
+            Command::Compact { retention_ms, runs_kept, at_ms } => {
+                retention::compact(self, compaction_cutoff(at_ms, retention_ms), &runs_kept)
+            }
+            // Recorded by the note taken in `apply`.
+            Command::RecordEvent { .. } => Response::Empty,
+            Command::RegistryLogin { registry, username, password, at_ms } => {
+                registry::login(&mut self.registry_logins, registry, username, password, at_ms)
+            }
         }
     }
 
     /// The call that the spawn request with this client request id made, if any.
     pub fn call_for_request(&self, request_id: &str) -> Option<&Call> {
-        self.calls.values().find(|c| c.request_id.as_deref() == Some(request_id))
+        self.call_requests.get(request_id).and_then(|id| self.calls.get(id))
     }
 
     /// Ok if `app` is deployed and has `function`; the rejection a call to it gets otherwise.
     pub fn check_function(&self, app: &str, function: &str) -> Result<(), Rejection> {
         let a = self.apps.get(app).ok_or_else(|| Rejection::AppNotFound(app.to_string()))?;
         if a.state != AppState::Deployed {
-            return Err(Rejection::Conflict(format!("app {app:?} is stopped")));
+            return Err(Rejection::AppStopped(app.to_string()));
         }
         if !a.functions.iter().any(|f| f == function) {
             return Err(Rejection::FunctionNotFound(format!("{app}/{function}")));
@@ -250,6 +335,11 @@ impl Catalog {
             replica::release(&mut self.gpu_leases, sb.node, id);
         }
     }
+}
+
+/// Final records that ended at or before this time are past a `retention_ms` window at `at_ms`.
+fn compaction_cutoff(at_ms: i64, retention_ms: u64) -> i64 {
+    at_ms.saturating_sub(i64::try_from(retention_ms).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

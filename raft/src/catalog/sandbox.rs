@@ -44,6 +44,12 @@ pub struct SandboxSpec {
     pub snapshot_every_s: u64,
     /// The snapshot it was created from, if any.
     pub from_snapshot: Option<String>,
+    /// Size of its `/work` filesystem, MiB; writes past it get ENOSPC. 0 (records made
+    /// before sizes existed): no limit.
+    pub disk_mib: u64,
+    /// A writable root filesystem (read-only by default).
+    #[serde(default)]
+    pub writable_rootfs: bool,
 }
 
 /// Lifecycle. `Terminated` and `Failed` are final.
@@ -114,11 +120,8 @@ pub struct Sandbox {
     pub restore_from: Option<String>,
 }
 
-/// The sandbox a create request with this client request id made, if any.
-pub(super) fn by_request<'a>(sandboxes: &'a BTreeMap<String, Sandbox>, request_id: &str) -> Option<&'a Sandbox> {
-    sandboxes.values().find(|s| s.request_id.as_deref() == Some(request_id))
-}
-
+/// Records a new sandbox. A retried create (a known request id) was answered by the caller
+/// from the catalog's request index.
 #[allow(clippy::too_many_arguments)] // one per field of the command
 pub(super) fn create(
     sandboxes: &mut BTreeMap<String, Sandbox>,
@@ -131,9 +134,6 @@ pub(super) fn create(
     request_id: Option<String>,
     at_ms: i64,
 ) -> Response {
-    if let Some(existing) = request_id.as_deref().and_then(|rid| by_request(sandboxes, rid)) {
-        return Response::Sandbox(existing.clone());
-    }
     if id.is_empty() || sandboxes.contains_key(&id) {
         return Response::Rejected(Rejection::Invalid {
             field: "id".into(),
@@ -295,7 +295,9 @@ pub(crate) mod tests {
             gpu: None,
             restore_on_failure: false,
             snapshot_every_s: 0,
+            writable_rootfs: false,
             from_snapshot: None,
+            disk_mib: 0,
         }
     }
 

@@ -261,10 +261,16 @@ pub(super) fn deploy(
     }
 }
 
-/// Removes every schedule of a stopped app.
-pub(super) fn remove_app(schedules: &mut Schedules, calls: &mut BTreeMap<String, Call>, app: &str, at_ms: i64) {
+/// Removes every schedule of a stopped or removed app; `why` is recorded on a dropped buffered run.
+pub(super) fn remove_app(
+    schedules: &mut Schedules,
+    calls: &mut BTreeMap<String, Call>,
+    app: &str,
+    why: &str,
+    at_ms: i64,
+) {
     for k in schedules.keys_of(app) {
-        drop_schedule(schedules, calls, &k, "its app was stopped", at_ms);
+        drop_schedule(schedules, calls, &k, why, at_ms);
     }
 }
 

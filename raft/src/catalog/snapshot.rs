@@ -5,7 +5,8 @@
 //! sandbox `snapshotting`), stores the blob, pushes it to peers, then commits `SnapshotReady`
 //! with the size, digest and the nodes that hold a copy (the sandbox goes back to `running`
 //! and remembers it as its `last_snapshot`). A snapshot that could not be taken is dropped
-//! (`SnapshotFailed`). `replicas` changes when a copy is repaired or lost; a ready snapshot
+//! (`SnapshotFailed`), or kept as `failed` with a reason when the node taking it restarted
+//! or died mid-way. `replicas` changes when a copy is repaired or lost; a ready snapshot
 //! with no copy left is `lost`.
 
 use std::collections::BTreeMap;
@@ -55,6 +56,10 @@ pub enum SnapshotState {
     Ready,
     /// Every copy is gone.
     Lost,
+    /// It was never finished: the node taking it died or restarted mid-way, or went silent.
+    /// Kept, with its `reason`, so the user can see why a restore point is missing; never
+    /// restorable. `snapshot rm` removes it.
+    Failed,
 }
 
 impl SnapshotState {
@@ -63,6 +68,7 @@ impl SnapshotState {
             SnapshotState::Pending => "pending",
             SnapshotState::Ready => "ready",
             SnapshotState::Lost => "lost",
+            SnapshotState::Failed => "failed",
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct Snapshot {
     /// Unix ms, leader clock.
     pub created_at_ms: i64,
     pub ready_at_ms: Option<i64>,
+    /// Why it is `failed`; `None` otherwise.
+    pub reason: Option<String>,
 }
 
 fn not_found(id: &str) -> Response {
@@ -157,6 +165,7 @@ pub(super) fn create(
         replicas: Vec::new(),
         created_at_ms: at_ms,
         ready_at_ms: None,
+        reason: None,
     };
     snapshots.insert(id, snapshot.clone());
     Response::Snapshot(snapshot)
@@ -203,23 +212,30 @@ pub(super) fn ready(
     Response::Snapshot(snap)
 }
 
-/// A snapshot that could not be taken is dropped; its sandbox goes back to `running`.
+/// A pending snapshot that could not be taken: its sandbox goes back to `running`. Without a
+/// `reason` the record is dropped (the node that tried told its caller why); with one it is
+/// kept as `failed` with that reason (nobody was there to be told: the node restarted or died
+/// mid-way).
 pub(super) fn failed(
     snapshots: &mut BTreeMap<String, Snapshot>,
     sandboxes: &mut BTreeMap<String, Sandbox>,
     id: &str,
+    reason: Option<String>,
 ) -> Response {
-    match snapshots.get(id) {
-        None => not_found(id),
-        Some(snap) if snap.state != SnapshotState::Pending => {
-            Response::Rejected(Rejection::Stale(format!("snapshot {id} is already {}", snap.state.as_str())))
-        }
-        Some(_) => {
-            let snap = snapshots.remove(id).expect("checked above");
-            release(sandboxes, &snap);
-            Response::Snapshot(snap)
-        }
+    let Some(snap) = snapshots.get_mut(id) else { return not_found(id) };
+    if snap.state != SnapshotState::Pending {
+        return Response::Rejected(Rejection::Stale(format!("snapshot {id} is already {}", snap.state.as_str())));
     }
+    let snap = match reason {
+        None => snapshots.remove(id).expect("checked above"),
+        Some(reason) => {
+            snap.state = SnapshotState::Failed;
+            snap.reason = Some(reason);
+            snap.clone()
+        }
+    };
+    release(sandboxes, &snap);
+    Response::Snapshot(snap)
 }
 
 /// Removes a snapshot's record (its blobs are then collected by every node). A sandbox whose
@@ -243,8 +259,8 @@ pub(super) fn remove(
 /// ready snapshot with none left is `lost`; one that gets a copy back is `ready` again.
 pub(super) fn set_replicas(snapshots: &mut BTreeMap<String, Snapshot>, id: &str, replicas: Vec<NodeId>) -> Response {
     let Some(snap) = snapshots.get_mut(id) else { return not_found(id) };
-    if snap.state == SnapshotState::Pending {
-        return Response::Rejected(Rejection::Stale(format!("snapshot {id} is still pending")));
+    if matches!(snap.state, SnapshotState::Pending | SnapshotState::Failed) {
+        return Response::Rejected(Rejection::Stale(format!("snapshot {id} is {}", snap.state.as_str())));
     }
     snap.state = if replicas.is_empty() { SnapshotState::Lost } else { SnapshotState::Ready };
     snap.replicas = replicas;
@@ -327,9 +343,37 @@ mod tests {
         let mut c = Catalog::default();
         running(&mut c, "sb-1");
         c.apply(take("sn-1", "sb-1"));
-        assert!(matches!(c.apply(Command::SnapshotFailed { id: "sn-1".into() }), Response::Snapshot(_)));
+        assert!(matches!(c.apply(Command::SnapshotFailed { id: "sn-1".into(), reason: None }), Response::Snapshot(_)));
         assert!(c.snapshots.is_empty());
         assert_eq!(c.sandboxes["sb-1"].state, SandboxState::Running);
+    }
+
+    #[test]
+    fn an_abandoned_snapshot_is_kept_failed_with_its_reason_and_the_next_one_works() {
+        let mut c = Catalog::default();
+        running(&mut c, "sb-1");
+        c.apply(take("sn-1", "sb-1"));
+        let why = Some("node 1 restarted".to_string());
+        assert!(matches!(
+            c.apply(Command::SnapshotFailed { id: "sn-1".into(), reason: why.clone() }),
+            Response::Snapshot(_)
+        ));
+        let snap = &c.snapshots["sn-1"];
+        assert_eq!((snap.state, snap.reason.clone()), (SnapshotState::Failed, why.clone()));
+        assert_eq!(c.sandboxes["sb-1"].state, SandboxState::Running);
+        // Final: neither failed again, made ready, nor given replicas.
+        assert!(matches!(
+            c.apply(Command::SnapshotFailed { id: "sn-1".into(), reason: why }),
+            Response::Rejected(Rejection::Stale(_))
+        ));
+        assert!(matches!(c.apply(ready_cmd("sn-1", 4)), Response::Rejected(Rejection::Stale(_))));
+        let replicas = Command::SetSnapshotReplicas { id: "sn-1".into(), replicas: vec![1] };
+        assert!(matches!(c.apply(replicas), Response::Rejected(Rejection::Stale(_))));
+        assert!(latest_ready(&c.snapshots, "sb-1").is_none());
+        // The next snapshot is taken.
+        assert!(matches!(c.apply(take("sn-2", "sb-1")), Response::Snapshot(_)));
+        c.apply(ready_cmd("sn-2", 5));
+        assert_eq!(c.sandboxes["sb-1"].last_snapshot.as_deref(), Some("sn-2"));
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub(super) fn create(
     first: bool,
     at_ms: i64,
 ) -> Response {
+    // A retried request (its token's id and secret are derived from the request id, see the
+    // node's `auth::token_for_request`) gets the token it made the first time.
+    if let Some(existing) = tokens.get(&id).filter(|t| t.hash == hash && t.name == name) {
+        return Response::Token(existing.clone());
+    }
     if first && !tokens.is_empty() {
         return Response::Rejected(Rejection::Conflict(
             "the cluster already has tokens; create more with an existing token".into(),
@@ -57,6 +62,18 @@ pub(super) fn revoke(tokens: &mut BTreeMap<String, Token>, id: &str, at_ms: i64)
     }
 }
 
+/// [`revoke`], refused when `id` is the last token not yet revoked.
+pub(super) fn revoke_unless_last(tokens: &mut BTreeMap<String, Token>, id: &str, at_ms: i64) -> Response {
+    let live = |t: &Token| t.revoked_at_ms.is_none();
+    if tokens.get(id).is_some_and(live) && tokens.values().filter(|t| live(t)).count() == 1 {
+        return Response::Rejected(Rejection::Precondition(format!(
+            "token {id} is the last token not revoked: revoking it locks every client out of the cluster \
+             for good; create another token first, or pass --force"
+        )));
+    }
+    revoke(tokens, id, at_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Catalog, Command, Rejection, Response};
@@ -71,7 +88,26 @@ mod tests {
         assert!(matches!(c.apply(create("t1", true)), Response::Token(_)));
         assert!(matches!(c.apply(create("t2", true)), Response::Rejected(Rejection::Conflict(_))));
         assert!(matches!(c.apply(create("t2", false)), Response::Token(_)));
-        assert!(matches!(c.apply(create("t2", false)), Response::Rejected(Rejection::Invalid { .. })));
+        // The same id with another secret is taken (the same id and secret is a retry).
+        let taken =
+            Command::CreateToken { id: "t2".into(), name: "ci".into(), hash: "b".repeat(64), first: false, at_ms: 5 };
+        assert!(matches!(c.apply(taken), Response::Rejected(Rejection::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_retried_create_gets_the_token_it_made() {
+        let mut c = Catalog::default();
+        let Response::Token(first) = c.apply(create("t1", true)) else { panic!() };
+        // The same request again (same derived id and hash), bootstrap or not: the same token.
+        for is_first in [true, false] {
+            let Response::Token(again) = c.apply(create("t1", is_first)) else { panic!() };
+            assert_eq!(again, first);
+        }
+        assert_eq!(c.tokens.len(), 1);
+        // The same id with another secret is still refused.
+        let other =
+            Command::CreateToken { id: "t1".into(), name: "ci".into(), hash: "b".repeat(64), first: false, at_ms: 6 };
+        assert!(matches!(c.apply(other), Response::Rejected(Rejection::Invalid { .. })));
     }
 
     #[test]
@@ -85,5 +121,25 @@ mod tests {
             c.apply(Command::RevokeToken { id: "x".into(), at_ms: 1 }),
             Response::Rejected(Rejection::TokenNotFound(_))
         ));
+    }
+
+    #[test]
+    fn the_last_live_token_is_revoked_only_when_forced() {
+        let mut c = Catalog::default();
+        c.apply(create("t1", true));
+        let unless_last = |id: &str| Command::RevokeTokenUnlessLast { id: id.into(), at_ms: 10 };
+        let Response::Rejected(Rejection::Precondition(why)) = c.apply(unless_last("t1")) else { panic!() };
+        assert!(why.contains("last token") && why.contains("--force"), "{why}");
+        assert_eq!(c.tokens["t1"].revoked_at_ms, None);
+        // With a second token the first may go; then the second is the last one.
+        c.apply(create("t2", false));
+        assert!(matches!(c.apply(unless_last("t1")), Response::Token(_)));
+        assert!(matches!(c.apply(unless_last("t2")), Response::Rejected(Rejection::Precondition(_))));
+        // Revoking an already revoked token again is not a lock-out; unknown ids stay unknown.
+        assert!(matches!(c.apply(unless_last("t1")), Response::Token(_)));
+        assert!(matches!(c.apply(unless_last("x")), Response::Rejected(Rejection::TokenNotFound(_))));
+        // The forced form revokes the last one.
+        let Response::Token(t) = c.apply(Command::RevokeToken { id: "t2".into(), at_ms: 11 }) else { panic!() };
+        assert_eq!(t.revoked_at_ms, Some(11));
     }
 }

@@ -62,6 +62,10 @@ pub struct StateMachineStore {
     /// after a crash the node found its log purged past its snapshot and could not start
     /// (openraft panicked; chaos run with seed 1795695978675937082, node 1 SIGKILLed).
     persisted: Arc<tokio::sync::Mutex<Option<LogId<NodeId>>>>,
+    /// sled's data file. sled's `flush` ends in `sync_file_range`, which does not flush the
+    /// disk's write cache; an `fsync` of this file after it does, so a persisted snapshot
+    /// survives a power loss (the log is purged behind it).
+    db_file: Arc<std::path::Path>,
 }
 
 pub(super) enum LoadError {
@@ -71,7 +75,7 @@ pub(super) enum LoadError {
 
 impl StateMachineStore {
     /// Loads the last persisted snapshot, if any, as the starting state.
-    pub(super) fn load(db: sled::Db) -> Result<Self, LoadError> {
+    pub(super) fn load(db: sled::Db, db_file: &std::path::Path) -> Result<Self, LoadError> {
         let meta = db.open_tree("meta").map_err(LoadError::Sled)?;
         let mut applied = Applied::default();
         let mut persisted = None;
@@ -90,6 +94,7 @@ impl StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             persisted: Arc::new(tokio::sync::Mutex::new(persisted)),
+            db_file: db_file.into(),
         })
     }
 
@@ -107,7 +112,12 @@ impl StateMachineStore {
         let signature = Some(stored.meta.signature());
         let bytes = codec::encode(stored).map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
         self.meta.insert(SNAPSHOT, bytes).map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
-        self.db.flush_async().await.map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
+        self.db.flush_async().await.map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
+        let db_file = self.db_file.clone();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&*db_file)?.sync_all())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
         *persisted = stored.meta.last_log_id;
         Ok(())
     }

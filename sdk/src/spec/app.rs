@@ -34,7 +34,13 @@ impl AppSpec {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|source| SpecError::Io { path: path.display().to_string(), source })?;
-        AppSpec::from_toml_str(&text)
+        let mut spec = AppSpec::from_toml_str(&text)?;
+        // A build context is relative to the spec file's folder, wherever it is deployed from.
+        let folder = path.parent().unwrap_or(Path::new(""));
+        for build in spec.functions.values_mut().filter_map(|f| f.build.as_mut()) {
+            build.context = folder.join(&build.context).display().to_string();
+        }
+        Ok(spec)
     }
 
     /// Checks every rule. Call it on specs that did not come from

@@ -31,3 +31,10 @@ pub const RETRY_BACKOFF: f64 = 2.0;
 pub const TIMEZONE: &str = "UTC";
 /// `catch_up_window_s`, in seconds.
 pub const CATCH_UP_WINDOW_S: u64 = 3600;
+/// `runs_kept`: final runs of a schedule the catalog keeps (older ones are compacted).
+pub const RUNS_KEPT: u32 = 1000;
+
+/// [`RUNS_KEPT`] for specs recorded before the field existed.
+pub(crate) fn runs_kept() -> u32 {
+    RUNS_KEPT
+}

@@ -168,6 +168,36 @@ pub struct FunctionSpec {
     pub catch_up: CatchUp,
     /// How far back missed fires are considered, in seconds (at most 7 days).
     pub catch_up_window_s: u64,
+    /// Final runs of the schedule the cluster keeps, newest first (1 to 100000); older ones
+    /// are compacted away, as are runs older than the cluster's retention window.
+    #[serde(default = "defaults::runs_kept")]
+    pub runs_kept: u32,
+    /// `image = { dockerfile, context }`: the image is built from this context at deploy
+    /// ([`crate::Client::build_app_images`]), which then sets `image` and clears this. Never
+    /// sent to the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<ImageBuild>,
+    /// A writable root filesystem for the function's containers (read-only by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable_rootfs: bool,
+    /// A tar archive in the cluster's blob store, by its hex sha256 (what `PutBlob`
+    /// answered; [`crate::Client::put_blob`]), unpacked at [`CODE_DIR`] in each of the
+    /// function's containers before its command starts (the image needs `tar`). Python apps
+    /// ship their module and local packages this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// Where a function's `code` is unpacked in its containers (also in their `FLOTILLA_CODE`).
+pub const CODE_DIR: &str = "/tmp/flotilla/code";
+
+/// An image to build at deploy: the context folder and the Dockerfile's path inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageBuild {
+    /// Path of the Dockerfile, relative to `context` (default `Dockerfile`).
+    pub dockerfile: String,
+    /// The context folder; relative paths are relative to the app spec file's folder.
+    pub context: String,
 }
 
 impl FunctionSpec {
@@ -192,14 +222,35 @@ impl FunctionSpec {
             overlap: Overlap::default(),
             catch_up: CatchUp::default(),
             catch_up_window_s: defaults::CATCH_UP_WINDOW_S,
+            runs_kept: defaults::RUNS_KEPT,
+            build: None,
+            writable_rootfs: false,
+            code: None,
         }
     }
 
     /// Checks every rule; `path` is this function's path, e.g. `functions.tick`.
     pub(crate) fn validate(&self, path: &str) -> Result<(), SpecError> {
         let at = |field: &str| join(path, field);
-        image::check_image(&self.image).map_err(|m| invalid(at("image"), m))?;
+        match &self.build {
+            Some(build) if build.context.is_empty() => {
+                return Err(invalid(join(&at("image"), "context"), "must not be empty"))
+            }
+            Some(build) if build.dockerfile.is_empty() => {
+                return Err(invalid(join(&at("image"), "dockerfile"), "must not be empty"))
+            }
+            Some(_) => {}
+            None => image::check_image(&self.image).map_err(|m| invalid(at("image"), m))?,
+        }
         self.validate_command(&at("command"))?;
+        if let Some(code) = &self.code {
+            if code.len() != 64 || !code.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(invalid(
+                    at("code"),
+                    format!("must be a blob's sha256, 64 lowercase hex digits (got {code:?})"),
+                ));
+            }
+        }
         if !(self.cpu.is_finite() && self.cpu > 0.0 && self.cpu <= limits::CPU_MAX) {
             return Err(invalid(at("cpu"), format!("must be a finite number > 0 and <= 256 (got {})", self.cpu)));
         }
@@ -224,7 +275,8 @@ impl FunctionSpec {
         if let Some(schedule) = &self.schedule {
             schedule.validate(&at("schedule"))?;
         }
-        check_range(&at("catch_up_window_s"), self.catch_up_window_s.into(), &limits::CATCH_UP_WINDOW_S)
+        check_range(&at("catch_up_window_s"), self.catch_up_window_s.into(), &limits::CATCH_UP_WINDOW_S)?;
+        check_range(&at("runs_kept"), self.runs_kept.into(), &limits::RUNS_KEPT)
     }
 
     fn validate_command(&self, path: &str) -> Result<(), SpecError> {

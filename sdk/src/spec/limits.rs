@@ -31,6 +31,8 @@ pub const RETRY_INITIAL_DELAY_MS: RangeInclusive<u64> = 0..=3_600_000;
 pub const RETRY_BACKOFF_MIN: f64 = 1.0;
 /// `catch_up_window_s`, in seconds (seven days at most).
 pub const CATCH_UP_WINDOW_S: RangeInclusive<u64> = 0..=604_800;
+/// `runs_kept`, in runs.
+pub const RUNS_KEPT: RangeInclusive<u64> = 1..=100_000;
 /// `schedule.period`, in milliseconds (one second to 366 days).
 pub const PERIOD_MS: RangeInclusive<u64> = 1_000..=31_622_400_000;
 /// Length of the app name and of function names, in characters.

@@ -113,5 +113,5 @@ mod tests;
 pub use app::AppSpec;
 pub use duration::{format_duration_ms, parse_duration_ms};
 pub use error::SpecError;
-pub use function::{CatchUp, FunctionSpec, GpuRequest, Mode, Overlap, RetryPolicy};
+pub use function::{CatchUp, FunctionSpec, GpuRequest, ImageBuild, Mode, Overlap, RetryPolicy, CODE_DIR};
 pub use schedule::Schedule;

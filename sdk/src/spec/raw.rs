@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::{check_range, invalid, join, SpecError};
 use super::{
-    defaults, limits, parse_duration_ms, AppSpec, CatchUp, FunctionSpec, GpuRequest, Mode, Overlap, RetryPolicy,
-    Schedule,
+    defaults, limits, parse_duration_ms, AppSpec, CatchUp, FunctionSpec, GpuRequest, ImageBuild, Mode, Overlap,
+    RetryPolicy, Schedule,
 };
 
 #[derive(Deserialize)]
@@ -28,7 +28,7 @@ pub(crate) struct RawApp {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFunction {
-    image: Option<String>,
+    image: Option<RawImage>,
     command: Option<Vec<String>>,
     mode: Option<Mode>,
     cpu: Option<f64>,
@@ -46,6 +46,9 @@ struct RawFunction {
     overlap: Option<Overlap>,
     catch_up: Option<CatchUp>,
     catch_up_window_s: Option<i64>,
+    runs_kept: Option<i64>,
+    writable_rootfs: Option<bool>,
+    code: Option<String>,
 }
 
 /// `retries = 2` or `retries = { max = 2, ... }`. A hand-written visitor
@@ -83,6 +86,39 @@ impl<'de> Deserialize<'de> for RawRetries {
             }
         }
         deserializer.deserialize_any(RetriesVisitor)
+    }
+}
+
+/// `image = "name"` or `image = { dockerfile = "Dockerfile", context = "." }` (built at
+/// deploy). A hand-written visitor like [`RawRetries`], so a bad key keeps its path.
+enum RawImage {
+    Name(String),
+    Build(RawBuild),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    dockerfile: Option<String>,
+    context: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawImage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ImageVisitor;
+        impl<'de> Visitor<'de> for ImageVisitor {
+            type Value = RawImage;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an image name or a table { dockerfile, context }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawImage, E> {
+                Ok(RawImage::Name(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawImage, A::Error> {
+                RawBuild::deserialize(MapAccessDeserializer::new(map)).map(RawImage::Build)
+            }
+        }
+        deserializer.deserialize_any(ImageVisitor)
     }
 }
 
@@ -132,7 +168,14 @@ impl RawApp {
 impl RawFunction {
     fn into_spec(self, path: &str) -> Result<FunctionSpec, SpecError> {
         let at = |field: &str| join(path, field);
-        let image = self.image.ok_or_else(|| invalid(at("image"), "required"))?;
+        let (image, build) = match self.image.ok_or_else(|| invalid(at("image"), "required"))? {
+            RawImage::Name(name) => (name, None),
+            RawImage::Build(b) => {
+                let context = b.context.ok_or_else(|| invalid(join(&at("image"), "context"), "required"))?;
+                let dockerfile = b.dockerfile.unwrap_or_else(|| "Dockerfile".to_string());
+                (String::new(), Some(ImageBuild { dockerfile, context }))
+            }
+        };
         let command = self.command.ok_or_else(|| invalid(at("command"), "required"))?;
         let gpu = match self.gpu {
             None => None,
@@ -148,6 +191,9 @@ impl RawFunction {
         };
         Ok(FunctionSpec {
             image,
+            build,
+            writable_rootfs: self.writable_rootfs.unwrap_or(false),
+            code: self.code,
             command,
             mode: self.mode.unwrap_or_default(),
             cpu: self.cpu.unwrap_or(defaults::CPU),
@@ -190,6 +236,7 @@ impl RawFunction {
                 defaults::CATCH_UP_WINDOW_S,
                 &limits::CATCH_UP_WINDOW_S,
             )?,
+            runs_kept: int32(&at("runs_kept"), self.runs_kept, defaults::RUNS_KEPT, &limits::RUNS_KEPT)?,
         })
     }
 }

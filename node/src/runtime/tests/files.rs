@@ -20,9 +20,14 @@ fn sample_tar() -> Vec<u8> {
     tar.into_inner().expect("tar")
 }
 
-/// Regular files of a tar stream read out of a container: path -> content.
+/// Regular files of a tar stream read out of a container with the engine's archive API:
+/// path -> content.
 async fn read_back(docker: &Docker, id: &str, path: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
-    let chunks: Vec<bytes::Bytes> = docker.get_archive(id, path).try_collect().await?;
+    files_of(docker.get_archive(id, path).try_collect().await?)
+}
+
+/// Regular files of the tar in `chunks`: path -> content.
+fn files_of(chunks: Vec<bytes::Bytes>) -> Result<BTreeMap<String, String>, RuntimeError> {
     let bytes = chunks.concat();
     let mut archive = tar::Archive::new(bytes.as_slice());
     let mut files = BTreeMap::new();
@@ -71,6 +76,43 @@ async fn archive_errors_name_what_is_missing() {
             assert!(matches!(no_dir, Err(RuntimeError::NotFound(_))), "{no_dir:?}");
             let read_only = docker.put_archive(&id, "/bin", sample_tar()).await;
             assert!(read_only.is_err(), "read-only rootfs refuses archives");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tar_in_and_out_reach_the_tmpfs() {
+    with_sandbox(
+        "tar-exec",
+        |_| {},
+        |docker, id| async move {
+            // /tmp is a tmpfs: the engine's archive API neither sees it nor writes into it.
+            docker.tar_in(&id, "/tmp", sample_tar()).await.expect("tar into /tmp");
+            assert_eq!(sh(&docker, &id, "cat /tmp/hello.txt /tmp/d/sub/b.txt").await.out(), "hello\nb\n");
+            let out = |path: &'static str| {
+                let docker = docker.clone();
+                let id = id.clone();
+                async move { files_of(docker.tar_out(&id, path).try_collect().await?) }
+            };
+            assert_eq!(
+                out("/tmp/hello.txt").await.expect("file"),
+                BTreeMap::from([("hello.txt".into(), "hello\n".into())])
+            );
+            let dir = out("/tmp/d").await.expect("folder");
+            assert_eq!(dir, BTreeMap::from([("d/a.txt".into(), "a\n".into()), ("d/sub/b.txt".into(), "b\n".into())]));
+            let missing = out("/tmp/nope").await;
+            assert!(matches!(&missing, Err(RuntimeError::NotFound(m)) if m.contains("/tmp/nope")), "{missing:?}");
+            let no_dir = docker.tar_in(&id, "/tmp/nope", sample_tar()).await;
+            assert!(matches!(&no_dir, Err(RuntimeError::NotFound(m)) if m.contains("/tmp/nope")), "{no_dir:?}");
+            let read_only = docker.tar_in(&id, "/bin", sample_tar()).await;
+            assert!(matches!(&read_only, Err(RuntimeError::Engine(m)) if m.contains("Read-only")), "{read_only:?}");
+            // No error names the engine's container id.
+            for e in
+                [missing.unwrap_err().to_string(), no_dir.unwrap_err().to_string(), read_only.unwrap_err().to_string()]
+            {
+                assert!(!e.contains(&id[..12]), "{e}");
+            }
         },
     )
     .await;

@@ -54,6 +54,10 @@ fn contract_expected() -> AppSpec {
         overlap: Overlap::Allow,
         catch_up: CatchUp::Latest,
         catch_up_window_s: 3600,
+        runs_kept: 1000,
+        build: None,
+        writable_rootfs: false,
+        code: None,
     };
     AppSpec { name: "etl".into(), functions: BTreeMap::from([("tick".to_string(), tick)]) }
 }
@@ -250,4 +254,25 @@ fn validate_checks_specs_built_in_code() {
     let err = spec.validate().unwrap_err();
     assert_eq!(err.path(), Some("functions.tick.max_containers"));
     assert_eq!(err.to_string(), "functions.tick.max_containers: must be >= min_containers (9)");
+}
+
+#[test]
+fn an_image_table_is_built_at_deploy_and_its_context_follows_the_spec_file() {
+    let text = "name = \"b\"\n[functions.f]\nimage = { context = \"ctx\" }\ncommand = [\"true\"]\n";
+    let spec = AppSpec::from_toml_str(text).unwrap();
+    let f = &spec.functions["f"];
+    assert_eq!(f.image, "");
+    let build = f.build.clone().unwrap();
+    assert_eq!((build.dockerfile.as_str(), build.context.as_str()), ("Dockerfile", "ctx"));
+    let dir = std::env::temp_dir().join(format!("flotilla-spec-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("app.toml"), text).unwrap();
+    let from_file = AppSpec::from_toml_file(dir.join("app.toml")).unwrap();
+    let context = from_file.functions["f"].build.clone().unwrap().context;
+    assert_eq!(context, dir.join("ctx").display().to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A plain image has no build, and its JSON form is unchanged (no `build` key).
+    let plain = AppSpec::from_toml_str(CONTRACT).unwrap();
+    assert!(plain.functions.values().all(|f| f.build.is_none()));
+    assert!(!serde_json::to_string(&plain).unwrap().contains("build"));
 }

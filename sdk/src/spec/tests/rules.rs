@@ -16,6 +16,10 @@ const FUNCTION_CASES: &[(&str, &str, &str)] = &[
     (r#"image = "a..b""#, "functions.tick.image", "path component"),
     (r#"image = "bad_host:x:1/a""#, "functions.tick.image", "registry"),
     (r#"image = 5"#, "functions.tick.image", "invalid type"),
+    (r#"image = { dockerfile = "Dockerfile" }"#, "functions.tick.image.context", "required"),
+    (r#"image = { context = "" }"#, "functions.tick.image.context", "must not be empty"),
+    (r#"image = { context = ".", dockerfile = "" }"#, "functions.tick.image.dockerfile", "must not be empty"),
+    (r#"image = { context = ".", file = "x" }"#, "functions.tick.image.file", "unknown field"),
     // command
     (r#"command = []"#, "functions.tick.command", "must be a non-empty array"),
     (r#"command = ["", "x"]"#, "functions.tick.command[0]", "must not be empty"),

@@ -1,0 +1,312 @@
+//! Images that travel between nodes through the blob store.
+//!
+//! A node asked for an image (`ExportImage`, from a peer that lacks it) writes its engine's
+//! archive of it (`docker save`) to a scratch file and splits it ([`split`]): every file of the
+//! archive larger than [`INLINE_BYTES`] (the layers) becomes a blob of its own in this node's
+//! store, and the answer lists the archive's entries in order, small files inline. Layers are
+//! content-addressed, so an image built on another that this node already sent shares its
+//! base layers' blobs.
+//!
+//! The node that needs the image ([`fetch_from_peers`], the engine's image source: see
+//! `runtime::archive`) asks the live peers in turn, by node id, until one has it, fetches only
+//! the blobs it lacks (every chunk and the whole digest checked, see [`transfer`]), rebuilds
+//! the archive ([`assemble`], which refuses an index that would write outside the archive or
+//! whose sizes do not match the blobs) and loads it into its engine; its log names the image
+//! id it loaded and the peer it came from. Tags are not compared across nodes: a tag pointing
+//! at different builds on different nodes is served by the lowest-numbered live node that has
+//! it. One fetch per image at a time ([`Fetches`]): a second workload wanting it waits for the
+//! first and finds it loaded. Blobs fetched (or reused) this way are kept like any unreferenced
+//! blob, until the keeper's grace period has passed since their last use, so a second node, or
+//! the same node again soon after, finds them. Scratch archives live in the blob store's
+//! `tmp/`, cleared when the store opens.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex};
+
+use flotilla_proto::peer::{ExportImageRequest, ImageEntry};
+use tonic::Status;
+
+use super::store::{is_digest, BlobStore};
+use super::{targets, transfer};
+use crate::cluster::Cluster;
+use crate::runtime::{Docker, RuntimeError};
+
+/// Files of an image archive up to this size travel inline in the index; larger ones (the
+/// layers) as blobs.
+pub const INLINE_BYTES: u64 = 64 << 10;
+
+const FILE: u32 = 0;
+const DIR: u32 = 1;
+const SYMLINK: u32 = 2;
+
+/// Saves image `name` of `docker` and splits it into `store`: the archive's entries.
+pub async fn export(docker: &Docker, store: &BlobStore, name: &str) -> Result<Vec<ImageEntry>, Status> {
+    let scratch = store.scratch().map_err(|e| Status::internal(e.to_string()))?;
+    match docker.save_to(name, scratch.path()).await {
+        Ok(_) => {}
+        Err(RuntimeError::ImageNotFound(_)) => {
+            return Err(Status::not_found(format!("image {name} is not on this node")))
+        }
+        Err(e) => return Err(Status::internal(format!("saving image {name}: {e}"))),
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || split(&store, scratch.path()))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("splitting image {name}: {e}")))
+}
+
+/// The entries of the image archive in `path`, its large files stored in `store`.
+pub fn split(store: &BlobStore, path: &Path) -> std::io::Result<Vec<ImageEntry>> {
+    let mut archive = tar::Archive::new(std::fs::File::open(path)?);
+    let mut entries = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let header = entry.header().clone();
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let mode = header.mode().unwrap_or(0o644);
+        let size = header.size()?;
+        let mut out = ImageEntry { path, mode, size, ..Default::default() };
+        match header.entry_type() {
+            tar::EntryType::Directory => out.kind = DIR,
+            tar::EntryType::Symlink => {
+                out.kind = SYMLINK;
+                out.link = entry.link_name()?.map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous if size > INLINE_BYTES => {
+                let mut writer = store.writer();
+                std::io::copy(&mut entry, &mut writer)?;
+                let (blob, _) = writer.finish().map_err(std::io::Error::other)?;
+                out.blob = blob;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                entry.read_to_end(&mut out.data)?;
+            }
+            other => return Err(std::io::Error::other(format!("unexpected entry type {other:?} in an image archive"))),
+        }
+        entries.push(out);
+    }
+    Ok(entries)
+}
+
+/// Whether `path` stays inside the archive's root (no absolute path, no climbing out).
+fn inside(path: &Path) -> bool {
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth > 0 => depth -= 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Writes the archive `entries` describe (large files read from `store`) to `out`. Refuses
+/// an entry outside the archive, a symbolic link pointing outside it, and a file whose size
+/// is not its blob's (the archive would lose step with its headers).
+pub fn assemble(store: &BlobStore, entries: &[ImageEntry], out: impl Write) -> std::io::Result<()> {
+    let bad = |what: String| std::io::Error::other(what);
+    let mut tar = tar::Builder::new(out);
+    for e in entries {
+        if !inside(Path::new(&e.path)) {
+            return Err(bad(format!("entry {:?} leaves the archive", e.path)));
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(e.mode & 0o777);
+        header.set_mtime(0);
+        match e.kind {
+            DIR => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                tar.append_data(&mut header, &e.path, std::io::empty())?;
+            }
+            SYMLINK => {
+                let parent = Path::new(&e.path).parent().map(Path::to_path_buf).unwrap_or_default();
+                if !inside(&parent.join(&e.link)) {
+                    return Err(bad(format!("link {:?} -> {:?} leaves the archive", e.path, e.link)));
+                }
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                tar.append_link(&mut header, &e.path, &e.link)?;
+            }
+            FILE if !e.blob.is_empty() => {
+                let size = store.manifest(&e.blob).map_err(std::io::Error::other)?.map(|m| m.size);
+                if size != Some(e.size) {
+                    return Err(bad(format!(
+                        "entry {:?}: blob {} holds {size:?} bytes, not {}",
+                        e.path, e.blob, e.size
+                    )));
+                }
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(e.size);
+                let reader = store.reader(&e.blob).map_err(std::io::Error::other)?;
+                tar.append_data(&mut header, &e.path, reader.take(e.size))?;
+            }
+            FILE => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(e.data.len() as u64);
+                tar.append_data(&mut header, &e.path, e.data.as_slice())?;
+            }
+            other => return Err(std::io::Error::other(format!("entry {:?} has unknown kind {other}", e.path))),
+        }
+    }
+    tar.finish()
+}
+
+/// The image fetches of one node: one at a time per image.
+#[derive(Default)]
+pub struct Fetches(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// Finds image `name` on a live peer, fetches the blobs of it this node lacks, and loads it
+/// into `docker`. `Ok(false)` when no live peer has it. While another fetch of `name` runs
+/// here, waits for it (and is done if it loaded the image).
+pub async fn fetch_from_peers(
+    fetches: &Fetches,
+    cluster: &Cluster,
+    store: &BlobStore,
+    docker: &Docker,
+    name: &str,
+) -> Result<bool, RuntimeError> {
+    let slot = fetches.0.lock().expect("fetches lock").entry(name.to_string()).or_default().clone();
+    let _one_at_a_time = slot.lock().await;
+    if docker.image_exists(name).await? {
+        return Ok(true);
+    }
+    let mut failures = Vec::new();
+    for (node, addr) in targets(cluster) {
+        let entries = match ask(cluster, &addr, name).await {
+            Ok(entries) => entries,
+            Err(s) if s.code() == tonic::Code::NotFound => continue,
+            Err(s) => {
+                failures.push(format!("node {node}: {}", s.message()));
+                continue;
+            }
+        };
+        match load(cluster, store, docker, &addr, &entries).await {
+            Ok(bytes) => {
+                let id = docker.image_id(name).await.ok().flatten().unwrap_or_default();
+                tracing::info!(image = name, %id, from = node, fetched_bytes = bytes, "image fetched from a peer and loaded");
+                return Ok(true);
+            }
+            Err(e) => failures.push(format!("node {node}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(false)
+    } else {
+        Err(RuntimeError::Fetch { image: name.to_string(), reason: failures.join("; ") })
+    }
+}
+
+async fn ask(cluster: &Cluster, addr: &str, name: &str) -> Result<Vec<ImageEntry>, Status> {
+    let mut client =
+        cluster.peers.bulk(addr).map_err(|e| Status::unavailable(e.to_string()))?.max_decoding_message_size(64 << 20);
+    let mut req = tonic::Request::new(ExportImageRequest { name: name.to_string() });
+    req.set_timeout(std::time::Duration::from_secs(600));
+    Ok(client.export_image(req).await?.into_inner().entries)
+}
+
+/// Fetches the blobs of `entries` this node lacks from `addr`, rebuilds the archive and loads
+/// it. Returns the bytes fetched.
+async fn load(
+    cluster: &Cluster,
+    store: &BlobStore,
+    docker: &Docker,
+    addr: &str,
+    entries: &[ImageEntry],
+) -> Result<u64, String> {
+    let mut fetched = 0;
+    for blob in entries.iter().map(|e| &e.blob).filter(|b| !b.is_empty()) {
+        if !is_digest(blob) {
+            return Err(format!("the index names {blob:?}, not a blob"));
+        }
+        // A copy here is used again: its grace period before collection starts over.
+        if !(store.has_blob(blob) && store.touch(blob).is_ok()) {
+            fetched +=
+                transfer::fetch(&cluster.peers, addr, store, blob, |_, _| {}).await.map_err(|e| e.to_string())?;
+        }
+    }
+    let scratch = store.scratch().map_err(|e| e.to_string())?;
+    let (s, path, list) = (store.clone(), scratch.path().to_path_buf(), entries.to_vec());
+    tokio::task::spawn_blocking(move || assemble(&s, &list, std::io::BufWriter::new(std::fs::File::create(path)?)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("rebuilding the image archive: {e}"))?;
+    docker.load_from(scratch.path()).await.map_err(|e| e.to_string())?;
+    Ok(fetched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archive_splits_into_blobs_and_assembles_back_byte_for_byte_in_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("blobs")).unwrap();
+        let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut original = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        original.append_data(&mut h, "abc/", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(layer.len() as u64);
+        original.append_data(&mut h, "abc/layer.tar", layer.as_slice()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(2);
+        original.append_data(&mut h, "manifest.json", &b"[]"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        original.append_link(&mut h, "def/layer.tar", "../abc/layer.tar").unwrap();
+        let path = dir.path().join("image.tar");
+        std::fs::write(&path, original.into_inner().unwrap()).unwrap();
+
+        let entries = split(&store, &path).unwrap();
+        let kinds: Vec<(&str, u32, bool)> =
+            entries.iter().map(|e| (e.path.as_str(), e.kind, !e.blob.is_empty())).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("abc/", DIR, false),
+                ("abc/layer.tar", FILE, true),
+                ("manifest.json", FILE, false),
+                ("def/layer.tar", SYMLINK, false)
+            ]
+        );
+        assert_eq!(entries[2].data, b"[]");
+        assert_eq!(entries[3].link, "../abc/layer.tar");
+
+        let mut rebuilt = Vec::new();
+        assemble(&store, &entries, &mut rebuilt).unwrap();
+        let mut back = tar::Archive::new(rebuilt.as_slice());
+        let mut seen = Vec::new();
+        for e in back.entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            seen.push((e.path().unwrap().to_string_lossy().into_owned(), data));
+        }
+        assert_eq!(seen[1], ("abc/layer.tar".to_string(), layer));
+        assert_eq!(seen[2].1, b"[]");
+        let refused = [
+            ImageEntry { path: "../evil".into(), ..Default::default() },
+            ImageEntry { path: "/etc/evil".into(), ..Default::default() },
+            ImageEntry { path: "a/layer.tar".into(), kind: SYMLINK, link: "../../etc".into(), ..Default::default() },
+            ImageEntry { path: "a/layer.tar".into(), kind: SYMLINK, link: "/etc/passwd".into(), ..Default::default() },
+            ImageEntry { size: entries[1].size + 1, ..entries[1].clone() },
+        ];
+        for e in refused {
+            assert!(assemble(&store, std::slice::from_ref(&e), &mut Vec::new()).is_err(), "refused: {e:?}");
+        }
+    }
+}
