@@ -5,7 +5,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use flotilla_raft::network::ClusterId;
 use flotilla_raft::NodeId;
+use sha2::Digest;
+
+use crate::config::Start;
 
 /// An open, locked data directory. The lock is released when this is dropped or the process
 /// exits, however it exits.
@@ -110,6 +114,23 @@ impl DataDir {
             }
             Err(e) => Err(io(e)),
         }
+    }
+
+    /// This node's cluster id (see [`ClusterId`]), kept in `cluster_id`. A node forming a
+    /// cluster makes it before it serves: random for a one-node bootstrap, and for
+    /// `--initial-cluster` derived from the member list, so that every initial member makes the
+    /// same one. A node that joins or waits to be added learns it from the first peer call.
+    pub fn cluster_id(&self, start: &Start) -> Result<ClusterId, DataDirError> {
+        let path = self.path.join("cluster_id");
+        let fresh = match start {
+            Start::Bootstrap => Some(uuid::Uuid::new_v4().simple().to_string()),
+            Start::InitialCluster(members) => {
+                let list = members.iter().map(|(id, addr)| format!("{id}={addr}")).collect::<Vec<_>>().join(",");
+                Some(hex::encode(&sha2::Sha256::digest(list.as_bytes())[..16]))
+            }
+            Start::Join(_) | Start::Wait => None,
+        };
+        ClusterId::open(&path, fresh).map_err(|source| DataDirError::Io { path: path.display().to_string(), source })
     }
 
     /// Where the Raft store lives.

@@ -71,7 +71,8 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
     let (recovery, mut rewrites) = cluster::recovery::Recovery::new(log_store.clone());
     let view = state_machine.view();
 
-    let mut secret = ClusterSecret::new(config.cluster_secret.clone());
+    let mut secret =
+        ClusterSecret::new(config.cluster_secret.clone()).with_cluster(data_dir.cluster_id(&config.start)?);
     if !config.listen.ip().is_unspecified() {
         // Peers see this node's connections come from the address it serves on (firewall
         // rules and partitions between loopback addresses depend on it).
@@ -412,6 +413,12 @@ async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool
             }
             Err(status) if status.code() == tonic::Code::Unauthenticated => {
                 anyhow::bail!("join refused by {seed}: {} (check --cluster-secret-file)", status.message());
+            }
+            Err(status) if status.message().starts_with(crate::grpc::OTHER_CLUSTER) => {
+                anyhow::bail!(
+                    "join refused by {seed}: {} (this data dir belongs to another cluster)",
+                    status.message()
+                );
             }
             Err(status) if tokio::time::Instant::now() >= deadline => {
                 anyhow::bail!("could not join the cluster at {seed} within {JOIN_FOR:?}: {}", status.message());

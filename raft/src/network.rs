@@ -8,6 +8,12 @@
 //!
 //! When a cluster secret is configured, every call carries it in the `x-flotilla-secret`
 //! metadata entry and the Peer service refuses calls without it.
+//!
+//! Every call also carries the sender's [`ClusterId`] (`x-flotilla-cluster`), and a node that
+//! knows its own refuses a call from another cluster. Without it, a node that comes up at the
+//! address of another cluster's dead member (a reinstalled machine, a port handed out again)
+//! takes that cluster's heartbeats: its log is overwritten and openraft panics, while the other
+//! cluster's members read the stranger's answers as their own.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,13 +42,18 @@ pub const SECRET_HEADER: &str = "x-flotilla-secret";
 /// How long a new connection to a peer may take before the call fails as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A Peer client that adds the cluster secret to every call.
+/// Metadata key that carries the sender's cluster id on Peer calls.
+pub const CLUSTER_HEADER: &str = "x-flotilla-cluster";
+
+/// A Peer client that adds the cluster secret and the cluster id to every call.
 pub type AuthedPeerClient = PeerClient<InterceptedService<Channel, SecretInterceptor>>;
 
-/// Adds the cluster secret, when there is one, to each outgoing call.
+/// Adds the cluster secret, when there is one, and this node's cluster id, once known, to
+/// each outgoing call.
 #[derive(Clone)]
 pub struct SecretInterceptor {
     secret: Option<MetadataValue<tonic::metadata::Ascii>>,
+    cluster: ClusterId,
 }
 
 impl tonic::service::Interceptor for SecretInterceptor {
@@ -50,7 +61,86 @@ impl tonic::service::Interceptor for SecretInterceptor {
         if let Some(secret) = &self.secret {
             req.metadata_mut().insert(SECRET_HEADER, secret.clone());
         }
+        if let Some(id) = self.cluster.header() {
+            req.metadata_mut().insert(CLUSTER_HEADER, id);
+        }
         Ok(req)
+    }
+}
+
+/// Which cluster this node belongs to: made when the cluster is formed (random for a
+/// bootstrapped one, derived from `--initial-cluster` so that every initial member agrees),
+/// learnt by a joining node from the first Peer call that carries one, and kept in a file of
+/// the data dir. Clones share it.
+#[derive(Clone, Default)]
+pub struct ClusterId {
+    id: Arc<std::sync::RwLock<Option<MetadataValue<tonic::metadata::Ascii>>>>,
+    file: Option<Arc<std::path::Path>>,
+}
+
+/// What [`ClusterId::admit`] decided about a call that came from another cluster.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OtherCluster {
+    pub ours: String,
+    pub theirs: String,
+}
+
+impl ClusterId {
+    /// The id kept in `file`, or else `fresh` (written to `file` at once); none if neither.
+    pub fn open(file: &std::path::Path, fresh: Option<String>) -> std::io::Result<Self> {
+        let this = Self { id: Default::default(), file: Some(file.into()) };
+        match std::fs::read_to_string(file) {
+            Ok(kept) => this.set(kept.trim())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(id) = fresh {
+                    this.adopt(&id)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(this)
+    }
+
+    /// The id, once known.
+    pub fn get(&self) -> Option<String> {
+        self.header().map(|v| v.to_str().unwrap_or_default().to_string())
+    }
+
+    fn header(&self) -> Option<MetadataValue<tonic::metadata::Ascii>> {
+        self.id.read().expect("cluster id lock poisoned").clone()
+    }
+
+    fn set(&self, id: &str) -> std::io::Result<()> {
+        let value = id.parse().map_err(|_| std::io::Error::other(format!("cluster id {id:?} is not ASCII")))?;
+        *self.id.write().expect("cluster id lock poisoned") = Some(value);
+        Ok(())
+    }
+
+    /// Takes `id` as this node's and keeps it (temp file, then rename).
+    fn adopt(&self, id: &str) -> std::io::Result<()> {
+        if let Some(file) = &self.file {
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, format!("{id}\n"))?;
+            std::fs::rename(&tmp, file)?;
+        }
+        self.set(id)
+    }
+
+    /// Judges a call that presented `theirs`: refused when it names another cluster than this
+    /// node's; adopted when this node has none yet (a node being added learns it this way).
+    pub fn admit(&self, theirs: Option<&str>) -> Result<(), OtherCluster> {
+        let Some(theirs) = theirs else { return Ok(()) };
+        match self.get() {
+            Some(ours) if ours != theirs => Err(OtherCluster { ours, theirs: theirs.to_string() }),
+            Some(_) => Ok(()),
+            None => {
+                if let Err(e) = self.adopt(theirs) {
+                    tracing::warn!(error = %e, "the cluster id learnt from a peer was not kept");
+                }
+                tracing::info!(cluster = theirs, "learnt this node's cluster id from a peer");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -65,15 +155,26 @@ pub const BULK_STREAM_WINDOW: u32 = 8 << 20;
 pub const BULK_CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// How this node reaches and proves itself to peers: the cluster secret (empty means
-/// none), when TLS is configured the CA that peers' certificates must chain to, and the
-/// local address its connections to peers start from.
+/// none), when TLS is configured the CA that peers' certificates must chain to, the local
+/// address its connections to peers start from, and the id of its cluster.
 #[derive(Clone, Default)]
-pub struct ClusterSecret(Option<Arc<str>>, Option<Arc<Vec<u8>>>, Option<IpAddr>);
+pub struct ClusterSecret(Option<Arc<str>>, Option<Arc<Vec<u8>>>, Option<IpAddr>, ClusterId);
 
 impl ClusterSecret {
     /// `None` or an empty string disables peer authentication.
     pub fn new(secret: Option<String>) -> Self {
-        Self(secret.filter(|s| !s.is_empty()).map(Into::into), None, None)
+        Self(secret.filter(|s| !s.is_empty()).map(Into::into), None, None, ClusterId::default())
+    }
+
+    /// Calls carry this cluster id, and [`Self::cluster`] judges the ids calls present.
+    pub fn with_cluster(mut self, id: ClusterId) -> Self {
+        self.3 = id;
+        self
+    }
+
+    /// This node's cluster id.
+    pub fn cluster(&self) -> &ClusterId {
+        &self.3
     }
 
     /// Peers are reached over TLS and must present a certificate signed by this CA (PEM).
@@ -145,7 +246,8 @@ impl ClusterSecret {
     /// A Peer client over an existing channel, carrying the secret.
     pub fn client_on(&self, channel: Channel) -> AuthedPeerClient {
         let secret = self.0.as_ref().map(|s| s.parse().expect("secret must be ASCII; validated in config"));
-        PeerClient::with_interceptor(channel, SecretInterceptor { secret }).max_decoding_message_size(64 << 20)
+        PeerClient::with_interceptor(channel, SecretInterceptor { secret, cluster: self.3.clone() })
+            .max_decoding_message_size(64 << 20)
     }
 }
 
@@ -316,5 +418,26 @@ mod tests {
         let (_conn, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip().to_string(), "127.0.0.2");
         call.abort();
+    }
+
+    /// A node without an id takes the first one presented and keeps it across restarts; from
+    /// then on only that one is admitted. A call without an id (a node not yet told) passes.
+    #[test]
+    fn a_cluster_id_is_learnt_once_then_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cluster_id");
+        let id = ClusterId::open(&file, None).unwrap();
+        assert_eq!(id.get(), None);
+        assert_eq!(id.admit(None), Ok(()));
+        assert_eq!(id.admit(Some("aaa")), Ok(()));
+        assert_eq!(id.get().as_deref(), Some("aaa"));
+        let err = id.admit(Some("bbb")).unwrap_err();
+        assert_eq!(err, OtherCluster { ours: "aaa".into(), theirs: "bbb".into() });
+
+        // Reopened with a fresh id offered: the kept one wins.
+        let reopened = ClusterId::open(&file, Some("ccc".into())).unwrap();
+        assert_eq!(reopened.get().as_deref(), Some("aaa"));
+        assert!(reopened.admit(Some("ccc")).is_err());
+        assert_eq!(reopened.admit(None), Ok(()));
     }
 }

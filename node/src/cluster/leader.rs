@@ -222,6 +222,13 @@ impl Cluster {
                                 cause: format!("the node there is node {}; not added", reply.get_ref().node_id),
                             })
                         }
+                        Err(status) if status.message().starts_with(crate::grpc::OTHER_CLUSTER) => {
+                            return Err(NodeError::NodeUnreachable {
+                                id,
+                                addr: addr.to_string(),
+                                cause: format!("{}; not added", status.message()),
+                            })
+                        }
                         Err(status) => status.message().to_string(),
                     }
                 }

@@ -16,7 +16,7 @@ mod worker;
 pub use control::ControlService;
 pub use images::ImagesService;
 pub use observe::ObserveService;
-pub use peer::authenticate;
 pub use peer::PeerService;
+pub use peer::{authenticate, OTHER_CLUSTER};
 pub use tokens::BootstrapService;
 pub use worker::WorkerService;

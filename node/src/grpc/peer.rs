@@ -6,24 +6,48 @@ use flotilla_proto::peer::{
     BlobPart, FetchBlobRequest, ForwardReply, ForwardRequest, MissingChunksReply, MissingChunksRequest, PingReply,
     PingRequest, PushBlobReply, RaftMessage, ReadIndexReply, ReadIndexRequest,
 };
-use flotilla_raft::network::{self, ClusterSecret, SECRET_HEADER};
+use flotilla_raft::network::{self, ClusterSecret, OtherCluster, CLUSTER_HEADER, SECRET_HEADER};
 use flotilla_raft::{codec, Proposal};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::blobs::{transfer, BlobStore};
 use crate::cluster::Cluster;
 
-/// Rejects a Peer call that does not carry the cluster secret.
+/// Rejects a Peer call that does not carry the cluster secret, or that comes from another
+/// cluster (FAILED_PRECONDITION, both ids named).
 pub fn authenticate(secret: ClusterSecret) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    // When a call from another cluster was last logged: its members call every heartbeat.
+    let warned = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     move |req: Request<()>| {
         let presented = req.metadata().get(SECRET_HEADER).map(|v| v.as_bytes());
-        if secret.accepts(presented) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated("peer call refused: missing or wrong cluster secret"))
+        if !secret.accepts(presented) {
+            return Err(Status::unauthenticated("peer call refused: missing or wrong cluster secret"));
+        }
+        let theirs = req.metadata().get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+        match secret.cluster().admit(theirs) {
+            Ok(()) => Ok(req),
+            Err(OtherCluster { ours, theirs }) => {
+                let mut last = warned.lock().expect("warned lock poisoned");
+                if last.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60)) {
+                    *last = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        from = ?req.remote_addr(),
+                        ours,
+                        theirs,
+                        "refusing peer calls from another cluster (a member of it is configured with this node's \
+                         address); logged once a minute"
+                    );
+                }
+                Err(Status::failed_precondition(format!(
+                    "{OTHER_CLUSTER}: this node is of cluster {ours}, the call came from cluster {theirs}"
+                )))
+            }
         }
     }
 }
+
+/// How a refusal of a call from another cluster begins (the add-node probe looks for it).
+pub const OTHER_CLUSTER: &str = "peer call refused: another cluster";
 
 pub struct PeerService {
     pub cluster: Cluster,

@@ -170,7 +170,7 @@ impl TestCluster {
         addr
     }
 
-    fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str], env: &[(&str, &str)]) {
+    pub fn add_node_at(&mut self, id: u64, addr: &str, how: How, extra: &[&str], env: &[(&str, &str)]) {
         let data_dir = self.dir.path().join(format!("n{id}"));
         let mut args: Vec<String> =
             ["node", "--node-id", &id.to_string(), "--data-dir", data_dir.to_str().unwrap(), "--listen", addr]
@@ -275,8 +275,12 @@ impl TestCluster {
             .map(|n| {
                 let text = n.log_text();
                 let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                // A panic is usually far above the last lines (the errors it causes follow it).
+                let panics: Vec<&str> = text.lines().filter(|l| l.contains("panicked")).take(5).collect();
                 format!(
-                    "--- node {} log (last 40 lines) ---\n{}",
+                    "--- node {} log: panics ---\n{}\n--- node {} log (last 40 lines) ---\n{}",
+                    n.id,
+                    panics.join("\n"),
                     n.id,
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )

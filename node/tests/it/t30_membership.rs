@@ -172,3 +172,46 @@ fn a_removed_node_says_so_and_exits() {
     assert!(!log.contains("freezing"), "{log}");
     deploy(c.dir.path(), &c.nodes[&via].endpoint(), "after-removal");
 }
+
+/// A node of another cluster comes up at the address of a member that died (a machine
+/// reinstalled, or ports handed out again): the old cluster keeps calling that address, and
+/// neither cluster may take the other's messages. Both keep working, each with its own catalog.
+#[test]
+fn a_node_of_another_cluster_at_a_dead_members_address_is_left_alone() {
+    let mut a = TestCluster::start(3, &[]);
+    let leader = a.wait_leader(Duration::from_secs(20));
+    deploy(a.dir.path(), &a.nodes[&leader].endpoint(), "of-a");
+    // Enough entries that the two logs differ well past their first entries.
+    for i in 0..20 {
+        deploy(a.dir.path(), &a.nodes[&leader].endpoint(), &format!("a-{i}"));
+    }
+    let dead = leader % 3 + 1;
+    a.node(dead).kill();
+    let addr = a.nodes[&dead].addr.clone();
+
+    // Cluster B: one node, id 1 like every first node, at the dead member's address; and a
+    // second B node with A's surviving ids, so that ids alone cannot tell the clusters apart.
+    let mut b = TestCluster::empty();
+    b.add_node_at(dead, &addr, How::Bootstrap, &[], &[]);
+    b.wait_leader(Duration::from_secs(20));
+    deploy(b.dir.path(), &b.nodes[&dead].endpoint(), "of-b");
+    // A's leader calls the address every heartbeat; give it time to do harm.
+    std::thread::sleep(Duration::from_secs(5));
+    deploy(b.dir.path(), &b.nodes[&dead].endpoint(), "of-b-later");
+    assert_eq!(app_names(&b, dead), ["of-b", "of-b-later"], "B's catalog took A's entries");
+    let log = b.nodes[&dead].log_text();
+    assert!(!log.contains("panicked"), "B's node panicked:\n{log}");
+    assert!(log.contains("another cluster"), "B's node did not refuse A's calls:\n{log}");
+    // Adding B's node to A is refused at once, naming the reason.
+    let survivor = (1..=3).find(|id| *id != dead).unwrap();
+    let out = a.cli(&a.nodes[&survivor].endpoint(), &["cluster", "add-node", "9", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another cluster") && stderr.contains("not added"), "{stderr}");
+    assert!(b.node(dead).is_running(), "B's node exited:\n{log}");
+
+    // A still has its quorum (two of three) and its own catalog.
+    deploy(a.dir.path(), &a.nodes[&survivor].endpoint(), "a-after");
+    let names = app_names(&a, survivor);
+    assert!(names.contains(&"a-after".to_string()) && !names.contains(&"of-b".to_string()), "{names:?}");
+}
