@@ -8,7 +8,9 @@
 //! `procs`).
 
 mod catalog;
+mod engines;
 mod functions;
+mod images;
 mod load;
 mod procs;
 mod python;
@@ -32,6 +34,8 @@ pub enum BenchCmd {
     Snapshots(snapshots::SnapshotsArgs),
     /// The Python SDK vs the Rust SDK: a warm Python function's round trip and a sandbox exec.
     Python(python::PythonArgs),
+    /// An image moving to nodes without it through the blob store vs `docker save | docker load`.
+    Images(images::ImagesArgs),
 }
 
 impl BenchCmd {
@@ -48,6 +52,7 @@ impl BenchCmd {
                 BenchCmd::Schedules(args) => schedules::run(args).await,
                 BenchCmd::Snapshots(args) => snapshots::run(args).await,
                 BenchCmd::Python(args) => python::run(args).await,
+                BenchCmd::Images(args) => images::run(args).await,
             }
         };
         tokio::select! {

@@ -101,6 +101,11 @@ impl Cluster {
     /// `n` Flotilla nodes (this binary) forming a cluster with `--initial-cluster`; `extra`
     /// is added to every node's arguments.
     pub fn flotilla(n: usize, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::flotilla_each(n, |_| extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// [`Self::flotilla`] with arguments of each node's own (`extra(i)`, 0-based).
+    pub fn flotilla_each(n: usize, extra: impl Fn(usize) -> Vec<String>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let exe = std::env::current_exe()?;
         let addrs: Vec<String> =
@@ -116,7 +121,7 @@ impl Cluster {
             args.extend(["--http".to_string(), http[i].clone()]);
             // Benchmarks measure the data path; they run the nodes without client tokens.
             args.extend(["--initial-cluster".to_string(), initial.clone(), "--no-auth".to_string()]);
-            args.extend(extra.iter().map(|s| s.to_string()));
+            args.extend(extra(i));
             procs.push(Proc {
                 program: exe.clone(),
                 args,
@@ -184,6 +189,11 @@ impl Cluster {
             }
         })
         .await
+    }
+
+    /// Member `i`'s log so far (0-based).
+    pub fn log(&self, i: usize) -> std::io::Result<String> {
+        std::fs::read_to_string(&self.procs[i].log)
     }
 
     /// SIGKILLs member `i` (0-based).

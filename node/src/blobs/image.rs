@@ -9,10 +9,12 @@
 //!
 //! The node that needs the image ([`fetch_from_peers`], the engine's image source: see
 //! `runtime::archive`) asks the live peers in turn, by node id, until one has it, fetches only
-//! the blobs it lacks (every chunk and the whole digest checked, see [`transfer`]), rebuilds
+//! the blobs it lacks (every chunk and the whole digest checked, see [`transfer`]; a transfer
+//! that broke resumes where it stopped, from the next peer that has the image), rebuilds
 //! the archive ([`assemble`], which refuses an index that would write outside the archive or
 //! whose sizes do not match the blobs) and loads it into its engine; its log names the image
-//! id it loaded and the peer it came from. Tags are not compared across nodes: a tag pointing
+//! id it loaded and the peer it came from, and its progress every two seconds; an `image`
+//! event records each fetch and each failed attempt. Tags are not compared across nodes: a tag pointing
 //! at different builds on different nodes is served by the lowest-numbered live node that has
 //! it. One fetch per image at a time ([`Fetches`]): a second workload wanting it waits for the
 //! first and finds it loaded. Blobs fetched (or reused) this way are kept like any unreferenced
@@ -26,6 +28,7 @@ use std::path::{Component, Path};
 use std::sync::{Arc, Mutex};
 
 use flotilla_proto::peer::{ExportImageRequest, ImageEntry};
+use flotilla_raft::{EventKind, NodeId};
 use tonic::Status;
 
 use super::store::{is_digest, BlobStore};
@@ -186,13 +189,34 @@ pub async fn fetch_from_peers(
                 continue;
             }
         };
-        match load(cluster, store, docker, &addr, &entries).await {
+        let started = std::time::Instant::now();
+        match load(cluster, store, docker, Source { node, addr: &addr, image: name }, &entries).await {
             Ok(bytes) => {
                 let id = docker.image_id(name).await.ok().flatten().unwrap_or_default();
-                tracing::info!(image = name, %id, from = node, fetched_bytes = bytes, "image fetched from a peer and loaded");
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(image = name, %id, from = node, fetched_bytes = bytes, secs, "image fetched from a peer and loaded");
+                cluster.record_event(
+                    EventKind::Image,
+                    name.to_string(),
+                    format!(
+                        "node {} fetched image {name} from node {node}: {} moved in {secs:.1} s",
+                        cluster.id,
+                        mib(bytes)
+                    ),
+                    Some(cluster.id),
+                );
                 return Ok(true);
             }
-            Err(e) => failures.push(format!("node {node}: {e}")),
+            Err(e) => {
+                tracing::warn!(image = name, from = node, error = %e, "image fetch failed; trying the next node that has it");
+                cluster.record_event(
+                    EventKind::Image,
+                    name.to_string(),
+                    format!("node {} could not fetch image {name} from node {node}: {e}", cluster.id),
+                    Some(cluster.id),
+                );
+                failures.push(format!("node {node}: {e}"));
+            }
         }
     }
     if failures.is_empty() {
@@ -200,6 +224,10 @@ pub async fn fetch_from_peers(
     } else {
         Err(RuntimeError::Fetch { image: name.to_string(), reason: failures.join("; ") })
     }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
 async fn ask(cluster: &Cluster, addr: &str, name: &str) -> Result<Vec<ImageEntry>, Status> {
@@ -210,25 +238,63 @@ async fn ask(cluster: &Cluster, addr: &str, name: &str) -> Result<Vec<ImageEntry
     Ok(client.export_image(req).await?.into_inner().entries)
 }
 
-/// Fetches the blobs of `entries` this node lacks from `addr`, rebuilds the archive and loads
-/// it. Returns the bytes fetched.
+/// The peer an image is fetched from.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    node: NodeId,
+    addr: &'a str,
+    image: &'a str,
+}
+
+/// How often a fetch logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Fetches the blobs of `entries` this node lacks from `from`, rebuilds the archive and loads
+/// it. Returns the bytes fetched. Logs its progress every [`PROGRESS_EVERY`]. A blob whose
+/// transfer broke before (this peer died, or another copy was bad) moves only the chunks
+/// still missing (see [`transfer::fetch`]).
 async fn load(
     cluster: &Cluster,
     store: &BlobStore,
     docker: &Docker,
-    addr: &str,
+    from: Source<'_>,
     entries: &[ImageEntry],
 ) -> Result<u64, String> {
-    let mut fetched = 0;
-    for blob in entries.iter().map(|e| &e.blob).filter(|b| !b.is_empty()) {
-        if !is_digest(blob) {
-            return Err(format!("the index names {blob:?}, not a blob"));
+    let mut lacking = Vec::new();
+    for e in entries.iter().filter(|e| !e.blob.is_empty()) {
+        if !is_digest(&e.blob) {
+            return Err(format!("the index names {:?}, not a blob", e.blob));
         }
         // A copy here is used again: its grace period before collection starts over.
-        if !(store.has_blob(blob) && store.touch(blob).is_ok()) {
-            fetched +=
-                transfer::fetch(&cluster.peers, addr, store, blob, |_, _| {}).await.map_err(|e| e.to_string())?;
+        let here = store.has_blob(&e.blob) && store.touch(&e.blob).is_ok();
+        if !here && !lacking.iter().any(|l: &&ImageEntry| l.blob == e.blob) {
+            lacking.push(e);
         }
+    }
+    let total: u64 = lacking.iter().map(|e| e.size).sum();
+    tracing::info!(
+        image = from.image,
+        from = from.node,
+        layers = lacking.len(),
+        bytes = total,
+        "fetching an image's layers"
+    );
+    let started = std::time::Instant::now();
+    let last_log = Mutex::new(started);
+    let mut fetched = 0;
+    for e in lacking {
+        let before = fetched;
+        let report = |received: u64, _| {
+            let mut last = last_log.lock().expect("progress lock");
+            if last.elapsed() >= PROGRESS_EVERY {
+                *last = std::time::Instant::now();
+                let done = before + received;
+                let rate = done as f64 / started.elapsed().as_secs_f64() / (1 << 20) as f64;
+                tracing::info!(image = from.image, from = from.node, done = %mib(done), of = %mib(total), rate_mib_s = format!("{rate:.1}"), "fetching an image");
+            }
+        };
+        fetched +=
+            transfer::fetch(&cluster.peers, from.addr, store, &e.blob, report).await.map_err(|e| e.to_string())?;
     }
     let scratch = store.scratch().map_err(|e| e.to_string())?;
     let (s, path, list) = (store.clone(), scratch.path().to_path_buf(), entries.to_vec());

@@ -7,9 +7,12 @@
 //! digest as it stores it and records the manifest (durably) before it answers, so an
 //! acknowledged push is a complete copy of verified chunks. (The blob's whole digest is
 //! checked on every read of the blob and by the keeper; a sender whose manifest did not match
-//! its digest would be a bug, not a transmission error, since every chunk is checked.) **Fetch** (restore, repair): `FetchBlob` streams the header and every chunk, each
-//! checked by the sender as it reads it and again by the receiver as it stores it. A sender
-//! whose copy fails its check answers `DATA_LOSS`; the caller tries another replica.
+//! its digest would be a bug, not a transmission error, since every chunk is checked.)
+//!
+//! **Fetch** (restore, repair, images): `FetchBlob` for the header, then `FetchBlob` again for
+//! only the chunks the receiver lacks, each checked by the sender as it reads it and again by
+//! the receiver as it stores it. A sender whose copy fails its check answers `DATA_LOSS`; the
+//! caller tries another replica, which sends only what the first did not (see [`fetch`]).
 //!
 //! Chunks travel through bounded channels ([`IN_FLIGHT`] chunks), so a slow receiver slows
 //! the sender instead of filling its memory.
@@ -170,7 +173,13 @@ impl PushStream {
 }
 
 /// Fetches blob `blob` from the node at `addr` into `store`, checking every chunk and the
-/// whole digest; `progress(received, total)` after each chunk. Returns the blob's size.
+/// whole digest; `progress(received, total)` after each chunk, `total` being the bytes this
+/// node lacked. Returns the bytes received.
+///
+/// Resumable: the header comes first (a call of its own), then only the chunks this store
+/// lacks are asked for. Chunks are kept as they arrive, so a fetch that broke (the peer died,
+/// a bad copy answered `DATA_LOSS`) and is tried again, from the same peer or another copy,
+/// moves only what is still missing; a chunk shared with a blob already here never moves.
 pub async fn fetch(
     peers: &PeerPool,
     addr: &str,
@@ -180,25 +189,49 @@ pub async fn fetch(
 ) -> Result<u64, TransferError> {
     let peer_err = |status| TransferError::Peer { addr: addr.to_string(), status };
     let mut c = client(peers, addr)?;
-    let mut req = tonic::Request::new(FetchBlobRequest { sha256: blob.to_string() });
-    req.set_timeout(TRANSFER_TIMEOUT);
-    let mut stream = c.fetch_blob(req).await.map_err(peer_err)?.into_inner();
-    let manifest = match stream.message().await.map_err(peer_err)?.and_then(|p| p.part) {
-        Some(blob_part::Part::Header(h)) if h.sha256 == blob => Manifest::decode(&h.manifest)?,
-        _ => return Err(BlobError::BadManifest(format!("{addr} did not start with the header of {blob}")).into()),
+    let ask = |header_only: bool, chunks: Vec<String>| {
+        let mut req = tonic::Request::new(FetchBlobRequest { sha256: blob.to_string(), header_only, chunks });
+        req.set_timeout(TRANSFER_TIMEOUT);
+        req
+    };
+    let mut stream = c.fetch_blob(ask(true, Vec::new())).await.map_err(peer_err)?.into_inner();
+    let manifest = read_header(&mut stream, addr, blob).await?;
+    let hashes: Vec<String> = manifest.chunks.iter().map(|c| c.hash.clone()).collect();
+    let s = store.clone();
+    let mut missing: Vec<String> = blocking(move || s.missing(&hashes)).await?;
+    let mut seen = std::collections::HashSet::new();
+    missing.retain(|h| seen.insert(h.clone()));
+    let mut wanted: std::collections::HashSet<String> = missing.iter().cloned().collect();
+    let total: u64 = manifest.chunks.iter().filter(|c| seen.remove(&c.hash)).map(|c| c.len).sum();
+    let mut stream = match missing.is_empty() {
+        true => None,
+        false => {
+            let mut st = c.fetch_blob(ask(false, missing)).await.map_err(peer_err)?.into_inner();
+            read_header(&mut st, addr, blob).await?;
+            Some(st)
+        }
     };
     let mut whole = Sha256::new();
     let mut received = 0;
     for expected in &manifest.chunks {
-        let chunk = match stream.message().await.map_err(peer_err)?.and_then(|p| p.part) {
-            Some(blob_part::Part::Chunk(c)) if c.hash == expected.hash => c,
-            _ => return Err(BlobError::Corrupt(format!("blob {blob} from {addr}: chunks out of order")).into()),
+        let data = match (wanted.remove(&expected.hash), stream.as_mut()) {
+            (true, Some(st)) => {
+                let chunk = match st.message().await.map_err(peer_err)?.and_then(|p| p.part) {
+                    Some(blob_part::Part::Chunk(c)) if c.hash == expected.hash => c,
+                    _ => return Err(BlobError::Corrupt(format!("blob {blob} from {addr}: chunks out of order")).into()),
+                };
+                received += chunk.data.len() as u64;
+                let s = store.clone();
+                let data = blocking(move || s.put_chunk(&chunk.hash, &chunk.data).map(|()| chunk.data)).await??;
+                progress(received, total);
+                data
+            }
+            _ => {
+                let (s, h) = (store.clone(), expected.hash.clone());
+                blocking(move || s.read_chunk(&h)).await??
+            }
         };
-        whole.update(&chunk.data);
-        received += chunk.data.len() as u64;
-        let s = store.clone();
-        blocking(move || s.put_chunk(&chunk.hash, &chunk.data)).await??;
-        progress(received, manifest.size);
+        whole.update(&data);
     }
     if hex::encode(whole.finalize()) != blob {
         return Err(BlobError::Corrupt(format!("blob {blob} from {addr} (whole digest)")).into());
@@ -206,6 +239,15 @@ pub async fn fetch(
     let (s, b) = (store.clone(), blob.to_string());
     blocking(move || s.put_manifest(&b, &manifest)).await??;
     Ok(received)
+}
+
+/// The first part of a `FetchBlob` answer: the header of `blob`.
+async fn read_header(stream: &mut Streaming<BlobPart>, addr: &str, blob: &str) -> Result<Manifest, TransferError> {
+    let part = stream.message().await.map_err(|status| TransferError::Peer { addr: addr.to_string(), status })?;
+    match part.and_then(|p| p.part) {
+        Some(blob_part::Part::Header(h)) if h.sha256 == blob => Ok(Manifest::decode(&h.manifest)?),
+        _ => Err(BlobError::BadManifest(format!("{addr} did not start with the header of {blob}")).into()),
+    }
 }
 
 /// Serves `MissingChunks`.
@@ -255,11 +297,19 @@ pub async fn serve_push(store: &BlobStore, mut parts: Streaming<BlobPart>) -> Re
     Ok(PushBlobReply { bytes })
 }
 
-/// Serves `FetchBlob`: the header, then every chunk as read and checked.
-pub fn serve_fetch(store: &BlobStore, blob: String) -> ReceiverStream<Result<BlobPart, Status>> {
+/// Serves `FetchBlob`: the header, then every chunk asked for (all when none are named), each
+/// as read and checked.
+pub fn serve_fetch(
+    store: &BlobStore,
+    req: FetchBlobRequest,
+) -> Result<ReceiverStream<Result<BlobPart, Status>>, Status> {
+    if req.chunks.len() > MAX_ASKED {
+        return Err(Status::invalid_argument(format!("chunks: at most {MAX_ASKED} per request")));
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
     let s = store.clone();
     tokio::task::spawn_blocking(move || {
+        let blob = req.sha256;
         let mut reader = match s.reader(&blob) {
             Ok(r) => r,
             Err(e) => {
@@ -267,12 +317,29 @@ pub fn serve_fetch(store: &BlobStore, blob: String) -> ReceiverStream<Result<Blo
                 return;
             }
         };
-        let header = BlobHeader { sha256: blob.clone(), manifest: reader.manifest().encode() };
-        if tx.blocking_send(Ok(BlobPart { part: Some(blob_part::Part::Header(header)) })).is_err() {
+        let manifest = reader.manifest().clone();
+        let header = BlobHeader { sha256: blob.clone(), manifest: manifest.encode() };
+        if tx.blocking_send(Ok(BlobPart { part: Some(blob_part::Part::Header(header)) })).is_err() || req.header_only {
             return;
         }
+        let mut wanted: std::collections::HashSet<String> = req.chunks.into_iter().collect();
+        if let Some(stranger) = wanted.iter().find(|h| !manifest.chunks.iter().any(|c| &c.hash == *h)) {
+            let _ =
+                tx.blocking_send(Err(Status::invalid_argument(format!("chunks: {stranger} is not a chunk of {blob}"))));
+            return;
+        }
+        let all = wanted.is_empty();
+        let mut chunks = manifest.chunks.iter();
         loop {
-            let part = match reader.next_chunk() {
+            let next = if all {
+                reader.next_chunk()
+            } else {
+                match chunks.find(|c| wanted.remove(&c.hash)) {
+                    Some(c) => s.read_chunk(&c.hash).map(|data| Some((c.hash.clone(), data))),
+                    None => Ok(None),
+                }
+            };
+            let part = match next {
                 Ok(Some((hash, data))) => Ok(BlobPart { part: Some(blob_part::Part::Chunk(BlobChunk { hash, data })) }),
                 Ok(None) => return,
                 Err(e) => {
@@ -286,5 +353,5 @@ pub fn serve_fetch(store: &BlobStore, blob: String) -> ReceiverStream<Result<Blo
             }
         }
     });
-    ReceiverStream::new(rx)
+    Ok(ReceiverStream::new(rx))
 }

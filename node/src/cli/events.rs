@@ -16,9 +16,6 @@ use super::output::{rfc3339, Format};
 /// How many events `app show` and `sandbox show` print.
 pub const RECENT: u32 = 5;
 
-/// The kinds `--kind` accepts (the cluster validates them too).
-const KINDS: [&str; 7] = ["placement", "replica", "failover", "fence", "leader", "snapshot", "schedule"];
-
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Keep printing new events as the cluster records them (Ctrl-C stops).
@@ -28,7 +25,7 @@ pub struct EventsArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_since)]
     since: Option<u64>,
     /// Only events of this kind; repeat for several.
-    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(KINDS))]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(flotilla_raft::EventKind::ALL.map(|k| k.as_str())))]
     kind: Vec<String>,
 }
 

@@ -119,7 +119,7 @@ impl Peer for PeerService {
     type FetchBlobStream = tokio_stream::wrappers::ReceiverStream<Result<BlobPart, Status>>;
 
     async fn fetch_blob(&self, req: Request<FetchBlobRequest>) -> Result<Response<Self::FetchBlobStream>, Status> {
-        Ok(Response::new(transfer::serve_fetch(&self.blobs, req.into_inner().sha256)))
+        Ok(Response::new(transfer::serve_fetch(&self.blobs, req.into_inner())?))
     }
 
     async fn export_image(

@@ -1,6 +1,8 @@
 //! Integration tests: real `flotilla` processes on loopback, driven through the CLI (as users
 //! drive them) and the SDK. One binary, numbered topic modules.
 
+// Shared with `flotilla bench images`, which needs the same engines.
+#[path = "../../src/bench/engines.rs"]
 mod engines;
 mod harness;
 

@@ -141,3 +141,149 @@ fn a_sandbox_fails_over_to_a_node_without_its_image() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "kept", "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(fetched(&c, 2, &image).len(), 1, "node 2 fetched the image (from node 3)");
 }
+
+/// `FROM flotilla/busybox` with a file of `mib` MiB of random bytes (a layer of its own) and a
+/// marker, built as `tag` on node 2's engine and copied to node 3's as `docker save | load`
+/// (so both hold the same layers, byte for byte).
+fn build_big_on_2_and_3(engines: &Engines, tag: &str, mib: usize, marker: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut big = vec![0u8; mib << 20];
+    rand::fill(big.as_mut_slice());
+    std::fs::write(dir.path().join("big"), big).unwrap();
+    std::fs::write(dir.path().join("marker"), marker).unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM flotilla/busybox\nCOPY big /big\nCOPY marker /marker\n")
+        .unwrap();
+    let o = Command::new("docker")
+        .args(["-H", &engines.host(2), "build", "-q", "-t", tag])
+        .arg(dir.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "docker build: {}", String::from_utf8_lossy(&o.stderr));
+    let copy = format!("docker -H {} save {tag} | docker -H {} load -q", engines.host(2), engines.host(3));
+    let o = Command::new("sh").args(["-c", &copy]).output().unwrap();
+    assert!(o.status.success(), "{copy}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The chunk files in node `id`'s blob store.
+fn chunk_files(c: &TestCluster, id: u64) -> usize {
+    let Ok(dirs) = std::fs::read_dir(c.data_dir(id).join("blobs/chunks")) else { return 0 };
+    dirs.flatten().filter_map(|d| std::fs::read_dir(d.path()).ok()).map(|files| files.count()).sum()
+}
+
+/// The chunk hashes of node `id`'s largest exported layer of `image`, in order: asks the node to
+/// export the image (`Peer/ExportImage`), then reads the layer's blob (`Peer/FetchBlob`).
+fn layer_chunks(c: &TestCluster, id: u64, image: &str) -> Vec<String> {
+    use flotilla_proto::peer::{blob_part::Part, peer_client::PeerClient, ExportImageRequest, FetchBlobRequest};
+    rt().block_on(async {
+        let mut peer = PeerClient::connect(c.nodes[&id].endpoint()).await.unwrap().max_decoding_message_size(64 << 20);
+        let entries = peer.export_image(ExportImageRequest { name: image.into() }).await.unwrap().into_inner().entries;
+        let layer = entries.into_iter().max_by_key(|e| e.size).unwrap();
+        let req = FetchBlobRequest { sha256: layer.blob, ..Default::default() };
+        let mut parts = peer.fetch_blob(req).await.unwrap().into_inner();
+        let mut hashes = Vec::new();
+        while let Some(part) = parts.message().await.unwrap() {
+            if let Some(Part::Chunk(chunk)) = part.part {
+                hashes.push(chunk.hash);
+            }
+        }
+        hashes
+    })
+}
+
+/// A fetch that meets a corrupt chunk on one peer, and one whose peer dies mid-transfer, each
+/// carries on from another node with the same image and moves only what is still missing.
+#[test]
+fn an_image_fetch_resumes_from_another_copy_after_a_bad_chunk_or_a_dead_peer() {
+    const MIB: usize = 64;
+    busybox_image();
+    let engines = Engines::start(3);
+    let unique = format!("{}-{}", std::process::id(), rand::random::<u32>());
+    let (first, second) = (format!("flotilla-test/fault-a:{unique}"), format!("flotilla-test/fault-b:{unique}"));
+    build_big_on_2_and_3(&engines, &first, MIB, "first");
+    build_big_on_2_and_3(&engines, &second, MIB, "second");
+    let mut c = TestCluster::start_each(3, |id| vec!["--docker-host".into(), engines.host(id)], &[]);
+    c.wait_leader(Duration::from_secs(20));
+    let mut cores = 0;
+    c.eventually(Duration::from_secs(20), "every node registered, images known", || {
+        let status = c.json(1, &["cluster", "status"]);
+        let cpus: Vec<u64> = status["nodes"].as_array().unwrap().iter().filter_map(|n| n["cpus"].as_u64()).collect();
+        cores = cpus.iter().copied().min().unwrap_or(0);
+        cpus.len() == 3 && cores > 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = format!("{:.2}", cores as f64 * 4.0 / 10.0);
+    let create = |image: &str| c.json(1, &["sandbox", "create", "--image", image, "--cpu", &cpu, "--wait"]);
+    let node_of = |id: &str| c.json(1, &["sandbox", "show", id])["node"].as_u64().unwrap();
+    // One sandbox on each node with the images (they prefer them), so node 1, with the most
+    // room, takes the next ones and has to fetch.
+    for expected in [2, 3] {
+        let id = create(&first)["id"].as_str().unwrap().to_string();
+        assert_eq!(node_of(&id), expected);
+    }
+
+    // 1. Node 2's copy of a chunk in the middle of the big layer is corrupt.
+    let chunks = layer_chunks(&c, 2, &first);
+    assert!(chunks.len() >= MIB, "{} chunks", chunks.len());
+    let bad = &chunks[chunks.len() / 2];
+    let path = c.data_dir(2).join("blobs/chunks").join(&bad[..2]).join(bad);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let id = create(&first)["id"].as_str().unwrap().to_string();
+    assert_eq!(node_of(&id), 1);
+    let o = c.cli(&c.endpoints(), &["sandbox", "exec", &id, "--", "cat", "/marker"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "first", "{}", String::from_utf8_lossy(&o.stderr));
+    let log = c.nodes[&1].log_text();
+    assert!(log.contains("image fetch failed; trying the next node") && log.contains("corrupt"), "{log}");
+    let from_3 = fetched(&c, 1, &first);
+    assert_eq!(from_3.len(), 1, "{log}");
+    // Node 2 sent the chunks before the bad one; node 3 only the rest.
+    let half = (MIB << 20) as u64 / 2;
+    assert!(from_3[0] > half / 2 && from_3[0] < half * 3 / 2, "node 3 sent {} bytes of {MIB} MiB", from_3[0]);
+    let events = c.json(1, &["events", "--kind", "image"]);
+    let messages: Vec<&str> = events.as_array().unwrap().iter().filter_map(|e| e["message"].as_str()).collect();
+    assert!(messages.iter().any(|m| m.contains("could not fetch") && m.contains("from node 2")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("fetched image") && m.contains("from node 3")), "{messages:?}");
+    assert!(c.cli(&c.endpoints(), &["sandbox", "terminate", &id]).status.success());
+
+    // 2. Node 2 dies while node 1 fetches the second image from it.
+    let before = chunk_files(&c, 1);
+    let args = ["sandbox", "create", "--image", &second, "--cpu", &cpu, "--wait"];
+    let creating = Command::new(BIN)
+        .args(["--endpoint", &c.nodes[&1].endpoint(), "-o", "json"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.eventually(Duration::from_secs(60), "node 1 to start fetching from node 2", || {
+        c.nodes[&1].log_text().lines().any(|l| l.contains("fetching an image's layers") && l.contains(&second))
+    });
+    // Stopped, let run for moments, until node 1 holds some of the layer; then killed.
+    let pid = c.nodes[&2].pid().unwrap().to_string();
+    let signal = |s: &str| assert!(Command::new("kill").args([s, &pid]).status().unwrap().success());
+    signal("-STOP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while chunk_files(&c, 1) == before {
+        assert!(std::time::Instant::now() < deadline, "no chunk arrived from node 2");
+        signal("-CONT");
+        std::thread::sleep(Duration::from_millis(20));
+        signal("-STOP");
+    }
+    let got_from_2 = chunk_files(&c, 1) - before;
+    c.node(2).kill();
+    let out = creating.wait_with_output().unwrap();
+    assert!(out.status.success(), "create failed\n{}", c.logs());
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = created["id"].as_str().unwrap();
+    let live = format!("{},{}", c.nodes[&1].endpoint(), c.nodes[&3].endpoint());
+    let o = cli(&live, &["sandbox", "exec", id, "--", "cat", "/marker"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "second", "{}", String::from_utf8_lossy(&o.stderr));
+    let from_3 = fetched(&c, 1, &second);
+    assert_eq!(from_3.len(), 1, "{}", c.nodes[&1].log_text());
+    assert!(
+        got_from_2 < MIB && from_3[0] <= ((MIB - got_from_2) << 20) as u64 + (1 << 20),
+        "node 3 sent {} bytes after node 2 had sent {got_from_2} of {MIB} chunks",
+        from_3[0]
+    );
+}

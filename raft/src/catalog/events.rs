@@ -56,11 +56,13 @@ pub enum EventKind {
     Snapshot,
     /// A scheduled tick was skipped by its overlap or catch-up policy.
     Schedule,
+    /// A node fetched an image from a peer (or failed to).
+    Image,
 }
 
 impl EventKind {
     /// Every kind, in the order the CLI lists them.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Placement,
         EventKind::Replica,
         EventKind::Failover,
@@ -68,6 +70,7 @@ impl EventKind {
         EventKind::Leader,
         EventKind::Snapshot,
         EventKind::Schedule,
+        EventKind::Image,
     ];
 
     /// The lowercase name clients see.
@@ -80,6 +83,7 @@ impl EventKind {
             EventKind::Leader => "leader",
             EventKind::Snapshot => "snapshot",
             EventKind::Schedule => "schedule",
+            EventKind::Image => "image",
         }
     }
 

@@ -1,13 +1,16 @@
-//! A Docker engine per test node, so a test can have an image on one node and not on another.
+//! A Docker engine per node on one machine, so a test or a benchmark can have an image on one
+//! node and not on another. Used by `flotilla bench images` and, through a `#[path]` module,
+//! by the integration tests (`node/tests/it`).
 //!
 //! Each engine is a `dockerd` of its own: an empty config file, its own data root, exec root,
 //! Unix socket, pid file and containerd namespaces, no iptables or masquerading, and a bridge
-//! the harness creates first with a subnet of its own (never `--bridge none`: a dockerd
+//! made first with a subnet of its own (never `--bridge none`: a dockerd
 //! started with it deletes the host's `docker0`); names and subnets carry the test process's
 //! id, so runs side by side do not collide. It uses the main engine's storage driver.
 //! `flotilla/busybox` is copied in from the main engine. Dropping [`Engines`] removes every
 //! container of each engine, stops it, unmounts its data root, and deletes its bridge and
-//! files, whether the test passed or not.
+//! files, whether the test (or benchmark) passed or not. Setup failures panic with the reason
+//! (the drop still cleans up).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
