@@ -207,6 +207,7 @@ async fn run_inner(config: Config) -> anyhow::Result<()> {
                 cluster: cluster.clone(),
                 blobs: blobs.clone(),
                 docker: host.docker.clone(),
+                exports: Default::default(),
             })
             .max_decoding_message_size(64 << 20),
             grpc::authenticate(secret.clone()),

@@ -11,7 +11,8 @@
 //!   ratio is against the floor.
 //! - *second image*: B is A plus a 1 MB file, created on node 2, which has A's layers: create
 //!   to running, and the bytes that moved, against the floor of `docker save B | docker load`
-//!   into engine 2 (which has A, so the engine skips A's layers, as the fetch does).
+//!   into engine 3 (which has A and not B, as engine 2 had: the engine skips A's layers, as
+//!   the fetch does).
 //!
 //! Image A is busybox plus one layer of `--mb` MB of random bytes (incompressible, the worst
 //! case for a transfer), so a fetch moves about that much.
@@ -114,8 +115,8 @@ pub async fn run(args: &ImagesArgs) -> anyhow::Result<()> {
     let (node_b, cold_b) = start(&client, &b, cpu).await?;
     anyhow::ensure!(node_b == 2, "image B ran on node {node_b}, not node 2");
     let moved_b = fetched(&cluster, 1, &b).unwrap_or(0);
-    sh(&format!("docker -H {e2} rmi {b}"))?;
-    let floor_b = sh(&format!("docker -H {e1} save {b} | docker -H {e2} load -q"))?;
+    // Engine 3 has A (fetched above) and not B: what engine 2 had before B's fetch.
+    let floor_b = sh(&format!("docker -H {e1} save {b} | docker -H {e3} load -q"))?;
     drop(cluster);
     drop(engines);
 

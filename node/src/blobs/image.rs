@@ -13,8 +13,9 @@
 //! that broke resumes where it stopped, from the next peer that has the image), rebuilds
 //! the archive ([`assemble`], which refuses an index that would write outside the archive or
 //! whose sizes do not match the blobs) and loads it into its engine; its log names the image
-//! id it loaded and the peer it came from, and its progress every two seconds; an `image`
-//! event records each fetch and each failed attempt. Tags are not compared across nodes: a tag pointing
+//! id it loaded and the peer it came from, and its progress every two seconds; `image` events
+//! record each fetch as it starts (what it moves, from where) and ends, and each failed
+//! attempt, so `flotilla events -f --kind image` follows them. Tags are not compared across nodes: a tag pointing
 //! at different builds on different nodes is served by the lowest-numbered live node that has
 //! it. One fetch per image at a time ([`Fetches`]): a second workload wanting it waits for the
 //! first and finds it loaded. Blobs fetched (or reused) this way are kept like any unreferenced
@@ -22,7 +23,7 @@
 //! the same node again soon after, finds them. Scratch archives live in the blob store's
 //! `tmp/`, cleared when the store opens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Component, Path};
 use std::sync::{Arc, Mutex};
@@ -44,21 +45,50 @@ const FILE: u32 = 0;
 const DIR: u32 = 1;
 const SYMLINK: u32 = 2;
 
-/// Saves image `name` of `docker` and splits it into `store`: the archive's entries.
-pub async fn export(docker: &Docker, store: &BlobStore, name: &str) -> Result<Vec<ImageEntry>, Status> {
+/// This node's exports of its images to peers: one at a time per image, and the index of the
+/// last export of each kept, so peers asking for the same image at once or again get it
+/// without another `docker save` and split, as long as the engine's image is the same and its
+/// blobs are still in the store.
+#[derive(Default)]
+pub struct Exports(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Exported>>>>>);
+
+/// An image's engine id and the index its export made.
+struct Exported {
+    id: String,
+    entries: Vec<ImageEntry>,
+}
+
+/// Saves image `name` of `docker` and splits it into `store`: the archive's entries (see
+/// [`Exports`] for when an earlier export is answered instead).
+pub async fn export(
+    exports: &Exports,
+    docker: &Docker,
+    store: &BlobStore,
+    name: &str,
+) -> Result<Vec<ImageEntry>, Status> {
+    let not_found = || Status::not_found(format!("image {name} is not on this node"));
+    let slot = exports.0.lock().expect("exports lock").entry(name.to_string()).or_default().clone();
+    let mut last = slot.lock().await;
+    let id = docker.image_id(name).await.map_err(|e| Status::internal(e.to_string()))?.ok_or_else(not_found)?;
+    if let Some(done) = last.as_ref().filter(|done| done.id == id) {
+        // Each blob is used again: its grace period before collection starts over.
+        if done.entries.iter().all(|e| e.blob.is_empty() || (store.has_blob(&e.blob) && store.touch(&e.blob).is_ok())) {
+            return Ok(done.entries.clone());
+        }
+    }
     let scratch = store.scratch().map_err(|e| Status::internal(e.to_string()))?;
     match docker.save_to(name, scratch.path()).await {
         Ok(_) => {}
-        Err(RuntimeError::ImageNotFound(_)) => {
-            return Err(Status::not_found(format!("image {name} is not on this node")))
-        }
+        Err(RuntimeError::ImageNotFound(_)) => return Err(not_found()),
         Err(e) => return Err(Status::internal(format!("saving image {name}: {e}"))),
     }
     let store = store.clone();
-    tokio::task::spawn_blocking(move || split(&store, scratch.path()))
+    let entries = tokio::task::spawn_blocking(move || split(&store, scratch.path()))
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(format!("splitting image {name}: {e}")))
+        .map_err(|e| Status::internal(format!("splitting image {name}: {e}")))?;
+    *last = Some(Exported { id, entries: entries.clone() });
+    Ok(entries)
 }
 
 /// The entries of the image archive in `path`, its large files stored in `store`.
@@ -108,15 +138,24 @@ fn inside(path: &Path) -> bool {
     true
 }
 
-/// Writes the archive `entries` describe (large files read from `store`) to `out`. Refuses
-/// an entry outside the archive, a symbolic link pointing outside it, and a file whose size
-/// is not its blob's (the archive would lose step with its headers).
-pub fn assemble(store: &BlobStore, entries: &[ImageEntry], out: impl Write) -> std::io::Result<()> {
+/// Writes the archive `entries` describe (large files read from `store`) to `out`, leaving
+/// out the files named in `skip` (layers the engine has). Refuses an entry outside the
+/// archive, a symbolic link pointing outside it, and a file whose size is not its blob's (the
+/// archive would lose step with its headers).
+pub fn assemble(
+    store: &BlobStore,
+    entries: &[ImageEntry],
+    skip: &HashSet<String>,
+    out: impl Write,
+) -> std::io::Result<()> {
     let bad = |what: String| std::io::Error::other(what);
     let mut tar = tar::Builder::new(out);
     for e in entries {
         if !inside(Path::new(&e.path)) {
             return Err(bad(format!("entry {:?} leaves the archive", e.path)));
+        }
+        if skip.contains(&e.path) {
+            continue;
         }
         let mut header = tar::Header::new_gnu();
         header.set_mode(e.mode & 0o777);
@@ -181,6 +220,7 @@ pub async fn fetch_from_peers(
     }
     let mut failures = Vec::new();
     for (node, addr) in targets(cluster) {
+        let asked = std::time::Instant::now();
         let entries = match ask(cluster, &addr, name).await {
             Ok(entries) => entries,
             Err(s) if s.code() == tonic::Code::NotFound => continue,
@@ -189,12 +229,23 @@ pub async fn fetch_from_peers(
                 continue;
             }
         };
-        let started = std::time::Instant::now();
+        let export_secs = asked.elapsed().as_secs_f64();
         match load(cluster, store, docker, Source { node, addr: &addr, image: name }, &entries).await {
-            Ok(bytes) => {
+            Ok(Loaded { bytes, fetch_secs, load_secs, layers_skipped }) => {
                 let id = docker.image_id(name).await.ok().flatten().unwrap_or_default();
-                let secs = started.elapsed().as_secs_f64();
-                tracing::info!(image = name, %id, from = node, fetched_bytes = bytes, secs, "image fetched from a peer and loaded");
+                let secs = asked.elapsed().as_secs_f64();
+                tracing::info!(
+                    image = name,
+                    %id,
+                    from = node,
+                    fetched_bytes = bytes,
+                    secs,
+                    export_secs,
+                    fetch_secs,
+                    load_secs,
+                    layers_skipped,
+                    "image fetched from a peer and loaded"
+                );
                 cluster.record_event(
                     EventKind::Image,
                     name.to_string(),
@@ -249,8 +300,106 @@ struct Source<'a> {
 /// How often a fetch logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The layer files of the archive `entries` describe whose layers the engine has already
+/// (the longest run of the image's layers, from the bottom, that one of its images starts
+/// with). `docker load` never opens such a file, so it need not travel or be written. Empty
+/// when the archive is not the one-image `docker save` format this reads.
+fn layers_present(entries: &[ImageEntry], chains: &[Vec<String>]) -> HashSet<String> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(rename = "Config")]
+        config: String,
+        #[serde(rename = "Layers")]
+        layers: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    #[derive(serde::Deserialize)]
+    struct RootFs {
+        diff_ids: Vec<String>,
+    }
+    let inline = |path: &str| entries.iter().find(|e| e.path == path && e.blob.is_empty()).map(|e| e.data.as_slice());
+    let Some(Ok(mut items)) = inline("manifest.json").map(serde_json::from_slice::<Vec<Item>>) else {
+        return HashSet::new();
+    };
+    if items.len() != 1 {
+        return HashSet::new();
+    }
+    let item = items.remove(0);
+    let Some(Ok(config)) = inline(&item.config).map(serde_json::from_slice::<Config>) else { return HashSet::new() };
+    let diff_ids = config.rootfs.diff_ids;
+    if diff_ids.len() != item.layers.len() {
+        return HashSet::new();
+    }
+    let shared = |chain: &Vec<String>| chain.iter().zip(&diff_ids).take_while(|(a, b)| a == b).count();
+    let present = chains.iter().map(shared).max().unwrap_or(0);
+    item.layers.into_iter().take(present).collect()
+}
+
+/// Writes into a channel of byte pieces of about 1 MiB: the archive goes to the engine as it
+/// is assembled, never to a file.
+struct ToEngine {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ToEngine {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let piece = bytes::Bytes::from(std::mem::take(&mut self.buf));
+            self.tx
+                .blocking_send(Ok(piece))
+                .map_err(|_| std::io::Error::other("the engine stopped reading the image"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds the archive (without the files in `skip`) and loads it as it is built.
+async fn assemble_and_load(
+    store: &BlobStore,
+    docker: &Docker,
+    entries: &[ImageEntry],
+    skip: HashSet<String>,
+) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (s, list) = (store.clone(), entries.to_vec());
+    let assembling = tokio::task::spawn_blocking(move || {
+        let mut out = ToEngine { tx: tx.clone(), buf: Vec::with_capacity(1 << 20) };
+        let done = assemble(&s, &list, &skip, &mut out).and_then(|()| out.flush());
+        if let Err(e) = &done {
+            // The engine must see a broken body, not a short archive that looks whole.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+        done
+    });
+    let loaded = docker.load_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+    assembling.await.map_err(|e| e.to_string())?.map_err(|e| format!("rebuilding the image archive: {e}"))?;
+    loaded.map_err(|e| e.to_string())
+}
+
+/// What a successful fetch moved and where its time went.
+struct Loaded {
+    bytes: u64,
+    fetch_secs: f64,
+    load_secs: f64,
+    layers_skipped: usize,
+}
+
 /// Fetches the blobs of `entries` this node lacks from `from`, rebuilds the archive and loads
-/// it. Returns the bytes fetched. Logs its progress every [`PROGRESS_EVERY`]. A blob whose
+/// it into the engine as it is rebuilt. Layers the engine already has neither travel nor go
+/// into the archive (see [`layers_present`]); if the engine then refuses the archive, the
+/// whole one is fetched and loaded. Logs its progress every [`PROGRESS_EVERY`]. A blob whose
 /// transfer broke before (this peer died, or another copy was bad) moves only the chunks
 /// still missing (see [`transfer::fetch`]).
 async fn load(
@@ -259,17 +408,52 @@ async fn load(
     docker: &Docker,
     from: Source<'_>,
     entries: &[ImageEntry],
+) -> Result<Loaded, String> {
+    if let Some(e) = entries.iter().find(|e| !e.blob.is_empty() && !is_digest(&e.blob)) {
+        return Err(format!("the index names {:?}, not a blob", e.blob));
+    }
+    let chains = docker.layer_chains().await.map_err(|e| e.to_string())?;
+    let skip = layers_present(entries, &chains);
+    let started = std::time::Instant::now();
+    let mut bytes = fetch_blobs(cluster, store, from, entries, &skip).await?;
+    let fetched_at = std::time::Instant::now();
+    let mut layers_skipped = skip.len();
+    if let Err(e) = assemble_and_load(store, docker, entries, skip.clone()).await {
+        if skip.is_empty() {
+            return Err(e);
+        }
+        tracing::warn!(image = from.image, error = %e, "the engine refused the image without the layers it has; loading it whole");
+        bytes += fetch_blobs(cluster, store, from, entries, &HashSet::new()).await?;
+        assemble_and_load(store, docker, entries, HashSet::new()).await?;
+        layers_skipped = 0;
+    }
+    Ok(Loaded {
+        bytes,
+        fetch_secs: (fetched_at - started).as_secs_f64(),
+        load_secs: fetched_at.elapsed().as_secs_f64(),
+        layers_skipped,
+    })
+}
+
+/// Fetches the blobs of `entries` (but those of the files in `skip`) that the store lacks.
+/// Returns the bytes fetched.
+async fn fetch_blobs(
+    cluster: &Cluster,
+    store: &BlobStore,
+    from: Source<'_>,
+    entries: &[ImageEntry],
+    skip: &HashSet<String>,
 ) -> Result<u64, String> {
     let mut lacking = Vec::new();
-    for e in entries.iter().filter(|e| !e.blob.is_empty()) {
-        if !is_digest(&e.blob) {
-            return Err(format!("the index names {:?}, not a blob", e.blob));
-        }
+    for e in entries.iter().filter(|e| !e.blob.is_empty() && !skip.contains(&e.path)) {
         // A copy here is used again: its grace period before collection starts over.
         let here = store.has_blob(&e.blob) && store.touch(&e.blob).is_ok();
         if !here && !lacking.iter().any(|l: &&ImageEntry| l.blob == e.blob) {
             lacking.push(e);
         }
+    }
+    if lacking.is_empty() {
+        return Ok(0);
     }
     let total: u64 = lacking.iter().map(|e| e.size).sum();
     tracing::info!(
@@ -278,6 +462,19 @@ async fn load(
         layers = lacking.len(),
         bytes = total,
         "fetching an image's layers"
+    );
+    cluster.record_event(
+        EventKind::Image,
+        from.image.to_string(),
+        format!(
+            "node {} fetching image {} from node {}: {} in {} layers it lacks",
+            cluster.id,
+            from.image,
+            from.node,
+            mib(total),
+            lacking.len()
+        ),
+        Some(cluster.id),
     );
     let started = std::time::Instant::now();
     let last_log = Mutex::new(started);
@@ -296,13 +493,6 @@ async fn load(
         fetched +=
             transfer::fetch(&cluster.peers, from.addr, store, &e.blob, report).await.map_err(|e| e.to_string())?;
     }
-    let scratch = store.scratch().map_err(|e| e.to_string())?;
-    let (s, path, list) = (store.clone(), scratch.path().to_path_buf(), entries.to_vec());
-    tokio::task::spawn_blocking(move || assemble(&s, &list, std::io::BufWriter::new(std::fs::File::create(path)?)))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("rebuilding the image archive: {e}"))?;
-    docker.load_from(scratch.path()).await.map_err(|e| e.to_string())?;
     Ok(fetched)
 }
 
@@ -353,7 +543,7 @@ mod tests {
         assert_eq!(entries[3].link, "../abc/layer.tar");
 
         let mut rebuilt = Vec::new();
-        assemble(&store, &entries, &mut rebuilt).unwrap();
+        assemble(&store, &entries, &HashSet::new(), &mut rebuilt).unwrap();
         let mut back = tar::Archive::new(rebuilt.as_slice());
         let mut seen = Vec::new();
         for e in back.entries().unwrap() {
@@ -372,7 +562,38 @@ mod tests {
             ImageEntry { size: entries[1].size + 1, ..entries[1].clone() },
         ];
         for e in refused {
-            assert!(assemble(&store, std::slice::from_ref(&e), &mut Vec::new()).is_err(), "refused: {e:?}");
+            assert!(
+                assemble(&store, std::slice::from_ref(&e), &HashSet::new(), &mut Vec::new()).is_err(),
+                "refused: {e:?}"
+            );
         }
+    }
+
+    /// The engine has the image's bottom layers through another image: those files are left
+    /// out; a layer above one it lacks is not (the engine finds layers by their whole chain).
+    #[test]
+    fn layers_the_engine_has_from_the_bottom_are_left_out() {
+        let inline = |path: &str, data: &str| ImageEntry { path: path.into(), data: data.into(), ..Default::default() };
+        let entries = [
+            inline("c.json", r#"{"rootfs": {"type": "layers", "diff_ids": ["sha256:a", "sha256:b", "sha256:c"]}}"#),
+            inline(
+                "manifest.json",
+                r#"[{"Config": "c.json", "Layers": ["1/layer.tar", "2/layer.tar", "3/layer.tar"]}]"#,
+            ),
+        ];
+        let chains =
+            |c: &[&[&str]]| c.iter().map(|l| l.iter().map(|s| s.to_string()).collect()).collect::<Vec<Vec<_>>>();
+        let present = |c: &[&[&str]]| {
+            let mut v: Vec<String> = layers_present(&entries, &chains(c)).into_iter().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(present(&[&["sha256:a", "sha256:b"], &["sha256:a"]]), ["1/layer.tar", "2/layer.tar"]);
+        assert_eq!(present(&[&["sha256:b", "sha256:c"]]), Vec::<String>::new(), "not from the bottom");
+        assert_eq!(present(&[&["sha256:a", "sha256:b", "sha256:c", "sha256:d"]]).len(), 3);
+        assert!(present(&[]).is_empty());
+        // Not the format this reads: nothing is left out.
+        let odd = [inline("manifest.json", "{}")];
+        assert!(layers_present(&odd, &chains(&[&["sha256:a"]])).is_empty());
     }
 }

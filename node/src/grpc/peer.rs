@@ -55,6 +55,8 @@ pub struct PeerService {
     pub blobs: BlobStore,
     /// This node's engine, whose images peers may ask for.
     pub docker: crate::runtime::Docker,
+    /// Its exports of images to peers.
+    pub exports: std::sync::Arc<crate::blobs::image::Exports>,
 }
 
 fn bad_payload(e: codec::CodecError) -> Status {
@@ -127,7 +129,7 @@ impl Peer for PeerService {
         req: Request<flotilla_proto::peer::ExportImageRequest>,
     ) -> Result<Response<flotilla_proto::peer::ExportImageReply>, Status> {
         let name = req.into_inner().name;
-        let entries = crate::blobs::image::export(&self.docker, &self.blobs, &name).await?;
+        let entries = crate::blobs::image::export(&self.exports, &self.docker, &self.blobs, &name).await?;
         Ok(Response::new(flotilla_proto::peer::ExportImageReply { entries }))
     }
 }

@@ -53,6 +53,19 @@ impl Docker {
         Docker { source: ImageSource::default(), ..self.clone() }
     }
 
+    /// The layer chains this engine holds: each image's layers (diff ids), bottom first. A
+    /// layer is present when some chain starts with the same layers up to and including it.
+    pub async fn layer_chains(&self) -> Result<Vec<Vec<String>>, RuntimeError> {
+        let mut chains = Vec::new();
+        for summary in self.inner.list_images(None::<bollard::query_parameters::ListImagesOptions>).await? {
+            let image = self.inner.inspect_image(&summary.id).await?;
+            if let Some(layers) = image.root_fs.and_then(|r| r.layers) {
+                chains.push(layers);
+            }
+        }
+        Ok(chains)
+    }
+
     /// Writes image `name` as `docker save` makes it into the file `path`.
     /// [`RuntimeError::ImageNotFound`] when the engine lacks it.
     pub async fn save_to(&self, name: &str, path: &Path) -> Result<u64, RuntimeError> {
@@ -71,10 +84,11 @@ impl Docker {
         Ok(size)
     }
 
-    /// Loads the image archive in the file `path` (as `docker load` does).
-    pub async fn load_from(&self, path: &Path) -> Result<(), RuntimeError> {
-        let file = tokio::fs::File::open(path).await?;
-        let body = super::docker::file_chunks(file);
+    /// Loads an image archive read from `body` as it comes (as `docker load` does).
+    pub async fn load_stream(
+        &self,
+        body: impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    ) -> Result<(), RuntimeError> {
         let options = ImportImageOptionsBuilder::new().quiet(true).build();
         let progress = self.inner.import_image_stream(options, body, None);
         let infos: Vec<_> = progress.try_collect().await.map_err(|e| RuntimeError::Engine(e.to_string()))?;
