@@ -66,11 +66,17 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// The `fetched_bytes` node `i` (0-based) logged for `image`.
-fn fetched(cluster: &Cluster, i: usize, image: &str) -> Option<u64> {
+/// Field `key` of the line node `i` (0-based) logged when it fetched `image`.
+fn fetched(cluster: &Cluster, i: usize, image: &str, key: &str) -> Option<f64> {
     let log = cluster.log(i).ok()?;
     let line = log.lines().rev().find(|l| l.contains("image fetched from a peer and loaded") && l.contains(image))?;
-    line.split("fetched_bytes=").nth(1)?.split_whitespace().next()?.parse().ok()
+    line.split(&format!(" {key}=")).nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// Where node `i`'s fetch of `image` spent its time, from its log.
+fn phases(cluster: &Cluster, i: usize, image: &str) -> String {
+    let f = |key| fetched(cluster, i, image, key).map_or("?".to_string(), |v| format!("{v:.2}"));
+    format!("export {} s, fetch {} s, rebuild+load {} s", f("export_secs"), f("fetch_secs"), f("load_secs"))
 }
 
 pub async fn run(args: &ImagesArgs) -> anyhow::Result<()> {
@@ -108,19 +114,21 @@ pub async fn run(args: &ImagesArgs) -> anyhow::Result<()> {
     let mut peers = [nx, ny];
     peers.sort();
     anyhow::ensure!(peers == [2, 3], "the two cold starts ran on nodes {peers:?}, not 2 and 3");
-    let moved_a: u64 = (1..3).filter_map(|i| fetched(&cluster, i, &a)).sum();
+    let moved_a: f64 = (1..3).filter_map(|i| fetched(&cluster, i, &a, "fetched_bytes")).sum();
+    let phases_a = [phases(&cluster, 1, &a), phases(&cluster, 2, &a)];
 
     // Node 1 busier again, so B goes to node 2 (equal room with node 3; the lower id).
     start(&client, &a, cpu).await?;
     let (node_b, cold_b) = start(&client, &b, cpu).await?;
     anyhow::ensure!(node_b == 2, "image B ran on node {node_b}, not node 2");
-    let moved_b = fetched(&cluster, 1, &b).unwrap_or(0);
+    let moved_b = fetched(&cluster, 1, &b, "fetched_bytes").unwrap_or(0.0);
+    let phases_b = phases(&cluster, 1, &b);
     // Engine 3 has A (fetched above) and not B: what engine 2 had before B's fetch.
     let floor_b = sh(&format!("docker -H {e1} save {b} | docker -H {e3} load -q"))?;
     drop(cluster);
     drop(engines);
 
-    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let mb = |bytes: f64| bytes / 1e6;
     println!();
     println!("{:<52} {:>9} {:>12}", "", "seconds", "vs floor");
     println!("{:<52} {:>9.2} {:>12}", "floor: docker save A | docker load, to 2 engines", secs(floor), "1.00x");
@@ -142,5 +150,7 @@ pub async fn run(args: &ImagesArgs) -> anyhow::Result<()> {
     println!("{:<52} {:>9.2} {:>11.2}x", "  vs the first transfer of A", secs(cold_b), secs(cold_b) / secs(cold_two));
     println!();
     println!("moved between nodes: A {:.1} MB (to two nodes), B {:.1} MB", mb(moved_a), mb(moved_b));
+    println!("A on node 2: {}; on node 3: {}", phases_a[0], phases_a[1]);
+    println!("B on node 2: {phases_b}");
     Ok(())
 }

@@ -111,7 +111,8 @@ pub fn split(store: &BlobStore, path: &Path) -> std::io::Result<Vec<ImageEntry>>
             tar::EntryType::Regular | tar::EntryType::Continuous if size > INLINE_BYTES => {
                 let mut writer = store.writer();
                 std::io::copy(&mut entry, &mut writer)?;
-                let (blob, _) = writer.finish().map_err(std::io::Error::other)?;
+                // A copy of the engine's layer: if a crash loses it, the next export makes it.
+                let (blob, _) = writer.finish_cached().map_err(std::io::Error::other)?;
                 out.blob = blob;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {

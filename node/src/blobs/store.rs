@@ -222,14 +222,25 @@ impl BlobStore {
     /// Records blob `blob` once all its chunks are stored. The blob's digest is the caller's
     /// to check (it saw the bytes in order).
     pub fn put_manifest(&self, blob: &str, manifest: &Manifest) -> Result<(), BlobError> {
+        self.record(blob, manifest)?;
+        self.make_durable(blob, manifest)
+    }
+
+    /// Records blob `blob` (all its chunks stored) without waiting for the disk.
+    fn record(&self, blob: &str, manifest: &Manifest) -> Result<(), BlobError> {
         if !is_digest(blob) {
             return Err(BlobError::BadManifest(format!("blob digest {blob:?}")));
         }
         if let Some(c) = manifest.chunks.iter().find(|c| !self.has_chunk(&c.hash)) {
             return Err(BlobError::Missing(format!("chunk {} of blob {blob}", c.hash)));
         }
+        self.write_atomic(&self.manifest_path(blob), &manifest.encode())?;
+        Ok(())
+    }
+
+    /// Makes blob `blob`'s manifest and chunks durable.
+    fn make_durable(&self, blob: &str, manifest: &Manifest) -> Result<(), BlobError> {
         let path = self.manifest_path(blob);
-        self.write_atomic(&path, &manifest.encode())?;
         if manifest.chunks.len() <= FSYNC_EACH_UP_TO {
             let files = manifest.chunks.iter().map(|c| self.chunk_path(&c.hash)).chain([path]);
             for f in files {
@@ -383,11 +394,21 @@ impl BlobWriter {
     }
 
     /// Stores the last chunk and the manifest; returns the blob's digest and manifest.
-    pub fn finish(mut self) -> Result<(String, Manifest), BlobError> {
+    pub fn finish(self) -> Result<(String, Manifest), BlobError> {
+        let store = self.store.clone();
+        let (blob, manifest) = self.finish_cached()?;
+        store.make_durable(&blob, &manifest)?;
+        Ok((blob, manifest))
+    }
+
+    /// [`Self::finish`] without waiting for the disk: for a blob that is only a copy of what
+    /// lives elsewhere (an image layer the engine holds). A crash may lose or tear it; a torn
+    /// chunk fails its check when read and is dropped, and the blob is made again.
+    pub fn finish_cached(mut self) -> Result<(String, Manifest), BlobError> {
         self.flush_chunk()?;
-        let blob = hex::encode(self.whole.finalize());
-        let manifest = Manifest { size: self.size, chunks: self.chunks };
-        self.store.put_manifest(&blob, &manifest)?;
+        let blob = hex::encode(std::mem::take(&mut self.whole).finalize());
+        let manifest = Manifest { size: self.size, chunks: std::mem::take(&mut self.chunks) };
+        self.store.record(&blob, &manifest)?;
         Ok((blob, manifest))
     }
 }
