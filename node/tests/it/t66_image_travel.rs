@@ -89,7 +89,10 @@ fn an_image_on_one_node_runs_on_another_fetched_through_the_blob_store() {
     // again; the image's own layer (the marker file) is small and came inline.
     assert_eq!(fetched(&c, 1, &first), [0], "nothing large travelled");
     let log = c.nodes[&1].log_text();
-    assert!(log.lines().any(|l| l.contains("image fetched") && l.contains(&first) && l.contains("layers_skipped=1")), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("image fetched") && l.contains(&first) && l.contains("layers_skipped=1")),
+        "{log}"
+    );
     assert!(c.cli(&c.endpoints(), &["sandbox", "terminate", &b]).status.success());
 
     // An image built on the first: its base layer's blob is here already, nothing large travels.
