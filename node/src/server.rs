@@ -396,9 +396,19 @@ async fn join(cluster: Cluster, seed: String, mut shutdown: watch::Receiver<bool
         let result = async {
             let mut seed_client =
                 cluster.peers.get(&seed).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-            let mut ping = tonic::Request::new(PingRequest { from: cluster.id, leading: false });
+            let mut ping = tonic::Request::new(PingRequest { from: cluster.id, leading: false, adding: false });
             ping.set_timeout(Duration::from_secs(2));
             let ping = seed_client.ping(ping).await?.into_inner();
+            // The seed's cluster is the one this node joins: its id, learnt here, lets the
+            // leader's Raft messages in.
+            cluster.peers.cluster_id().learn(&ping.cluster_id).map_err(|e| {
+                tonic::Status::failed_precondition(format!(
+                    "{}: this node is of cluster {}, the seed of cluster {}",
+                    crate::grpc::OTHER_CLUSTER,
+                    e.ours,
+                    e.theirs
+                ))
+            })?;
             let leader = if ping.leader_addr.is_empty() { seed.clone() } else { ping.leader_addr };
             let mut leader_client =
                 cluster.peers.get(&leader).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;

@@ -70,15 +70,26 @@ impl tonic::service::Interceptor for SecretInterceptor {
 
 /// Which cluster this node belongs to: made when the cluster is formed (random for a
 /// bootstrapped one, derived from `--initial-cluster` so that every initial member agrees),
-/// learnt by a joining node from the first Peer call that carries one, and kept in a file of
-/// the data dir. Clones share it.
+/// learnt by a node that joins from its seed's answer or by a node waiting to be added from
+/// the leader's add-node probe ([`ClusterId::learn`]), and kept in a file of the data dir.
+/// Clones share it.
 #[derive(Clone, Default)]
 pub struct ClusterId {
     id: Arc<std::sync::RwLock<Option<MetadataValue<tonic::metadata::Ascii>>>>,
     file: Option<Arc<std::path::Path>>,
 }
 
-/// What [`ClusterId::admit`] decided about a call that came from another cluster.
+/// How [`ClusterId::admit`] judged a call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// From this node's cluster, or from a caller that named none.
+    Yes,
+    /// This node knows no cluster yet, and the call names `0`: only an add-node probe may
+    /// teach it; Raft messages must wait (the caller may be a stranger calling a reused address).
+    Unverified(String),
+}
+
+/// A call from another cluster than this node's.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OtherCluster {
     pub ours: String,
@@ -86,17 +97,19 @@ pub struct OtherCluster {
 }
 
 impl ClusterId {
-    /// The id kept in `file`, or else `fresh` (written to `file` at once); none if neither.
+    /// The id kept in `file`, or else `fresh` (written to `file` at once); none if neither. An
+    /// empty file (a crash before its write reached the disk) counts as none.
     pub fn open(file: &std::path::Path, fresh: Option<String>) -> std::io::Result<Self> {
         let this = Self { id: Default::default(), file: Some(file.into()) };
-        match std::fs::read_to_string(file) {
-            Ok(kept) => this.set(kept.trim())?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(id) = fresh {
-                    this.adopt(&id)?;
-                }
-            }
+        let kept = match std::fs::read_to_string(file) {
+            Ok(kept) => Some(kept.trim().to_string()).filter(|k| !k.is_empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
+        };
+        match (kept, fresh) {
+            (Some(id), _) => this.set(&id)?,
+            (None, Some(id)) => this.adopt(&id)?,
+            (None, None) => {}
         }
         Ok(this)
     }
@@ -116,30 +129,47 @@ impl ClusterId {
         Ok(())
     }
 
-    /// Takes `id` as this node's and keeps it (temp file, then rename).
+    /// Takes `id` as this node's and keeps it durably (temp file synced, renamed, directory
+    /// synced) before using it.
     fn adopt(&self, id: &str) -> std::io::Result<()> {
         if let Some(file) = &self.file {
             let tmp = file.with_extension("tmp");
-            std::fs::write(&tmp, format!("{id}\n"))?;
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, format!("{id}\n").as_bytes())?;
+            f.sync_all()?;
             std::fs::rename(&tmp, file)?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
         }
         self.set(id)
     }
 
-    /// Judges a call that presented `theirs`: refused when it names another cluster than this
-    /// node's; adopted when this node has none yet (a node being added learns it this way).
-    pub fn admit(&self, theirs: Option<&str>) -> Result<(), OtherCluster> {
-        let Some(theirs) = theirs else { return Ok(()) };
+    /// Learns `id` from a source this node trusts (its join seed's answer, the leader's
+    /// add-node probe) when it has none; refuses an id other than the one it has.
+    pub fn learn(&self, id: &str) -> Result<(), OtherCluster> {
         match self.get() {
-            Some(ours) if ours != theirs => Err(OtherCluster { ours, theirs: theirs.to_string() }),
+            Some(ours) if ours != id => Err(OtherCluster { ours, theirs: id.to_string() }),
             Some(_) => Ok(()),
+            None if id.is_empty() => Ok(()),
             None => {
-                if let Err(e) = self.adopt(theirs) {
+                if let Err(e) = self.adopt(id) {
                     tracing::warn!(error = %e, "the cluster id learnt from a peer was not kept");
                 }
-                tracing::info!(cluster = theirs, "learnt this node's cluster id from a peer");
+                tracing::info!(cluster = id, "learnt this node's cluster id");
                 Ok(())
             }
+        }
+    }
+
+    /// Judges a call that presented `theirs`: refused when it names another cluster than this
+    /// node's; [`Admitted::Unverified`] when this node has none yet.
+    pub fn admit(&self, theirs: Option<&str>) -> Result<Admitted, OtherCluster> {
+        let Some(theirs) = theirs else { return Ok(Admitted::Yes) };
+        match self.get() {
+            Some(ours) if ours != theirs => Err(OtherCluster { ours, theirs: theirs.to_string() }),
+            Some(_) => Ok(Admitted::Yes),
+            None => Ok(Admitted::Unverified(theirs.to_string())),
         }
     }
 }
@@ -282,6 +312,11 @@ impl PeerPool {
         Ok(self.secret.client_on(self.secret.bulk_channel(addr)?))
     }
 
+    /// This node's cluster id.
+    pub fn cluster_id(&self) -> &ClusterId {
+        self.secret.cluster()
+    }
+
     /// A Peer client for `addr`, on the shared channel.
     pub fn get(&self, addr: &str) -> Result<AuthedPeerClient, tonic::transport::Error> {
         Ok(self.secret.client_on(self.channel(addr)?))
@@ -411,33 +446,37 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let secret = ClusterSecret::new(None).with_source_ip("127.0.0.2".parse().unwrap());
         let mut client = secret.client(&addr).unwrap();
-        let call =
-            tokio::spawn(
-                async move { client.ping(flotilla_proto::peer::PingRequest { from: 1, leading: false }).await },
-            );
+        let call = tokio::spawn(async move {
+            client.ping(flotilla_proto::peer::PingRequest { from: 1, leading: false, adding: false }).await
+        });
         let (_conn, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip().to_string(), "127.0.0.2");
         call.abort();
     }
 
-    /// A node without an id takes the first one presented and keeps it across restarts; from
-    /// then on only that one is admitted. A call without an id (a node not yet told) passes.
+    /// A node without an id admits calls as unverified until it learns one from a trusted
+    /// source, and keeps it across restarts; from then on only that one is admitted. A call
+    /// without an id (a node not yet told) passes. An empty file is no id.
     #[test]
     fn a_cluster_id_is_learnt_once_then_enforced() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cluster_id");
+        std::fs::write(&file, "\n").unwrap();
         let id = ClusterId::open(&file, None).unwrap();
         assert_eq!(id.get(), None);
-        assert_eq!(id.admit(None), Ok(()));
-        assert_eq!(id.admit(Some("aaa")), Ok(()));
+        assert_eq!(id.admit(None), Ok(Admitted::Yes));
+        assert_eq!(id.admit(Some("aaa")), Ok(Admitted::Unverified("aaa".into())));
+        assert_eq!(id.get(), None, "a call alone does not teach it");
+        assert_eq!(id.learn("aaa"), Ok(()));
         assert_eq!(id.get().as_deref(), Some("aaa"));
-        let err = id.admit(Some("bbb")).unwrap_err();
-        assert_eq!(err, OtherCluster { ours: "aaa".into(), theirs: "bbb".into() });
+        assert_eq!(id.admit(Some("aaa")), Ok(Admitted::Yes));
+        assert_eq!(id.admit(Some("bbb")).unwrap_err(), OtherCluster { ours: "aaa".into(), theirs: "bbb".into() });
+        assert!(id.learn("bbb").is_err());
 
         // Reopened with a fresh id offered: the kept one wins.
         let reopened = ClusterId::open(&file, Some("ccc".into())).unwrap();
         assert_eq!(reopened.get().as_deref(), Some("aaa"));
         assert!(reopened.admit(Some("ccc")).is_err());
-        assert_eq!(reopened.admit(None), Ok(()));
+        assert_eq!(reopened.admit(None), Ok(Admitted::Yes));
     }
 }

@@ -385,8 +385,10 @@ async fn assemble_and_load(
         done
     });
     let loaded = docker.load_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
-    assembling.await.map_err(|e| e.to_string())?.map_err(|e| format!("rebuilding the image archive: {e}"))?;
-    loaded.map_err(|e| e.to_string())
+    let assembled = assembling.await.map_err(|e| e.to_string())?;
+    // The engine's own reason first: when it stops reading, the rebuild only sees that.
+    loaded.map_err(|e| e.to_string())?;
+    assembled.map_err(|e| format!("rebuilding the image archive: {e}"))
 }
 
 /// What a successful fetch moved and where its time went.

@@ -211,7 +211,7 @@ impl Cluster {
             let cause = match self.peers.get(addr) {
                 Err(e) => e.to_string(),
                 Ok(mut client) => {
-                    let mut req = tonic::Request::new(PingRequest { from: self.id, leading: true });
+                    let mut req = tonic::Request::new(PingRequest { from: self.id, leading: true, adding: true });
                     req.set_timeout(PROBE_TIMEOUT);
                     match client.ping(req).await {
                         Ok(reply) if reply.get_ref().node_id == id => return Ok(()),

@@ -133,7 +133,7 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) -> Optio
             let (removed_tx, term) = (removed_tx.clone(), group.term);
             tokio::spawn(async move {
                 let Ok(mut client) = peers.get(&addr) else { return };
-                let mut req = tonic::Request::new(PingRequest { from, leading });
+                let mut req = tonic::Request::new(PingRequest { from, leading, adding: false });
                 req.set_timeout(PROBE_TIMEOUT);
                 if let Ok(reply) = client.ping(req).await {
                     let reply = reply.into_inner();

@@ -6,7 +6,7 @@ use flotilla_proto::peer::{
     BlobPart, FetchBlobRequest, ForwardReply, ForwardRequest, MissingChunksReply, MissingChunksRequest, PingReply,
     PingRequest, PushBlobReply, RaftMessage, ReadIndexReply, ReadIndexRequest,
 };
-use flotilla_raft::network::{self, ClusterSecret, OtherCluster, CLUSTER_HEADER, SECRET_HEADER};
+use flotilla_raft::network::{self, Admitted, ClusterSecret, OtherCluster, CLUSTER_HEADER, SECRET_HEADER};
 use flotilla_raft::{codec, Proposal};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -25,7 +25,12 @@ pub fn authenticate(secret: ClusterSecret) -> impl FnMut(Request<()>) -> Result<
         }
         let theirs = req.metadata().get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
         match secret.cluster().admit(theirs) {
-            Ok(()) => Ok(req),
+            Ok(Admitted::Yes) => Ok(req),
+            Ok(Admitted::Unverified(theirs)) => {
+                let mut req = req;
+                req.extensions_mut().insert(Unverified(theirs));
+                Ok(req)
+            }
             Err(OtherCluster { ours, theirs }) => {
                 let mut last = warned.lock().expect("warned lock poisoned");
                 if last.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60)) {
@@ -49,6 +54,22 @@ pub fn authenticate(secret: ClusterSecret) -> impl FnMut(Request<()>) -> Result<
 /// How a refusal of a call from another cluster begins (the add-node probe looks for it).
 pub const OTHER_CLUSTER: &str = "peer call refused: another cluster";
 
+/// Set on a call that names a cluster while this node knows none (it waits to be added or is
+/// joining): only an add-node probe may teach it the id; Raft messages are refused until then,
+/// since the caller may be another cluster's member calling a reused address.
+#[derive(Clone)]
+struct Unverified(String);
+
+fn refuse_unverified<T>(req: &Request<T>) -> Result<(), Status> {
+    match req.extensions().get::<Unverified>() {
+        None => Ok(()),
+        Some(Unverified(theirs)) => Err(Status::failed_precondition(format!(
+            "{OTHER_CLUSTER}: this node belongs to no cluster yet (add it with `cluster add-node`, or start it with \
+             --join), and takes no Raft messages from cluster {theirs} before"
+        ))),
+    }
+}
+
 pub struct PeerService {
     pub cluster: Cluster,
     /// This node's snapshot blobs, for transfers.
@@ -66,17 +87,20 @@ fn bad_payload(e: codec::CodecError) -> Status {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        refuse_unverified(&req)?;
         let payload =
             network::serve_append_entries(&self.cluster.raft, &req.into_inner().payload).await.map_err(bad_payload)?;
         Ok(Response::new(RaftMessage { payload }))
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        refuse_unverified(&req)?;
         let payload = network::serve_vote(&self.cluster.raft, &req.into_inner().payload).await.map_err(bad_payload)?;
         Ok(Response::new(RaftMessage { payload }))
     }
 
     async fn install_snapshot(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        refuse_unverified(&req)?;
         let payload = network::serve_install_snapshot(&self.cluster.raft, &req.into_inner().payload)
             .await
             .map_err(bad_payload)?;
@@ -95,8 +119,21 @@ impl Peer for PeerService {
     }
 
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        let unverified = req.extensions().get::<Unverified>().cloned();
         let req = req.into_inner();
-        self.cluster.liveness.heard_from(req.from, req.leading);
+        let cluster_id = self.cluster.peers.cluster_id();
+        match unverified {
+            // The leader's add-node probe: the cluster this node is being added to.
+            Some(Unverified(theirs)) if req.adding => {
+                cluster_id.learn(&theirs).map_err(|OtherCluster { ours, theirs }| {
+                    Status::failed_precondition(format!(
+                        "{OTHER_CLUSTER}: this node is of cluster {ours}, the call came from cluster {theirs}"
+                    ))
+                })?
+            }
+            Some(_) => {}
+            None => self.cluster.liveness.heard_from(req.from, req.leading),
+        }
         let g = self.cluster.group();
         let leader_addr = g.leader.and_then(|l| g.addrs.get(&l).cloned()).unwrap_or_default();
         Ok(Response::new(PingReply {
@@ -107,6 +144,7 @@ impl Peer for PeerService {
             loads: self.cluster.load.report(),
             members: g.addrs.keys().copied().collect(),
             images: self.cluster.images.of(self.cluster.id),
+            cluster_id: cluster_id.get().unwrap_or_default(),
         }))
     }
 

@@ -58,7 +58,8 @@ impl Docker {
     pub async fn layer_chains(&self) -> Result<Vec<Vec<String>>, RuntimeError> {
         let mut chains = Vec::new();
         for summary in self.inner.list_images(None::<bollard::query_parameters::ListImagesOptions>).await? {
-            let image = self.inner.inspect_image(&summary.id).await?;
+            // An image removed since the list is simply not counted.
+            let Ok(image) = self.inner.inspect_image(&summary.id).await else { continue };
             if let Some(layers) = image.root_fs.and_then(|r| r.layers) {
                 chains.push(layers);
             }

@@ -189,8 +189,8 @@ fn a_node_of_another_cluster_at_a_dead_members_address_is_left_alone() {
     a.node(dead).kill();
     let addr = a.nodes[&dead].addr.clone();
 
-    // Cluster B: one node, id 1 like every first node, at the dead member's address; and a
-    // second B node with A's surviving ids, so that ids alone cannot tell the clusters apart.
+    // Cluster B: one node at the dead member's address, with its node id too, so that ids
+    // and addresses alone cannot tell the clusters apart.
     let mut b = TestCluster::empty();
     b.add_node_at(dead, &addr, How::Bootstrap, &[], &[]);
     b.wait_leader(Duration::from_secs(20));
@@ -214,4 +214,21 @@ fn a_node_of_another_cluster_at_a_dead_members_address_is_left_alone() {
     deploy(a.dir.path(), &a.nodes[&survivor].endpoint(), "a-after");
     let names = app_names(&a, survivor);
     assert!(names.contains(&"a-after".to_string()) && !names.contains(&"of-b".to_string()), "{names:?}");
+
+    // A second member of A dies (A has no quorum now: its last node stands for election and
+    // asks the dead addresses for votes), and a node waiting to be added comes up at its
+    // address. It takes nothing from A, and B adds it.
+    let second = (1..=3).find(|id| *id != dead && *id != survivor).unwrap();
+    a.node(second).kill();
+    let addr2 = a.nodes[&second].addr.clone();
+    b.add_node_at(second, &addr2, How::Wait, &[], &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let m = b.json(dead, &["cluster", "add-node", &second.to_string(), &addr2]);
+    assert_eq!(m["voters"].as_array().unwrap().len(), 2, "{m}");
+    b.eventually(Duration::from_secs(20), "the added node to have B's apps", || {
+        b.status(second).is_some() && app_names(&b, second).contains(&"of-b".to_string())
+    });
+    assert!(!app_names(&b, second).iter().any(|n| n.starts_with("a-")), "the added node took A's entries");
+    let log = b.nodes[&second].log_text();
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -263,9 +263,12 @@ fn an_image_fetch_resumes_from_another_copy_after_a_bad_chunk_or_a_dead_peer() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    c.eventually(Duration::from_secs(60), "node 1 to start fetching from node 2", || {
-        c.nodes[&1].log_text().lines().any(|l| l.contains("fetching an image's layers") && l.contains(&second))
-    });
+    // Polled every few milliseconds: the transfer starts right after this line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !c.nodes[&1].log_text().lines().any(|l| l.contains("fetching an image's layers") && l.contains(&second)) {
+        assert!(std::time::Instant::now() < deadline, "node 1 never started fetching from node 2\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(2));
+    }
     // Stopped, let run for moments, until node 1 holds some of the layer; then killed.
     let pid = c.nodes[&2].pid().unwrap().to_string();
     let signal = |s: &str| assert!(Command::new("kill").args([s, &pid]).status().unwrap().success());

@@ -133,6 +133,15 @@ cpu = 2.0
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains(&reason), "{}", err(&o));
     assert!(c.nodes[&1].log_text().contains("replica cannot be placed"), "the leader logs the reason");
+    let events = c.json(1, &["events", "--kind", "placement"]);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["subject"] == "starved/busy" && e["message"].as_str().is_some_and(|m| m.contains(&reason))),
+        "a placement event gives the reason: {events}"
+    );
 
     // Once the sandboxes end, the replica is placed, the queued call runs and the reason goes.
     for id in &sandboxes {
