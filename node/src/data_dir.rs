@@ -119,7 +119,8 @@ impl DataDir {
     /// This node's cluster id (see [`ClusterId`]), kept in `cluster_id`. A node forming a
     /// cluster makes it before it serves: random for a one-node bootstrap, and for
     /// `--initial-cluster` derived from the member list, so that every initial member makes the
-    /// same one. A node that joins or waits to be added learns it from the first peer call.
+    /// same one. A node that joins learns it from its seed's answer, a node waiting to be added
+    /// from the leader's add-node probe (see `grpc::peer`).
     pub fn cluster_id(&self, start: &Start) -> Result<ClusterId, DataDirError> {
         let path = self.path.join("cluster_id");
         let fresh = match start {
